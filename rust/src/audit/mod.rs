@@ -1,0 +1,1 @@
+//! Audit chain (segment writer, checkpoints, verifier).

@@ -1,0 +1,20 @@
+//! graphwarden's native core.
+//!
+//! * [`masking`]: Hyperscan-backed detection and masking of PII and secrets.
+//! * [`audit`]: the BLAKE3-chained, Ed25519-checkpointed append-only audit log.
+//! * `py`: every `#[py*]` binding, one file per area, so the engines stay plain Rust.
+#![deny(missing_docs)]
+
+pub mod audit;
+pub mod masking;
+mod py;
+
+use pyo3::prelude::*;
+
+/// The `graphwarden._native` extension module.
+#[pymodule]
+#[pyo3(name = "_native")]
+fn native_module(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    py::register(m)
+}

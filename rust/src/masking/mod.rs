@@ -1,0 +1,1 @@
+//! Masking engine (Hyperscan FFI, catalogue, streaming masker).
