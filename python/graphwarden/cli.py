@@ -32,7 +32,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _AREA_MODULES:
-        if importlib.util.find_spec(name) is None:  # area not built yet in this tree
+        try:
+            if importlib.util.find_spec(name) is None:  # area not built yet in this tree
+                continue
+        except ModuleNotFoundError:
             continue
         importlib.import_module(name).register(sub)
     return parser

@@ -1,0 +1,280 @@
+"""Gateway configuration: one TOML file decoded into typed, validated msgspec structs.
+
+Every mistake becomes a `ConfigError` naming the key path and a one-line fix, raised before the
+gateway listens. Secrets (the upstream credential) are never written in the file itself: values
+of `upstream.headers` may be `env:NAME` or `file:PATH` references, resolved at start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlsplit
+
+import msgspec
+
+from graphwarden.errors import ConfigError
+
+# Sentinel separating a validation message from its fix in errors raised by __post_init__.
+_FIX = " || fix: "
+_KEY = " || key: "
+
+
+def _invalid(key: str, message: str, fix: str) -> ValueError:
+    """A validation error for `key` of the struct being validated (msgspec adds the struct path)."""
+    return ValueError(f"{key}{_KEY}{message}{_FIX}{fix}")
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True, frozen=True):
+    pass
+
+
+class ListenConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = 8080
+    #: Worker processes sharing the port through SO_REUSEPORT.
+    workers: int = 1
+    backlog: int = 2048
+    #: Connections above this are answered 503 and closed at once.
+    max_connections: int = 20_000
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.port <= 65535:
+            raise _invalid("port", f"port {self.port} is out of range", "use a port between 1 and 65535")
+        if not 1 <= self.workers <= 256:
+            raise _invalid("workers", f"workers = {self.workers}", "use between 1 and 256 workers")
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise _invalid("tls_cert", "tls_cert and tls_key go together", "set both, or neither for plain HTTP")
+        for name in ("tls_cert", "tls_key"):
+            value = getattr(self, name)
+            if value is not None and not Path(value).is_file():
+                raise _invalid(name, f"{name} file {value!r} does not exist", "give the path of a PEM file")
+
+
+class UpstreamConfig(_Section):
+    #: The LangGraph agent server. http:// or https://, no path.
+    url: str = "http://127.0.0.1:2024"
+    connect_timeout_s: float = 5.0
+    #: From the end of the request to the response head (runs/wait can take long).
+    response_timeout_s: float = 300.0
+    #: Longest silence between two body chunks of a response (SSE heartbeats come every 5 s).
+    read_idle_timeout_s: float = 120.0
+    #: Idle keep-alive connections kept per worker.
+    pool_max_idle: int = 64
+    #: Below uvicorn's 5 s keep-alive so the gateway, not the server, closes idle connections.
+    pool_idle_timeout_s: float = 4.0
+    #: Headers the gateway adds to every upstream request (the upstream credential, e.g.
+    #: x-api-key). Values: a literal, "env:NAME" or "file:PATH".
+    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    #: Client headers starting with "x-" are dropped unless they match one of these globs:
+    #: langgraph-api copies every x-* request header into the run's config, where graph code
+    #: may trust it.
+    forward_x_headers: list[str] = msgspec.field(default_factory=list)
+    verify_tls: bool = True
+    ca_file: str | None = None
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _invalid(
+                "url",
+                f"upstream url {self.url!r} is not an http(s) URL",
+                'write it like "http://127.0.0.1:2024"',
+            )
+        if parts.path not in ("", "/") or parts.query or parts.fragment:
+            raise _invalid("url", f"upstream url {self.url!r} has a path", "give scheme, host and port only")
+        for field in ("connect_timeout_s", "response_timeout_s", "read_idle_timeout_s"):
+            if getattr(self, field) <= 0:
+                raise _invalid(field, f"{field} must be positive", "use a number of seconds above 0")
+        for name, value in self.headers.items():
+            if not re.fullmatch(r"[A-Za-z0-9!#$%&'*+.^_`|~-]+", name):
+                raise _invalid(f"headers.{name}", f"header name {name!r} is not a valid token", "use e.g. x-api-key")
+            if value.startswith("file:") and not Path(value[5:]).is_file():
+                raise _invalid(f"headers.{name}", f"file {value[5:]!r} does not exist", "fix the path")
+
+    @property
+    def scheme(self) -> str:
+        return urlsplit(self.url).scheme
+
+    @property
+    def host(self) -> str:
+        host = urlsplit(self.url).hostname
+        assert host is not None
+        return host
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (443 if parts.scheme == "https" else 80)
+
+    @property
+    def authority(self) -> str:
+        return urlsplit(self.url).netloc
+
+    def resolved_headers(self) -> list[tuple[bytes, bytes]]:
+        """The credential headers with env:/file: references resolved. Raises ConfigError."""
+        out: list[tuple[bytes, bytes]] = []
+        for name, value in self.headers.items():
+            if value.startswith("env:"):
+                resolved = os.environ.get(value[4:])
+                if resolved is None:
+                    raise ConfigError(
+                        f"upstream.headers.{name}",
+                        f"environment variable {value[4:]} is not set",
+                        f"export {value[4:]}=... before starting the gateway",
+                    )
+            elif value.startswith("file:"):
+                resolved = Path(value[5:]).read_text().strip()
+            else:
+                resolved = value
+            out.append((name.lower().encode("ascii"), resolved.encode("latin-1")))
+        return out
+
+
+class LimitsConfig(_Section):
+    #: Request line plus headers. h11's default and nginx's large_client_header_buffers are 16 KiB
+    #: and 4 x 8 KiB; uvicorn relies on h11's.
+    max_header_bytes: int = 16 * 1024
+    #: Apache's LimitRequestFields is 100.
+    max_header_count: int = 100
+    #: Largest request body forwarded (nginx's default is 1 MiB; LangGraph inputs can be larger).
+    max_body_bytes: int = 16 * 1024 * 1024
+    #: Time allowed to send a complete request head (slowloris guard; nginx: 60 s).
+    header_read_timeout_s: float = 10.0
+    #: Longest silence between two chunks of a request body.
+    body_read_timeout_s: float = 30.0
+    #: Idle keep-alive connections are closed after this (uvicorn: 5 s, nginx: 75 s).
+    keepalive_timeout_s: float = 15.0
+    #: SIGTERM: in-flight requests and streams get this long to finish.
+    drain_timeout_s: float = 30.0
+
+    def __post_init__(self) -> None:
+        if self.max_header_bytes < 1024:
+            raise _invalid("max_header_bytes", "max_header_bytes is below 1024", "use at least 1024 (default 16384)")
+        if self.max_header_count < 8:
+            raise _invalid("max_header_count", "max_header_count is below 8", "use at least 8 (default 100)")
+        if self.max_body_bytes < 0:
+            raise _invalid("max_body_bytes", "max_body_bytes is negative", "use 0 or more bytes")
+        for field in ("header_read_timeout_s", "body_read_timeout_s", "keepalive_timeout_s"):
+            if getattr(self, field) <= 0:
+                raise _invalid(field, f"{field} must be positive", "use a number of seconds above 0")
+
+
+class LoggingConfig(_Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    #: One JSON line per request on stderr.
+    access_log: bool = True
+
+
+class StateConfig(_Section):
+    #: Embedded state: SQLite database, audit directory and keys live here by default.
+    dir: str = "./graphwarden-state"
+
+
+class GatewayConfig(_Section):
+    listen: ListenConfig = msgspec.field(default_factory=ListenConfig)
+    upstream: UpstreamConfig = msgspec.field(default_factory=UpstreamConfig)
+    limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
+    logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
+    state: StateConfig = msgspec.field(default_factory=StateConfig)
+    #: Forward every request without identity or policy. Only for benchmarks and local
+    #: experiments: the gateway logs a warning at start.
+    insecure_passthrough: bool = False
+
+
+_FIX_BY_TYPE = {
+    "int": "write a whole number without quotes",
+    "float": "write a number without quotes",
+    "str": 'write a quoted string, e.g. "value"',
+    "bool": "write true or false without quotes",
+    "object": "write a table, e.g. [section] or { key = value }",
+    "array": 'write a list, e.g. ["a", "b"]',
+}
+
+
+def _fields_of(path: str) -> list[str]:
+    """Valid keys of the struct at a dotted path, for 'unknown key' hints."""
+    node: Any = GatewayConfig
+    for part in [p for p in path.split(".") if p]:
+        fields = {f.name: f for f in msgspec.structs.fields(node)}
+        if part not in fields:
+            return []
+        node = fields[part].type
+        if not (isinstance(node, type) and issubclass(node, msgspec.Struct)):
+            return []
+    return [f.name for f in msgspec.structs.fields(node)]
+
+
+def _to_config_error(exc: msgspec.ValidationError) -> ConfigError:
+    text = str(exc)
+    message, _, where = text.rpartition(" - at `")
+    if not _:
+        message, where = text, "$"
+    path = where.rstrip("`").removeprefix("$").lstrip(".") or "(top level)"
+    if _FIX in message:
+        message, fix = message.split(_FIX, 1)
+        key, _, message = message.partition(_KEY)
+        full = key if path == "(top level)" else f"{path}.{key}"
+        return ConfigError(full, message, fix)
+    unknown = re.match(r"Object contains unknown field `(.+)`", message)
+    if unknown:
+        key = unknown.group(1)
+        full = f"{path}.{key}" if path != "(top level)" else key
+        valid = _fields_of("" if path == "(top level)" else path)
+        return ConfigError(
+            full, "unknown key", f"remove it or fix its spelling; valid keys here: {', '.join(valid)}"
+        )
+    expected = re.match(r"Expected `([a-z]+)[^`]*`", message)
+    if expected and expected.group(1) in _FIX_BY_TYPE:
+        return ConfigError(path, message, _FIX_BY_TYPE[expected.group(1)])
+    return ConfigError(path, message, "see examples/graphwarden.toml for the expected form")
+
+
+def parse_config(text: str) -> GatewayConfig:
+    """Decode and validate config text. Raises ConfigError."""
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError("(file)", f"not valid TOML: {exc}", "fix the TOML syntax at that line") from None
+    return convert_config(raw)
+
+
+def convert_config(raw: dict[str, Any]) -> GatewayConfig:
+    try:
+        return msgspec.convert(raw, GatewayConfig, strict=True)
+    except msgspec.ValidationError as exc:
+        raise _to_config_error(exc) from None
+
+
+def load_config(path: str | os.PathLike[str] | None) -> GatewayConfig:
+    """Load the config file, or the embedded defaults when `path` is None."""
+    if path is None:
+        return GatewayConfig()
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError("(file)", f"{p} does not exist", "give the path of a TOML config file") from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as exc:
+        raise ConfigError("(file)", f"cannot read {p}: {exc}", "give a readable UTF-8 TOML file") from None
+    config = parse_config(text)
+    config.upstream.resolved_headers()  # env:/file: references must resolve before listening
+    return config
+
+
+__all__ = [
+    "GatewayConfig",
+    "LimitsConfig",
+    "ListenConfig",
+    "LoggingConfig",
+    "StateConfig",
+    "UpstreamConfig",
+    "convert_config",
+    "load_config",
+    "parse_config",
+]

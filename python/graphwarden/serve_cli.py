@@ -1,0 +1,79 @@
+"""`graphwarden serve` and `graphwarden check-config`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from graphwarden.config import GatewayConfig, load_config
+from graphwarden.errors import ConfigError
+from graphwarden.guard import AllowAllGuard, Guard
+from graphwarden.ops import get_logger, setup_logging
+
+
+def _load(path: str | None) -> GatewayConfig:
+    config = load_config(path)
+    return config
+
+
+def build_guard(config: GatewayConfig) -> Guard:
+    if config.insecure_passthrough:
+        get_logger("serve").warning(
+            "insecure_passthrough is on: requests reach the upstream without identity or policy"
+        )
+        return AllowAllGuard()
+    raise ConfigError(
+        "insecure_passthrough",
+        "no access policy is available in this build",
+        "set insecure_passthrough = true for local experiments only",
+    )
+
+
+def _serve(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+        overrides: dict[str, Any] = {}
+        if args.port is not None:
+            overrides["port"] = args.port
+        if args.host is not None:
+            overrides["host"] = args.host
+        if args.workers is not None:
+            overrides["workers"] = args.workers
+        if overrides:
+            import msgspec
+
+            config = msgspec.structs.replace(
+                config, listen=msgspec.structs.replace(config.listen, **overrides)
+            )
+        setup_logging(config.logging.level)
+        build_guard(config)  # fail before listening
+    except ConfigError as exc:
+        print(exc.render(args.config or "<defaults>"), file=sys.stderr)
+        return 2
+    from graphwarden.listener import run_gateway
+
+    return run_gateway(config, build_guard)
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        config = _load(args.config)
+        build_guard(config)
+    except ConfigError as exc:
+        print(exc.render(args.config), file=sys.stderr)
+        return 2
+    print(f"{args.config}: ok (listen {config.listen.host}:{config.listen.port}, upstream {config.upstream.url})")
+    return 0
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser("serve", help="run the gateway")
+    p.add_argument("--config", help="TOML config file (default: embedded defaults)")
+    p.add_argument("--host", help="override listen.host")
+    p.add_argument("--port", type=int, help="override listen.port")
+    p.add_argument("--workers", type=int, help="override listen.workers")
+    p.set_defaults(func=_serve)
+    c = sub.add_parser("check-config", help="validate a config file without serving")
+    c.add_argument("config", help="TOML config file")
+    c.set_defaults(func=_check)
