@@ -252,6 +252,11 @@ class ClientConnection(asyncio.Protocol):
         limits = self.gw.config.limits
         if len(headers) > limits.max_header_count:
             return 431, f"more than {limits.max_header_count} header fields"
+        # h11 bounds only an *incomplete* head; a complete one that arrived in one read is
+        # measured here so the limit holds whatever the TCP segmentation.
+        head_bytes = len(request.target) + sum(len(n) + len(v) + 4 for n, v in headers)
+        if head_bytes > limits.max_header_bytes:
+            return 431, f"request head is larger than {limits.max_header_bytes} bytes"
         lengths = 0
         chunked = False
         for name, _ in headers:
