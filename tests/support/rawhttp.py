@@ -23,12 +23,19 @@ def connect(port: int, timeout: float = 10) -> socket.socket:
     return s
 
 
+_LEFTOVER: dict[int, bytes] = {}
+
+
 def read_reply(sock: socket.socket, method: bytes = b"GET", timeout: float = 10) -> Reply:
+    """Read one response; bytes of a following (pipelined) response are kept for the next call."""
     conn = h11.Connection(h11.CLIENT)
     # Pretend we sent a request so h11 parses a response.
     conn.send(h11.Request(method=method, target="/", headers=[("host", "x")]))
     conn.send(h11.EndOfMessage())
     sock.settimeout(timeout)
+    leftover = _LEFTOVER.pop(sock.fileno(), b"")
+    if leftover:
+        conn.receive_data(leftover)
     status = 0
     headers: list[tuple[bytes, bytes]] = []
     body = bytearray()
@@ -52,6 +59,9 @@ def read_reply(sock: socket.socket, method: bytes = b"GET", timeout: float = 10)
         elif type(ev) is h11.Data:
             body += ev.data
         elif type(ev) is h11.EndOfMessage:
+            rest, _closed = conn.trailing_data
+            if rest:
+                _LEFTOVER[sock.fileno()] = bytes(rest)
             break
         elif type(ev) is h11.ConnectionClosed:
             closed = True
