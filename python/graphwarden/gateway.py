@@ -19,7 +19,7 @@ import orjson
 
 from graphwarden.config import GatewayConfig
 from graphwarden.errors import ClientGone, GatewayError, UpstreamTimeout, UpstreamUnavailable
-from graphwarden.guard import Admit, Guard, Operation, Principal, Reject, RequestInfo
+from graphwarden.guard import Admit, Guard, LocalHandler, Operation, Principal, Reject, RequestInfo
 from graphwarden.http.headers import RequestHeaderPolicy, response_headers_for_client, valid_request_id
 from graphwarden.ops import AccessLog, Metrics, get_logger
 from graphwarden.upstream import UpstreamConnection, UpstreamPool
@@ -113,6 +113,8 @@ class Gateway:
         self.response_filters: list[ResponseFilterFactory] = []
         #: Extra readiness checks (name -> callable returning an error string or None).
         self.readiness_checks: dict[str, Callable[[], str | None]] = {}
+        #: Gateway-answered operations (classified with resource "gateway"), by operation name.
+        self.local_handlers: dict[str, LocalHandler] = {}
 
     # -- entry point --------------------------------------------------------------------------
     async def handle(self, client: ClientConnection, req: h11.Request, body: RequestBody) -> None:
@@ -298,6 +300,16 @@ class Gateway:
         ex.decision = "allow"
         ex.principal = decision.principal
         ex.rule = decision.rule
+        if op.resource == "gateway":
+            handler = self.local_handlers.get(op.name)
+            if handler is None:
+                self.send_error(client, ex, 404, "not_found", f"{op.name} is not enabled on this gateway")
+                return
+            if prebody is None:
+                prebody = await body.read_all(self.config.limits.max_body_bytes)
+            local = await handler(info, decision.principal, op, prebody)
+            self.send_local(client, ex, local.status, local.body, content_type=local.content_type, headers=local.headers)
+            return
 
         has_te = False
         has_length = False

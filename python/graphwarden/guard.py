@@ -11,6 +11,7 @@ policy); a real deployment always builds its guard from configuration and defaul
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -85,6 +86,50 @@ class Reject:
 Decision = Admit | Reject
 
 
+@dataclass(frozen=True, slots=True)
+class ApprovalNeeded:
+    """A policy rule whose effect is "approval" matched this request."""
+
+    #: Id of the policy rule.
+    rule: str
+    #: The rule's `[approval]` table exactly as written in the policy file (validated at load
+    #: through `ApprovalGate.validate_spec`).
+    spec: Mapping[str, object]
+
+
+class ApprovalGate(Protocol):
+    """Just-in-time approvals as seen by the policy guard (implemented by graphwarden.approvals)."""
+
+    def validate_spec(self, rule: str, spec: Mapping[str, object]) -> None:
+        """Raise ValueError with a one-line message when a rule's approval table is invalid."""
+
+    async def check(
+        self,
+        info: RequestInfo,
+        principal: Principal,
+        op: Operation,
+        body: bytes | None,
+        needed: ApprovalNeeded,
+    ) -> Decision:
+        """Admit (with approval_id) when an approval or grant covers this request; otherwise
+        create/refresh the pending approval and hold or answer 202/403."""
+
+
+@dataclass(frozen=True, slots=True)
+class LocalResponse:
+    """A response produced by the gateway itself for an admitted `resource == "gateway"` call."""
+
+    status: int
+    body: bytes
+    content_type: bytes = b"application/json"
+    headers: tuple[tuple[bytes, bytes], ...] = ()
+
+
+#: Serves an admitted gateway-local operation (e.g. "gateway.approvals.list"). It receives the
+#: body the guard asked for through `Operation.body_limit_bytes`.
+LocalHandler = Callable[[RequestInfo, Principal, Operation, bytes | None], Awaitable[LocalResponse]]
+
+
 class Guard(Protocol):
     """Access control as seen by the proxy."""
 
@@ -111,6 +156,10 @@ class AllowAllGuard:
 __all__ = [
     "ANONYMOUS",
     "Admit",
+    "ApprovalGate",
+    "ApprovalNeeded",
+    "LocalHandler",
+    "LocalResponse",
     "AllowAllGuard",
     "Decision",
     "Guard",
