@@ -20,9 +20,12 @@ import orjson
 from graphwarden.config import GatewayConfig
 from graphwarden.errors import ClientGone, GatewayError, UpstreamTimeout, UpstreamUnavailable
 from graphwarden.guard import Admit, Guard, LocalHandler, Operation, Principal, Reject, RequestInfo
+from graphwarden.http import h11fast
 from graphwarden.http.headers import RequestHeaderPolicy, response_headers_for_client, valid_request_id
 from graphwarden.ops import AccessLog, Metrics, get_logger
 from graphwarden.upstream import UpstreamConnection, UpstreamPool
+
+from graphwarden.listener.connection import CORK_FLUSH_BYTES
 
 if TYPE_CHECKING:
     from graphwarden.listener.connection import ClientConnection, RequestBody
@@ -121,7 +124,7 @@ class Gateway:
         metrics = self.metrics
         metrics.in_flight += 1
         target = req.target.decode("latin-1")
-        request_id = valid_request_id(_header(req.headers, b"x-request-id"))
+        request_id = valid_request_id(_header(client.req_headers, b"x-request-id"))
         ex = Exchange(
             request_id=request_id,
             method=req.method.decode("ascii"),
@@ -210,9 +213,13 @@ class Gateway:
         ]
         if status >= 400 and client.h11 is not None and client.h11.their_state is not h11.DONE:
             out.append((b"connection", b"close"))  # unread request body: do not reuse
-        client.send_response(status, out)
-        client.send_data(body)
-        client.send_end()
+        client.cork()
+        try:
+            client.send_response(status, out)
+            client.send_data(body)
+            client.send_end()
+        finally:
+            client.uncork()
         ex.bytes_out += len(body)
 
     def protocol_error(self, client: ClientConnection, status: int, message: str) -> None:
@@ -274,7 +281,7 @@ class Gateway:
         info = RequestInfo(
             method=ex.method,
             target=ex.target,
-            headers=tuple(req.headers),
+            headers=tuple(client.req_headers),
             client_host=client.client_ip,
             request_id=ex.request_id,
             scheme=client.scheme,
@@ -314,7 +321,8 @@ class Gateway:
         has_te = False
         has_length = False
         host_header: bytes | None = None
-        for name, value in req.headers:
+        req_headers = client.req_headers
+        for name, value in req_headers:
             if name == b"transfer-encoding":
                 has_te = True
             elif name == b"content-length":
@@ -322,7 +330,7 @@ class Gateway:
             elif name == b"host":
                 host_header = value
         headers = self.headers.upstream_headers(
-            req.headers,
+            req_headers,
             client_ip=client.client_ip,
             scheme=client.scheme,
             client_host_header=host_header,
@@ -334,7 +342,8 @@ class Gateway:
             headers = [(n, v) for n, v in headers if n != b"content-length"]
             if prebody or has_te or has_length:
                 headers.append((b"content-length", str(len(prebody)).encode()))
-        upstream_req = h11.Request(method=req.method, target=req.target, headers=headers)
+        # Pairs from the h11-parsed client request plus the gateway's own: not re-validated.
+        upstream_req = h11.Request(method=req.method, target=req.target, headers=h11fast.trusted(headers))
         replayable = req.method in _RETRYABLE_METHODS and (prebody is not None or not (has_te or has_length))
 
         up_cfg = self.config.upstream
@@ -357,14 +366,18 @@ class Gateway:
                 filt = factory(ex, head.status_code, head.headers)
                 if filt is not None:
                     break
+            resp_headers = h11fast.items(head.headers)
             out_headers = response_headers_for_client(
-                head.headers, request_id=ex.request_id, keep_length=filt is None
+                resp_headers, request_id=ex.request_id, keep_length=filt is None
             )
-            ex.response_headers = head.headers
+            ex.response_headers = resp_headers
+            client.cork()
             client.send_response(head.status_code, out_headers, head.reason)
             idle_s = up_cfg.read_idle_timeout_s
             flow = client.flow
             while True:
+                if not conn.pending:
+                    client.flush()  # nothing more to coalesce: never delay bytes on a wait
                 event = await conn.next_event(idle_s)
                 kind = type(event)
                 if kind is h11.Data:
@@ -372,6 +385,8 @@ class Gateway:
                     if data:
                         client.send_data(data)
                         ex.bytes_out += len(data)
+                    if flow.write_paused or client.corked_bytes >= CORK_FLUSH_BYTES:
+                        client.flush()
                     if flow.write_paused:
                         conn.pause_for_client()
                         try:
@@ -388,6 +403,7 @@ class Gateway:
                     done = True
                     break
         finally:
+            client.uncork()
             if done:
                 self.pool.release(conn)
             else:
@@ -401,11 +417,13 @@ class Gateway:
         prebody: bytes | None,
         response_timeout_s: float,
     ) -> h11.Response:
-        conn.send(request)
         if prebody is not None:
             if prebody:
-                conn.send(h11.Data(data=prebody))
+                conn.send_all(request, h11.Data(data=prebody), h11.EndOfMessage())
+            else:
+                conn.send_all(request, h11.EndOfMessage())
         else:
+            conn.send(request)
             idle_s = self.config.upstream.read_idle_timeout_s
             while (chunk := await body.read()) is not None:
                 conn.send(h11.Data(data=chunk))
@@ -414,7 +432,7 @@ class Gateway:
                         await asyncio.wait_for(conn.flow.drain(), idle_s)
                     except asyncio.TimeoutError:
                         raise UpstreamTimeout("the upstream stopped reading the request body") from None
-        conn.send(h11.EndOfMessage())
+            conn.send(h11.EndOfMessage())
         while True:
             event = await conn.next_event(response_timeout_s)
             if type(event) is h11.Response:

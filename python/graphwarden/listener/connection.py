@@ -18,6 +18,7 @@ import h11
 
 from graphwarden.errors import BadRequest, ClientGone, GatewayError, PayloadTooLarge
 from graphwarden.flow import WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES, FlowControl
+from graphwarden.http import h11fast
 
 if TYPE_CHECKING:
     from graphwarden.gateway import Gateway
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 #: Request body bytes queued before the gateway stops reading the client.
 BODY_HIGH_WATER_BYTES = 256 * 1024
 BODY_LOW_WATER_BYTES = 64 * 1024
+#: A corked response is flushed once this much is collected.
+CORK_FLUSH_BYTES = 64 * 1024
 
 _TOO_MANY = b'{"error":"too_many_connections","reason":"the gateway is at its connection limit"}'
 _CANNED_503 = (
@@ -142,6 +145,10 @@ class ClientConnection(asyncio.Protocol):
         self._closed = False
         self._rejected = False
         self.sent_100 = False
+        self._cork: list[bytes] | None = None
+        self._corked_bytes = 0
+        #: The current request's header fields as (lower-cased name, value) pairs.
+        self.req_headers: list[tuple[bytes, bytes]] = []
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -229,6 +236,7 @@ class ClientConnection(asyncio.Protocol):
             return
         if type(event) is h11.Request:
             self._cancel_timer()
+            self.req_headers = h11fast.items(event.headers)
             problem = self._check_head(event)
             if problem is not None:
                 self._protocol_error(*problem)
@@ -248,7 +256,7 @@ class ClientConnection(asyncio.Protocol):
             self.close()
 
     def _check_head(self, request: h11.Request) -> tuple[int, str] | None:
-        headers = request.headers
+        headers = self.req_headers
         limits = self.gw.config.limits
         if len(headers) > limits.max_header_count:
             return 431, f"more than {limits.max_header_count} header fields"
@@ -307,12 +315,44 @@ class ClientConnection(asyncio.Protocol):
     # -- writing ------------------------------------------------------------------------------
     def _write(self, data: bytes | None) -> None:
         if data and self.transport is not None and not self._closed:
-            self.transport.write(data)
+            cork = self._cork
+            if cork is None:
+                self.transport.write(data)
+            else:
+                cork.append(data)
+                self._corked_bytes += len(data)
+                if self._corked_bytes >= CORK_FLUSH_BYTES:
+                    self.flush()
+
+    def cork(self) -> None:
+        """Collect writes until `flush`/`uncork`: a response head, its body and its end usually
+        leave in one send() instead of three."""
+        if self._cork is None:
+            self._cork = []
+            self._corked_bytes = 0
+
+    def flush(self) -> None:
+        cork = self._cork
+        if cork:
+            data = cork[0] if len(cork) == 1 else b"".join(cork)
+            cork.clear()
+            self._corked_bytes = 0
+            if self.transport is not None and not self._closed:
+                self.transport.write(data)
+
+    @property
+    def corked_bytes(self) -> int:
+        return self._corked_bytes
+
+    def uncork(self) -> None:
+        self.flush()
+        self._cork = None
 
     def send_response(self, status: int, headers: list[tuple[bytes, bytes]], reason: bytes = b"") -> None:
+        """`headers` must come from parsed messages or the gateway's own code (not re-validated)."""
         assert self.h11 is not None
         self.response_started = True
-        self._write(self.h11.send(h11.Response(status_code=status, headers=headers, reason=reason)))
+        self._write(self.h11.send(h11.Response(status_code=status, headers=h11fast.trusted(headers), reason=reason)))
 
     def send_data(self, data: bytes) -> None:
         if data:

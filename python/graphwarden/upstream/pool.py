@@ -137,7 +137,23 @@ class UpstreamConnection(asyncio.Protocol):
             raise UpstreamUnavailable("upstream closed the connection mid-response")
         return event
 
+    @property
+    def pending(self) -> bool:
+        """An event is already parsed and waiting: `next_event` will not block."""
+        return bool(self._events)
+
     # -- writing ------------------------------------------------------------------------------
+    def send_all(self, *events: _Event) -> None:
+        """Send several events in one write (a request head with its whole body and end)."""
+        if self._closed or self.transport is None:
+            raise self._exc or UpstreamUnavailable("upstream connection is closed")
+        try:
+            data = b"".join(self.h11.send(e) or b"" for e in events)
+        except h11.LocalProtocolError as exc:
+            raise UpstreamUnavailable(f"cannot send request upstream: {exc}") from None
+        if data:
+            self.transport.write(data)
+
     def send(self, event: _Event) -> None:
         if self._closed or self.transport is None:
             raise self._exc or UpstreamUnavailable("upstream connection is closed")
