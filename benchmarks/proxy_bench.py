@@ -218,8 +218,8 @@ def wrk(url: str, *, connections: int, duration: float, script: Path | None = No
     out = subprocess.run(argv + [url], capture_output=True, text=True, check=True).stdout
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     tr = re.search(r"Transfer/sec:\s+([\d.]+)(B|KB|MB|GB)", out)
-    p50 = _ms(re.search(r"50%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
-    p99 = _ms(re.search(r"99%\s+(\S+)", out).group(1))  # type: ignore[union-attr]
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))  # type: ignore[union-attr]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     sock_err = re.search(r"Socket errors: (.*)", out)
     mbs = float(tr.group(1)) * _BYTES[tr.group(2)] / (1 << 20) if tr else 0.0

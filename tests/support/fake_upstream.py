@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import ssl
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -151,7 +152,8 @@ def req_header(req: h11.Request, name: bytes) -> bytes | None:
 
 
 class FakeUpstream:
-    def __init__(self) -> None:
+    def __init__(self, tls: ssl.SSLContext | None = None) -> None:
+        self.tls = tls
         self.requests: list[tuple[h11.Request, bytes]] = []
         self.connections = 0
         self.server: asyncio.base_events.Server | None = None
@@ -159,7 +161,7 @@ class FakeUpstream:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(lambda: _Conn(self), "127.0.0.1", 0)
+        self.server = await loop.create_server(lambda: _Conn(self), "127.0.0.1", 0, ssl=self.tls)
         self.port = self.server.sockets[0].getsockname()[1]
 
     async def wait_writable(self, conn: _Conn) -> None:
