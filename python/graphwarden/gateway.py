@@ -19,7 +19,16 @@ import orjson
 
 from graphwarden.config import GatewayConfig
 from graphwarden.errors import ClientGone, GatewayError, UpstreamTimeout, UpstreamUnavailable
-from graphwarden.guard import Admit, Guard, LocalHandler, Operation, Principal, Reject, RequestInfo
+from graphwarden.guard import (
+    Admit,
+    Decision,
+    Guard,
+    LocalHandler,
+    Operation,
+    Principal,
+    Reject,
+    RequestInfo,
+)
 from graphwarden.http import h11fast
 from graphwarden.http.headers import RequestHeaderPolicy, response_headers_for_client, valid_request_id
 from graphwarden.ops import AccessLog, Metrics, get_logger
@@ -65,12 +74,40 @@ class Exchange:
     bytes_in: int = 0
     bytes_out: int = 0
     outcome: str = "ok"
+    duration_s: float = 0.0
+    #: Set by the gateway: the request body as forwarded upstream (when it was read whole).
+    request_body: bytes | None = None
     response_headers: Sequence[tuple[bytes, bytes]] = ()
     notes: dict[str, object] = field(default_factory=dict)
 
 
 #: Builds a filter for a response, or None to pass it through untouched.
 ResponseFilterFactory = Callable[[Exchange, int, Sequence[tuple[bytes, bytes]]], BodyFilter | None]
+
+
+class ExchangeHooks(Protocol):
+    """Evidence and masking in the request path (graphwarden.evidence implements it).
+
+    Order for one request: `body_limit` (how much of the body must be read before the
+    decision) → guard → `on_decision` (records the request; may return a rewritten body for the
+    upstream; may raise GatewayError to refuse, e.g. when the audit trail cannot be written) →
+    `response_filter` → `before_end` (awaited before the last byte goes to the client: strict
+    durability) → `on_complete` (always, also for rejected and failed requests).
+    """
+
+    def body_limit(self, ex: Exchange, op: Operation) -> int: ...
+
+    async def on_decision(
+        self, ex: Exchange, info: RequestInfo, decision: Decision, body: bytes | None
+    ) -> bytes | None: ...
+
+    def response_filter(
+        self, ex: Exchange, status: int, headers: Sequence[tuple[bytes, bytes]]
+    ) -> BodyFilter | None: ...
+
+    async def before_end(self, ex: Exchange) -> None: ...
+
+    def on_complete(self, ex: Exchange) -> None: ...
 
 
 def json_error(code: str, reason: str, request_id: str, extra: dict[str, object] | None = None) -> bytes:
@@ -118,6 +155,8 @@ class Gateway:
         self.readiness_checks: dict[str, Callable[[], str | None]] = {}
         #: Gateway-answered operations (classified with resource "gateway"), by operation name.
         self.local_handlers: dict[str, LocalHandler] = {}
+        #: Masking and audit in the request path; None = plain proxy.
+        self.hooks: ExchangeHooks | None = None
 
     # -- entry point --------------------------------------------------------------------------
     async def handle(self, client: ClientConnection, req: h11.Request, body: RequestBody) -> None:
@@ -161,6 +200,12 @@ class Gateway:
             metrics.in_flight -= 1
             duration = time.perf_counter() - ex.started
             ex.bytes_in = body.received
+            ex.duration_s = duration
+            if self.hooks is not None and ex.operation is not None:
+                try:
+                    self.hooks.on_complete(ex)
+                except Exception:
+                    log.exception("recording the response failed", extra={"fields": {"request_id": request_id}})
             metrics.observe(ex.route, ex.status, duration, ex.bytes_in, ex.bytes_out)
             if self.access_log.enabled:
                 self.access_log.emit(
@@ -291,9 +336,21 @@ class Gateway:
         ex.operation = op
         ex.route = op.name
         prebody: bytes | None = None
-        if op.body_limit_bytes > 0:
-            prebody = await body.read_all(op.body_limit_bytes)
+        hooks = self.hooks
+        limit = op.body_limit_bytes
+        if hooks is not None:
+            limit = max(limit, hooks.body_limit(ex, op))
+        if limit > 0:
+            prebody = await body.read_all(limit)
         decision = await guard.authorize(info, op, prebody)
+        if isinstance(decision, Admit) and decision.body is not None:
+            prebody = decision.body
+        if hooks is not None:
+            ex.principal = decision.principal
+            rewritten = await hooks.on_decision(ex, info, decision, prebody)
+            if rewritten is not None:
+                prebody = rewritten
+        ex.request_body = prebody
         if isinstance(decision, Reject):
             ex.decision = "reject"
             ex.principal = decision.principal
@@ -362,7 +419,9 @@ class Gateway:
                     raise
             ex.status = head.status_code
             filt: BodyFilter | None = None
-            for factory in self.response_filters:
+            if hooks is not None:
+                filt = hooks.response_filter(ex, head.status_code, h11fast.items(head.headers))
+            for factory in self.response_filters if filt is None else ():
                 filt = factory(ex, head.status_code, head.headers)
                 if filt is not None:
                     break
@@ -399,6 +458,9 @@ class Gateway:
                         if tail:
                             client.send_data(tail)
                             ex.bytes_out += len(tail)
+                    if hooks is not None:
+                        client.flush()
+                        await hooks.before_end(ex)
                     client.send_end()
                     done = True
                     break

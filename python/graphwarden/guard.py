@@ -66,6 +66,9 @@ class Admit:
     #: Extra headers the gateway adds upstream (e.g. a verified-identity header).
     upstream_headers: tuple[tuple[bytes, bytes], ...] = ()
     approval_id: str | None = None
+    #: A rewritten request body to forward instead of the client's (e.g. owner metadata
+    #: injected); only when the guard read the whole body through `body_limit_bytes`.
+    body: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,9 @@ resuming an interrupt). Input flags steer it:
 - `{"text": "..."}`: greet echoes the text (tests put PII and secrets in it);
 - `{"fail": true}`: the `explode` node raises with a message that contains PII;
 - `{"pause": true}`: `review` calls interrupt() and waits for `Command(resume=...)`;
-- `{"chunks": N}`: `tool` emits N custom stream events (tokens of a fake answer).
+- `{"chunks": N}`: `tool` emits N custom stream events (tokens of a fake answer);
+- `{"talk": "..."}`: greet asks a fake chat model, which streams that text back in 4-character
+  token deltas (so `messages-tuple` streams carry a value split across events).
 """
 
 from __future__ import annotations
@@ -13,12 +15,40 @@ from __future__ import annotations
 import operator
 from typing import Annotated, Any, TypedDict
 
+from langchain_core.callbacks import CallbackManagerForLLMRun
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langgraph.config import get_stream_writer
 from langgraph.graph import END, START, StateGraph
 from langgraph.types import interrupt
 
 
+class EchoChatModel(BaseChatModel):
+    """Answers with the `talk` text, streamed in 4-character deltas. Deterministic, offline."""
+
+    answer: str = ""
+
+    @property
+    def _llm_type(self) -> str:
+        return "graphwarden-echo"
+
+    def _generate(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                  run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> ChatResult:
+        return ChatResult(generations=[ChatGeneration(message=AIMessage(content=self.answer))])
+
+    def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None,
+                run_manager: CallbackManagerForLLMRun | None = None, **kwargs: Any) -> Any:
+        for i in range(0, len(self.answer), 4):
+            piece = self.answer[i:i + 4]
+            chunk = ChatGenerationChunk(message=AIMessageChunk(content=piece))
+            if run_manager is not None:
+                run_manager.on_llm_new_token(piece, chunk=chunk)
+            yield chunk
+
+
 class State(TypedDict, total=False):
+    talk: str
     text: str
     fail: bool
     pause: bool
@@ -30,10 +60,11 @@ class State(TypedDict, total=False):
 
 def greet(state: State) -> dict[str, Any]:
     text = state.get("text", "")
-    return {
-        "messages": [f"hello, you said: {text}", "contact: jane.doe@example.com"],
-        "steps": ["greet"],
-    }
+    messages = [f"hello, you said: {text}", "contact: jane.doe@example.com"]
+    if state.get("talk"):
+        reply = EchoChatModel(answer=state["talk"]).invoke([("user", text or "talk to me")])
+        messages.append(str(reply.content))
+    return {"messages": messages, "steps": ["greet"]}
 
 
 def tool(state: State) -> dict[str, Any]:

@@ -1,0 +1,296 @@
+"""Run streams (SSE) as they pass the gateway: mask every event, observe graph steps, hide the
+stream modes the gateway added.
+
+One `RunStreamFilter` per streamed response. It parses the upstream bytes into events with the
+sans-IO `SSEParser` and, for each event:
+
+- `metadata`: learns the run id (a `run` record);
+- `tasks` (the gateway injects this mode when the client did not ask for it): a task start tells
+  the node and the superstep (`metadata.langgraph_step`), the matching task result gives the
+  node's update, its error and its interrupts -> `step`, `interrupt`, `error` records;
+- `messages` / `messages-tuple` token deltas: the text of each message id goes through its own
+  streaming masker, so a secret split across deltas is caught; whatever the masker holds back
+  leaves with the message's next delta, its last chunk (`chunk_position: "last"`), or, at the
+  end of the stream, in one extra `messages` event with the held-back text;
+- `error`: an `error` record;
+- everything else (values, updates, custom, debug, events, checkpoints, ...): `data:` masked as
+  JSON.
+
+Events of an injected mode are observed and dropped. Comments (heartbeats) and events without
+data pass unchanged. The audit payloads are always masked with the full catalogue (`audit_mask`),
+the client's copy with the response policy (`client_mask`, which may be the identity).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import orjson
+
+from graphwarden.http.sse import SSEEvent, SSEParser
+
+
+class StreamMasker(Protocol):
+    def feed(self, data: bytes) -> bytes: ...
+
+    def finish(self) -> bytes: ...
+
+
+class JsonMasker(Protocol):
+    def mask_json(self, data: bytes) -> bytes: ...
+
+    def mask(self, data: bytes) -> bytes: ...
+
+    def stream(self) -> StreamMasker: ...
+
+
+#: Receives (kind, body) records as they are observed.
+RecordSink = Callable[[str, dict[str, Any]], None]
+
+
+def _base_mode(event: str | None) -> str:
+    if event is None:
+        return "message"
+    return event.split("|", 1)[0]
+
+
+def _eol(raw: bytes) -> bytes:
+    i = raw.find(b"\n")
+    j = raw.find(b"\r")
+    if j >= 0 and (i < 0 or j < i):
+        return b"\r\n" if raw[j + 1 : j + 2] == b"\n" else b"\r"
+    return b"\n"
+
+
+def rebuild_event(ev: SSEEvent, data: bytes) -> bytes:
+    """The event with its `data:` lines replaced by `data` (other fields kept, in order)."""
+    eol = _eol(ev.raw)
+    out: list[bytes] = []
+    wrote = False
+    for line in ev.raw.splitlines():
+        if not line:
+            continue
+        name = line.partition(b":")[0]
+        if name == b"data":
+            if not wrote:
+                out.extend(b"data: " + part for part in data.split(b"\n"))
+                wrote = True
+            continue
+        out.append(line)
+    if not wrote:
+        out.extend(b"data: " + part for part in data.split(b"\n"))
+    return eol.join(out) + eol + eol
+
+
+class RunStreamFilter:
+    """A gateway BodyFilter for `text/event-stream` responses of run streams."""
+
+    def __init__(
+        self,
+        *,
+        client_mask: JsonMasker | None,
+        audit_mask: JsonMasker,
+        record: RecordSink,
+        injected_modes: frozenset[str] = frozenset(),
+        context: dict[str, Any] | None = None,
+        payload: Callable[[bytes], Any] | None = None,
+    ) -> None:
+        self.parser = SSEParser()
+        self.client_mask = client_mask
+        self.audit_mask = audit_mask
+        self.record = record
+        self.injected = injected_modes
+        self.ctx: dict[str, Any] = dict(context or {})
+        #: Turns masked JSON bytes into the recorded payload (full JSON or a digest object).
+        self.payload = payload or (lambda b: orjson.loads(b))
+        self.events_out = 0
+        self.tasks: dict[str, tuple[str, int | None]] = {}
+        self.position = 0
+        self.run_status: str | None = None
+        self._client_streams: dict[str, tuple[StreamMasker, int]] = {}
+        self._safe_prefix: dict[str, bytes] = {}
+        self._last_messages_event: str = "messages"
+
+    # -- BodyFilter -------------------------------------------------------------------------
+    def feed(self, chunk: bytes) -> bytes:
+        out = [self._event(ev) for ev in self.parser.feed(chunk)]
+        return b"".join(out)
+
+    def finish(self) -> bytes:
+        rest = self.parser.finish()
+        out: list[bytes] = []
+        if rest:  # an unterminated final event: never passed unmasked
+            masker = self.client_mask
+            out.append(masker.mask(rest) if masker is not None else rest)
+        for msg_id, (sm, _) in list(self._client_streams.items()):
+            tail = sm.finish()
+            if tail:
+                out.append(self._tail_event(msg_id, tail))
+        self._client_streams.clear()
+        return b"".join(out)
+
+    # -- events -----------------------------------------------------------------------------
+    def _event(self, ev: SSEEvent) -> bytes:
+        if ev.comment or not ev.data:
+            self.events_out += 1
+            return ev.raw
+        mode = _base_mode(ev.event)
+        drop = mode in self.injected
+        try:
+            if mode == "metadata":
+                self._on_metadata(ev.data)
+            elif mode == "tasks":
+                self._on_task(ev.data, ev.event or "tasks")
+            elif mode == "error":
+                self._on_error(ev.data)
+            elif mode == "updates":
+                self._on_updates(ev.data)
+        except (orjson.JSONDecodeError, TypeError, ValueError, AttributeError):
+            pass  # not the shape we know: still masked below, never recorded unmasked
+        if drop:
+            return b""
+        self.events_out += 1
+        masker = self.client_mask
+        if masker is None:
+            return ev.raw
+        if mode == "messages" and ev.event is not None and ev.event in ("messages", "messages/partial"):
+            return self._mask_message_event(ev, masker)
+        masked = masker.mask_json(ev.data)
+        if masked == ev.data:
+            return ev.raw
+        return rebuild_event(ev, masked)
+
+    def _rec(self, kind: str, body: dict[str, Any]) -> None:
+        full = dict(self.ctx)
+        full.update(body)
+        self.record(kind, full)
+
+    def _masked(self, value: Any) -> Any:
+        return self.payload(self.audit_mask.mask_json(orjson.dumps(value)))
+
+    def _on_metadata(self, data: bytes) -> None:
+        meta = orjson.loads(data)
+        run_id = meta.get("run_id") if isinstance(meta, dict) else None
+        if run_id and self.ctx.get("run_id") != run_id:
+            self.ctx["run_id"] = run_id
+            self._rec("run", {})
+
+    def _on_task(self, data: bytes, name: str) -> None:
+        task = orjson.loads(data)
+        if not isinstance(task, dict) or "id" not in task:
+            return
+        ns = name.split("|", 1)[1].split("|") if "|" in name else []
+        if "triggers" in task or "input" in task:  # task start
+            meta = task.get("metadata") or {}
+            step = meta.get("langgraph_step")
+            self.tasks[task["id"]] = (str(task.get("name")), step if isinstance(step, int) else None)
+            return
+        node, step = self.tasks.pop(task["id"], (str(task.get("name")), None))
+        if node.startswith("__"):
+            return
+        self.position += 1
+        body: dict[str, Any] = {
+            "source": "stream",
+            "node": node,
+            "step": step if step is not None else self.position,
+            "namespace": ns,
+            "data": self._masked(task.get("result")),
+        }
+        if task.get("error"):
+            body["error"] = self._masked(task.get("error"))
+        self._rec("step", body)
+        for intr in task.get("interrupts") or []:
+            self.run_status = "interrupted"
+            self._rec("interrupt", {"node": node, "step": body["step"], "value": self._masked(intr.get("value") if isinstance(intr, dict) else intr)})
+        if task.get("error"):
+            self._rec("error", {"node": node, "error": "task_error", "message": self._masked(task.get("error"))})
+
+    def _on_updates(self, data: bytes) -> None:
+        upd = orjson.loads(data)
+        if isinstance(upd, dict) and "__interrupt__" in upd:
+            self.run_status = "interrupted"
+
+    def _on_error(self, data: bytes) -> None:
+        err = orjson.loads(data)
+        self.run_status = "error"
+        if isinstance(err, dict):
+            self._rec("error", {"error": self._masked(err.get("error")), "message": self._masked(err.get("message"))})
+        else:
+            self._rec("error", {"error": "error", "message": self._masked(err)})
+
+    # -- token deltas ---------------------------------------------------------------------
+    def _mask_message_event(self, ev: SSEEvent, masker: JsonMasker) -> bytes:
+        """`messages` (messages-tuple): `[chunk, metadata]` with a text delta per event;
+        `messages/partial`: `[message, ...]` with the whole text so far in each event."""
+        try:
+            payload = orjson.loads(ev.data)
+        except orjson.JSONDecodeError:
+            return rebuild_event(ev, masker.mask_json(ev.data))
+        cumulative = ev.event == "messages/partial"
+        if not isinstance(payload, list) or not payload:
+            return rebuild_event(ev, masker.mask_json(ev.data))
+        msgs = payload if cumulative else payload[:1]
+        if not all(isinstance(m, dict) and isinstance(m.get("content"), str) and m.get("id") for m in msgs):
+            return rebuild_event(ev, masker.mask_json(ev.data))
+        for msg in msgs:
+            msg_id = str(msg["id"])
+            text = msg["content"].encode()
+            state = self._client_streams.get(msg_id)
+            sm, seen = state if state is not None else (masker.stream(), 0)
+            delta = text[seen:] if cumulative else text
+            out = sm.feed(delta)
+            last = msg.get("chunk_position") == "last" or bool(
+                (msg.get("response_metadata") or {}).get("finish_reason")
+            )
+            if last:
+                out += sm.finish()
+                self._client_streams.pop(msg_id, None)
+            else:
+                self._client_streams[msg_id] = (sm, len(text) if cumulative else 0)
+            if cumulative:
+                safe = self._safe_prefix.get(msg_id, b"") + out
+                self._safe_prefix[msg_id] = safe
+                msg["content"] = safe.decode("utf-8", "replace")
+            else:
+                msg["content"] = out.decode("utf-8", "replace")
+        self._last_messages_event = ev.event or "messages"
+        # Content went through the stream masker; every other field (tool call arguments,
+        # metadata) is masked as JSON.
+        return rebuild_event(ev, _mask_except_content(orjson.dumps(payload), masker, len(msgs)))
+
+    def _tail_event(self, msg_id: str, tail: bytes) -> bytes:
+        """What a message's masker still held when the stream ended, as one more event."""
+        chunk: dict[str, Any] = {
+            "content": tail.decode("utf-8", "replace"), "id": msg_id, "type": "AIMessageChunk",
+            "chunk_position": "last", "additional_kwargs": {}, "response_metadata": {},
+        }
+        if self._last_messages_event == "messages/partial":
+            chunk["content"] = (self._safe_prefix.get(msg_id, b"") + tail).decode("utf-8", "replace")
+            data = orjson.dumps([chunk])
+        else:
+            data = orjson.dumps([chunk, {}])
+        self.events_out += 1
+        return b"event: " + self._last_messages_event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+def _mask_except_content(doc: bytes, masker: JsonMasker, n_messages: int) -> bytes:
+    """Mask a messages payload as JSON but keep the first `n_messages` items' `content`, which
+    the stream masker already produced."""
+    payload = orjson.loads(doc)
+    items = payload if isinstance(payload, list) else [payload]
+    kept: list[Any] = []
+    for i, item in enumerate(items):
+        if i < n_messages and isinstance(item, dict) and isinstance(item.get("content"), str):
+            kept.append(item.pop("content"))
+        else:
+            kept.append(None)
+    masked = orjson.loads(masker.mask_json(orjson.dumps(payload)))
+    masked_items = masked if isinstance(masked, list) else [masked]
+    for item, content in zip(masked_items, kept):
+        if content is not None and isinstance(item, dict):
+            item["content"] = content
+    return orjson.dumps(masked)
+
+
+__all__ = ["JsonMasker", "RecordSink", "RunStreamFilter", "StreamMasker", "rebuild_event"]
