@@ -101,6 +101,11 @@ class RequestHeaderPolicy:
         self._x_globs = [g.lower() for g in forward_x_headers]
         self._x_cache: dict[bytes, bool] = {}
 
+    @property
+    def inject_headers(self) -> list[tuple[bytes, bytes]]:
+        """The configured upstream credential headers (for the gateway's own requests)."""
+        return list(self._inject)
+
     def _x_allowed(self, name: bytes) -> bool:
         hit = self._x_cache.get(name)
         if hit is None:

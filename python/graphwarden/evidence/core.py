@@ -1,0 +1,555 @@
+"""Masking and audit in the request path (the gateway's `ExchangeHooks`).
+
+For every request that reached the guard:
+
+1. `body_limit`: bodies of routes that carry one are read whole (bounded by
+   `limits.max_body_bytes`) so that they can be masked and recorded;
+2. `on_decision`: the masked input, the principal, the route, the decision and its rule go into
+   a `request` record; in strict durability the request waits until that record is on disk, and
+   if it cannot be written the request is refused (503, fail closed). For admitted run streams
+   the `tasks` stream mode is added when the client did not ask for it (so every step is seen);
+   for routes whose masking policy says so the body sent upstream is the masked one;
+3. `response_filter`: SSE streams through `RunStreamFilter`, JSON bodies are masked whole
+   (valid JSON out), other bodies through the streaming byte masker; the audit copy is always
+   masked with the full catalogue;
+4. `before_end`: the `response` record is appended and, in strict mode, awaited before the last
+   byte reaches the client;
+5. `on_complete`: a `response` record for requests that ended otherwise (rejected, client gone,
+   upstream failure); after runs without a stream (wait, background) their steps are collected
+   from the thread's history.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import fnmatch
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+import orjson
+
+from graphwarden.errors import GatewayError
+from graphwarden.evidence.streams import JsonMasker, RunStreamFilter, StreamMasker
+from graphwarden.evidence.upstream import upstream_json
+from graphwarden.guard import Admit, Decision, Operation, Principal, Reject, RequestInfo
+from graphwarden.ops import get_logger
+
+if TYPE_CHECKING:
+    from graphwarden.gateway import BodyFilter, Exchange, Gateway
+
+log = get_logger("evidence")
+
+#: Run streams: the gateway adds the `tasks` mode to see every step.
+STREAM_RUN_ROUTES = frozenset({"threads.stream_run", "runs.stream"})
+#: Streams of runs that already exist: observed, nothing injected.
+JOIN_STREAM_ROUTES = frozenset({"runs.join_stream", "threads.join_stream"})
+#: Runs answered with their final state: steps come from the thread's history afterwards.
+WAIT_RUN_ROUTES = frozenset({"threads.wait_run", "runs.wait"})
+#: Background runs: the gateway joins the run and then reads the history.
+BACKGROUND_RUN_ROUTES = frozenset({"threads.create_run", "runs.create"})
+RUN_ROUTES = STREAM_RUN_ROUTES | WAIT_RUN_ROUTES | BACKGROUND_RUN_ROUTES | {"runs.batch"}
+
+BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class AuditAppender(Protocol):
+    """What the request path needs from the audit log."""
+
+    def append(self, kind: str, body: dict[str, Any]) -> int: ...
+
+    async def wait_durable(self, seq: int) -> None: ...
+
+    @property
+    def strict(self) -> bool: ...
+
+
+class AuditUnavailable(GatewayError):
+    status = 503
+    code = "audit_unavailable"
+
+
+@dataclass(frozen=True, slots=True)
+class MaskingDecision:
+    requests: bool
+    responses: bool
+
+
+class MaskingPolicy:
+    """Which directions are masked for a route class and a principal's groups (first rule wins)."""
+
+    def __init__(self, rules: Sequence[tuple[Sequence[str], Sequence[str], bool, bool]], *,
+                 default_requests: bool, default_responses: bool) -> None:
+        self.rules = [(tuple(r), frozenset(g), q, s) for r, g, q, s in rules]
+        self.default = MaskingDecision(default_requests, default_responses)
+        self._cache: dict[tuple[str, tuple[str, ...]], MaskingDecision] = {}
+
+    def decide(self, route: str, groups: Sequence[str]) -> MaskingDecision:
+        key = (route, tuple(groups))
+        hit = self._cache.get(key)
+        if hit is not None:
+            return hit
+        result = self.default
+        for routes, rule_groups, req, resp in self.rules:
+            if not any(fnmatch.fnmatchcase(route, pat) for pat in routes):
+                continue
+            if rule_groups and not rule_groups.intersection(groups):
+                continue
+            result = MaskingDecision(req, resp)
+            break
+        if len(self._cache) < 4096:
+            self._cache[key] = result
+        return result
+
+
+def now_iso() -> str:
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
+
+
+def _principal(p: Principal | None) -> dict[str, Any] | None:
+    if p is None:
+        return None
+    return {
+        "subject": p.subject, "groups": list(p.groups), "auth_method": p.auth_method,
+        "token_id": p.token_id, "display_name": p.display_name,
+    }
+
+
+def _is_json(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+    for n, v in headers:
+        if n == b"content-type":
+            v = v.lower()
+            return v.startswith(b"application/json") or b"+json" in v
+    return False
+
+
+def _content_type(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
+    for n, v in headers:
+        if n == b"content-type":
+            return v.lower()
+    return b""
+
+
+class Evidence:
+    """The gateway's ExchangeHooks: masking by policy and the audit records of every request."""
+
+    def __init__(
+        self,
+        *,
+        audit: AuditAppender,
+        masker: JsonMasker,
+        policy: MaskingPolicy,
+        max_body_bytes: int,
+        json_buffer_bytes: int = 16 * 1024 * 1024,
+        audit_level: str = "full",
+        inject_stream_modes: bool = True,
+        collect_history: bool = True,
+        history_timeout_s: float = 600.0,
+        digest: Callable[[bytes], str] | None = None,
+    ) -> None:
+        self.audit = audit
+        self.masker = masker
+        self.policy = policy
+        self.max_body_bytes = max_body_bytes
+        self.json_buffer_bytes = json_buffer_bytes
+        self.audit_level = audit_level
+        self.inject = inject_stream_modes
+        self.collect_history = collect_history
+        self.history_timeout_s = history_timeout_s
+        self._digest = digest or _blake3_hex
+        self.gateway: Gateway | None = None
+        self._background: set[asyncio.Task[None]] = set()
+
+    def install(self, gateway: Gateway) -> None:
+        self.gateway = gateway
+        gateway.hooks = self
+
+    # -- payloads -----------------------------------------------------------------------------
+    def payload(self, masked: bytes) -> Any:
+        """Masked JSON bytes as recorded: the document itself, or its digest."""
+        if self.audit_level == "digest":
+            return {"digest": self._digest(masked), "bytes": len(masked)}
+        try:
+            return orjson.loads(masked)
+        except orjson.JSONDecodeError:
+            return masked.decode("utf-8", "replace")
+
+    def masked_payload(self, raw: bytes | None, is_json: bool = True) -> Any:
+        if raw is None or raw == b"":
+            return None
+        if is_json:
+            try:
+                return self.payload(self.masker.mask_json(raw))
+            except ValueError:
+                pass
+        masked = self.masker.mask(raw)
+        if self.audit_level == "digest":
+            return {"digest": self._digest(masked), "bytes": len(masked)}
+        return masked.decode("utf-8", "replace")
+
+    def record(self, ex: Exchange, kind: str, body: dict[str, Any]) -> int:
+        try:
+            seq = self.audit.append(kind, body)
+        except Exception as exc:
+            raise AuditUnavailable(f"the audit trail cannot be written ({exc}); request refused") from exc
+        seqs: list[int] = ex.notes.setdefault("audit_seqs", [])  # type: ignore[assignment]
+        seqs.append(seq)
+        return seq
+
+    async def _durable(self, ex: Exchange) -> None:
+        seqs: list[int] = ex.notes.get("audit_seqs", [])  # type: ignore[assignment]
+        if self.audit.strict and seqs:
+            try:
+                await self.audit.wait_durable(max(seqs))
+            except GatewayError:
+                raise
+            except Exception as exc:
+                raise AuditUnavailable(f"the audit trail is not durable ({exc}); request refused") from exc
+
+    # -- hooks ----------------------------------------------------------------------------------
+    def body_limit(self, ex: Exchange, op: Operation) -> int:
+        if op.resource == "gateway":
+            return 0
+        return self.max_body_bytes if ex.method in BODY_METHODS else 0
+
+    async def on_decision(
+        self, ex: Exchange, info: RequestInfo, decision: Decision, body: bytes | None
+    ) -> bytes | None:
+        op = ex.operation
+        assert op is not None
+        principal = decision.principal
+        groups = principal.groups if principal is not None else ()
+        masking = self.policy.decide(op.name, groups)
+        ex.notes["masking"] = masking
+        params = dict(op.params)
+        rec: dict[str, Any] = {
+            "request_id": ex.request_id,
+            "ts": now_iso(),
+            "method": ex.method,
+            "path": ex.target.partition("?")[0],
+            "route": op.name,
+            "resource": op.resource,
+            "action": op.action,
+            "params": params,
+            "thread_id": params.get("thread_id"),
+            "run_id": params.get("run_id"),
+            "principal": _principal(principal),
+            "client_ip": ex.client_ip,
+        }
+        doc: Any = None
+        if body:
+            try:
+                doc = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                doc = None
+        if isinstance(doc, dict):
+            assistant = doc.get("assistant_id")
+            if isinstance(assistant, str):
+                rec["assistant_id"] = assistant
+            command = doc.get("command")
+            if isinstance(command, dict) and "resume" in command:
+                rec["resume"] = {"value": self.masked_payload(orjson.dumps(command["resume"]))}
+        if isinstance(decision, Reject):
+            rec.update(decision=_reject_decision(decision), status=decision.status, reason=decision.reason)
+            if decision.extra.get("approval_id"):
+                rec["approval_id"] = decision.extra["approval_id"]
+        else:
+            assert isinstance(decision, Admit)
+            rec.update(decision="allow", rule=decision.rule)
+            if decision.approval_id:
+                rec["approval_id"] = decision.approval_id
+        new_body: bytes | None = None
+        injected: frozenset[str] = frozenset()
+        if isinstance(decision, Admit) and isinstance(doc, dict) and op.name in STREAM_RUN_ROUTES:
+            modes = doc.get("stream_mode", ["values"])
+            modes_list = [modes] if isinstance(modes, str) else list(modes) if isinstance(modes, list) else ["values"]
+            rec["stream_mode"] = modes_list
+            if self.inject and "tasks" not in modes_list:
+                doc["stream_mode"] = [*modes_list, "tasks"]
+                injected = frozenset({"tasks"})
+                new_body = orjson.dumps(doc)
+        rec["injected_modes"] = sorted(injected)
+        ex.notes["injected_modes"] = injected
+        rec["input"] = self.masked_payload(body, True) if body else None
+        if isinstance(decision, Admit) and body and masking.requests and op.resource != "gateway":
+            # The runtime receives the masked document (and the injected mode, if any).
+            try:
+                new_body = self.masker.mask_json(new_body if new_body is not None else body)
+            except ValueError:
+                new_body = self.masker.mask(new_body if new_body is not None else body)
+        self.record(ex, "request", rec)
+        if rec.get("resume") is not None:
+            self.record(ex, "resume", {"request_id": ex.request_id, "ts": rec["ts"], "thread_id": rec["thread_id"],
+                                        "run_id": rec["run_id"], "value": rec["resume"]["value"]})
+        await self._durable(ex)
+        if new_body is not None and new_body != body:
+            return new_body
+        return None
+
+    def response_filter(
+        self, ex: Exchange, status: int, headers: Sequence[tuple[bytes, bytes]]
+    ) -> BodyFilter | None:
+        op = ex.operation
+        assert op is not None
+        masking: MaskingDecision = ex.notes.get("masking", self.policy.default)  # type: ignore[assignment]
+        ctype = _content_type(headers)
+        ctx: dict[str, Any] = {"request_id": ex.request_id}
+        if op.params.get("thread_id"):
+            ctx["thread_id"] = op.params["thread_id"]
+        if op.params.get("run_id"):
+            ctx["run_id"] = op.params["run_id"]
+        for n, v in headers:
+            if n == b"content-location":  # /threads/{tid}/runs/{rid}
+                parts = v.decode("latin-1").strip("/").split("/")
+                if len(parts) >= 4 and parts[0] == "threads" and parts[2] == "runs":
+                    ctx["thread_id"], ctx["run_id"] = parts[1], parts[3]
+                elif len(parts) >= 2 and parts[0] == "runs":
+                    ctx["run_id"] = parts[1]
+        ex.notes["ctx"] = ctx
+        if ctype.startswith(b"text/event-stream"):
+            filt = RunStreamFilter(
+                client_mask=self.masker if masking.responses else None,
+                audit_mask=self.masker,
+                record=lambda kind, body: self._stream_record(ex, kind, body),
+                injected_modes=ex.notes.get("injected_modes", frozenset()),  # type: ignore[arg-type]
+                context=ctx,
+                payload=self.payload,
+            )
+            ex.notes["stream"] = filt
+            return filt
+        json_body = _is_json(headers)
+        return CaptureFilter(self, ex, json_body, mask_client=masking.responses)
+
+    def _stream_record(self, ex: Exchange, kind: str, body: dict[str, Any]) -> None:
+        body.setdefault("ts", now_iso())
+        self.record(ex, kind, body)
+        if kind == "run":
+            ctx = ex.notes.get("ctx")
+            if isinstance(ctx, dict):
+                ctx["run_id"] = body.get("run_id")
+
+    async def before_end(self, ex: Exchange) -> None:
+        self._response_record(ex)
+        await self._durable(ex)
+
+    def on_complete(self, ex: Exchange) -> None:
+        if not ex.notes.get("response_recorded"):
+            try:
+                self._response_record(ex)
+            except GatewayError:
+                log.error("audit record for a finished request could not be written",
+                          extra={"fields": {"request_id": ex.request_id}})
+        op = ex.operation
+        if (
+            self.collect_history
+            and op is not None
+            and ex.outcome == "ok"
+            and 200 <= ex.status < 300
+            and op.name in (WAIT_RUN_ROUTES | BACKGROUND_RUN_ROUTES | {"runs.batch"})
+            and self.gateway is not None
+        ):
+            runs = ex.notes.get("runs") or []
+            for thread_id, run_id in runs:  # type: ignore[union-attr]
+                if thread_id and run_id:
+                    task = asyncio.get_running_loop().create_task(
+                        self._collect(ex.request_id, thread_id, run_id, join=op.name not in WAIT_RUN_ROUTES)
+                    )
+                    self._background.add(task)
+                    task.add_done_callback(self._background.discard)
+
+    def _response_record(self, ex: Exchange) -> None:
+        ex.notes["response_recorded"] = True
+        ctx: dict[str, Any] = ex.notes.get("ctx") or {}  # type: ignore[assignment]
+        stream = ex.notes.get("stream")
+        rec: dict[str, Any] = {
+            "request_id": ex.request_id,
+            "ts": now_iso(),
+            "status": ex.status,
+            "bytes_in": ex.bytes_in,
+            "bytes_out": ex.bytes_out,
+            "duration_ms": round((ex.duration_s or 0.0) * 1000, 3),
+            "outcome": ex.outcome,
+            "thread_id": ctx.get("thread_id"),
+            "run_id": ctx.get("run_id"),
+        }
+        if isinstance(stream, RunStreamFilter):
+            rec["events"] = stream.events_out
+            rec["run_status"] = stream.run_status or ("success" if ex.outcome == "ok" else None)
+            rec["thread_id"] = stream.ctx.get("thread_id", rec["thread_id"])
+            rec["run_id"] = stream.ctx.get("run_id", rec["run_id"])
+        elif "output" in ex.notes:
+            rec["output"] = ex.notes["output"]
+            if ex.notes.get("run_status"):
+                rec["run_status"] = ex.notes["run_status"]
+        self.record(ex, "response", rec)
+
+    # -- history --------------------------------------------------------------------------------
+    async def _collect(self, request_id: str, thread_id: str, run_id: str, *, join: bool) -> None:
+        gw = self.gateway
+        assert gw is not None
+        try:
+            if join:
+                await upstream_json(gw, "GET", f"/threads/{thread_id}/runs/{run_id}/join",
+                                    timeout_s=self.history_timeout_s)
+            status, history = await upstream_json(
+                gw, "POST", f"/threads/{thread_id}/history", {"limit": 1000}, timeout_s=60.0
+            )
+            if status != 200 or not isinstance(history, list):
+                raise RuntimeError(f"history answered {status}")
+            for step in steps_from_history(history, run_id):
+                body = {"request_id": request_id, "thread_id": thread_id, "run_id": run_id, "ts": now_iso(),
+                        "source": "history", **step}
+                body["data"] = self.masked_payload(orjson.dumps(body["data"]))
+                if "interrupts" in body:
+                    body["interrupts"] = self.masked_payload(orjson.dumps(body["interrupts"]))
+                if body.get("error") is not None:
+                    body["error"] = self.masked_payload(orjson.dumps(body["error"]))
+                self.audit.append("step", body)
+        except Exception as exc:
+            log.warning("could not collect run steps from history",
+                        extra={"fields": {"thread_id": thread_id, "run_id": run_id, "error": str(exc)}})
+            try:
+                self.audit.append("gap", {"request_id": request_id, "thread_id": thread_id, "run_id": run_id,
+                                          "ts": now_iso(), "reason": f"steps not collected: {exc}"})
+            except Exception:
+                log.exception("audit append failed")
+
+    async def aclose(self) -> None:
+        for task in list(self._background):
+            task.cancel()
+
+
+def steps_from_history(history: list[Any], run_id: str) -> list[dict[str, Any]]:
+    """The steps a run executed, from `POST /threads/{id}/history` (newest first): a checkpoint
+    at step s written by the run lists the tasks that ran in step s + 1, with their results."""
+    out: list[dict[str, Any]] = []
+    for cp in reversed(history):
+        meta = cp.get("metadata") or {}
+        if meta.get("run_id") != run_id:
+            continue
+        step = meta.get("step")
+        for task in cp.get("tasks") or []:
+            name = str(task.get("name"))
+            if name.startswith("__"):
+                continue
+            if task.get("result") is None and not task.get("interrupts") and not task.get("error"):
+                continue  # not executed (yet)
+            entry: dict[str, Any] = {
+                "node": name,
+                "step": step + 1 if isinstance(step, int) else None,
+                "namespace": [],
+                "data": task.get("result"),
+            }
+            if task.get("interrupts"):
+                entry["interrupts"] = task["interrupts"]
+            if task.get("error"):
+                entry["error"] = task["error"]
+            out.append(entry)
+    return out
+
+
+def _reject_decision(r: Reject) -> str:
+    code = r.code
+    if code in ("approval_pending", "approval_denied", "approval_expired", "unauthenticated", "rate_limited"):
+        return code
+    if r.status == 401:
+        return "unauthenticated"
+    if r.status == 429:
+        return "rate_limited"
+    return "deny"
+
+
+def _blake3_hex(data: bytes) -> str:
+    from graphwarden import _native
+
+    fn = getattr(_native, "blake3_hex", None)
+    if fn is not None:
+        return str(fn(data))
+    import hashlib
+
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+class CaptureFilter:
+    """Non-SSE responses: JSON masked whole (up to `json_buffer_bytes`, then as a byte stream);
+    other bodies through the streaming byte masker. Records the masked output."""
+
+    def __init__(self, ev: Evidence, ex: Exchange, is_json: bool, *, mask_client: bool) -> None:
+        self.ev = ev
+        self.ex = ex
+        self.is_json = is_json
+        self.mask_client = mask_client
+        self.parts: list[bytes] = []
+        self.size = 0
+        self.stream: StreamMasker | None = None if is_json else ev.masker.stream()
+        self.audit_stream: StreamMasker | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        if self.stream is not None:
+            masked = self.stream.feed(chunk)
+            self._audit_bytes(chunk, masked)
+            return masked if self.mask_client else chunk
+        self.parts.append(chunk)
+        self.size += len(chunk)
+        if self.size > self.ev.json_buffer_bytes:
+            # Too large to hold: fall back to the byte-stream masker (never unmasked).
+            self.stream = self.ev.masker.stream()
+            data = b"".join(self.parts)
+            self.parts = []
+            masked = self.stream.feed(data)
+            self._audit_bytes(data, masked)
+            return masked if self.mask_client else data
+        return b""
+
+    def _audit_bytes(self, raw: bytes, masked: bytes) -> None:
+        self.size += 0
+        self.ex.notes["output_bytes"] = int(self.ex.notes.get("output_bytes", 0)) + len(masked)  # type: ignore[call-overload]
+
+    def finish(self) -> bytes:
+        if self.stream is not None:
+            tail = self.stream.finish()
+            self.ex.notes["output"] = {"bytes": int(self.ex.notes.get("output_bytes", 0)) + len(tail),  # type: ignore[call-overload]
+                                       "streamed": True}
+            return tail if self.mask_client else b""
+        body = b"".join(self.parts)
+        if not body:
+            return b""
+        masked: bytes
+        try:
+            masked = self.ev.masker.mask_json(body) if self.is_json else self.ev.masker.mask(body)
+        except ValueError:
+            masked = self.ev.masker.mask(body)
+        self.ex.notes["output"] = self.ev.payload(masked)
+        self._learn_runs(body)
+        return masked if self.mask_client else body
+
+    def _learn_runs(self, body: bytes) -> None:
+        op = self.ex.operation
+        if op is None or op.name not in RUN_ROUTES or not self.is_json:
+            return
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
+        runs: list[tuple[str | None, str | None]] = []
+        if op.name in WAIT_RUN_ROUTES:
+            ctx = self.ex.notes.get("ctx") or {}
+            runs.append((ctx.get("thread_id") or op.params.get("thread_id"), ctx.get("run_id")))  # type: ignore[union-attr]
+            if isinstance(doc, dict) and "__error__" in doc:
+                self.ex.notes["run_status"] = "error"
+        else:
+            items = doc if isinstance(doc, list) else [doc]
+            for item in items:
+                if isinstance(item, dict) and item.get("run_id"):
+                    runs.append((item.get("thread_id"), item.get("run_id")))
+                    try:
+                        self.ev.record(self.ex, "run", {"request_id": self.ex.request_id, "ts": now_iso(),
+                                                        "thread_id": item.get("thread_id"), "run_id": item.get("run_id"),
+                                                        "assistant_id": item.get("assistant_id")})
+                    except GatewayError:
+                        pass
+        self.ex.notes["runs"] = runs
+
+
+__all__ = ["Evidence", "MaskingPolicy", "steps_from_history"]
