@@ -155,6 +155,10 @@ class Gateway:
             else:
                 client.abort()
         finally:
+            # --- policy: release per-request guard resources (stream slots) ---
+            release = ex.notes.pop("on_complete", None)
+            if callable(release):
+                release()
             metrics.in_flight -= 1
             duration = time.perf_counter() - ex.started
             ex.bytes_in = body.received
@@ -300,6 +304,13 @@ class Gateway:
         ex.decision = "allow"
         ex.principal = decision.principal
         ex.rule = decision.rule
+        # --- policy: guard-rewritten body and end-of-exchange callback ---
+        if decision.on_complete is not None:
+            ex.notes["on_complete"] = decision.on_complete
+        if decision.body is not None:
+            if prebody is None:
+                await body.read_all(self.config.limits.max_body_bytes)  # consume what the client sent
+            prebody = decision.body  # non-empty JSON: content-length is set below
         if op.resource == "gateway":
             handler = self.local_handlers.get(op.name)
             if handler is None:
