@@ -201,7 +201,10 @@ class IssuerVerifier:
             if kid is not None:
                 raise TokenRejected("token signature is invalid") from None
             await self.refresh(force=True)  # provider without kids rotated its key
-            claims = self._decode(token, alg, self._candidates(None, alg))
+            try:
+                claims = self._decode(token, alg, self._candidates(None, alg))
+            except jwt.InvalidSignatureError:
+                raise TokenRejected("token signature is invalid") from None
         principal = self._principal(claims)
         exp = claims.get("exp")
         if isinstance(exp, (int, float)):
@@ -212,7 +215,6 @@ class IssuerVerifier:
 
     def _decode(self, token: str, alg: str, candidates: list[_Key]) -> dict[str, Any]:
         cfg = self.config
-        last: Exception = TokenRejected("token signature is invalid")
         for key in candidates:
             try:
                 claims: dict[str, Any] = jwt.decode(
@@ -225,8 +227,8 @@ class IssuerVerifier:
                     options={"require": ["exp", "iat", "iss", "aud"], "verify_iat": True},
                 )
                 return claims
-            except jwt.InvalidSignatureError as exc:
-                last = exc
+            except jwt.InvalidSignatureError:
+                continue
             except jwt.ExpiredSignatureError:
                 raise TokenRejected("token has expired") from None
             except jwt.ImmatureSignatureError:
@@ -239,9 +241,7 @@ class IssuerVerifier:
                 raise TokenRejected(f"token lacks the {exc.claim} claim") from None
             except jwt.InvalidTokenError as exc:
                 raise TokenRejected(f"token is invalid: {exc}") from None
-        if isinstance(last, jwt.InvalidSignatureError):
-            raise last
-        raise last
+        raise jwt.InvalidSignatureError("no key verifies the signature")
 
     def _principal(self, claims: Mapping[str, Any]) -> Principal:
         cfg = self.config

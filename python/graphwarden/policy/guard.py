@@ -293,7 +293,7 @@ class AccessGuard:
                 if not isinstance(meta, dict):
                     meta = {}
                     item["metadata"] = meta
-                meta.setdefault(self.owner_key, principal.subject)
+                meta[self.owner_key] = principal.subject  # a client never chooses the owner
         return orjson.dumps(items if isinstance(doc, list) else items[0])
 
     async def _enforce_owner(self, info: RequestInfo, op: Operation, principal: Principal, doc: Any) -> bytes | None:
