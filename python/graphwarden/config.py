@@ -185,6 +185,8 @@ class GatewayConfig(_Section):
     #: Forward every request without identity or policy. Only for benchmarks and local
     #: experiments: the gateway logs a warning at start.
     insecure_passthrough: bool = False
+    identity: "IdentityConfig" = msgspec.field(default_factory=lambda: IdentityConfig())  # --- identity / policy ---
+    policy: "PolicyConfig" = msgspec.field(default_factory=lambda: PolicyConfig())  # --- identity / policy ---
 
 
 _FIX_BY_TYPE = {
@@ -278,3 +280,113 @@ __all__ = [
     "load_config",
     "parse_config",
 ]
+
+
+# --- identity / policy ---
+#: Signature algorithms an OIDC issuer may use. HMAC ("HS*") and "none" are never accepted: a
+#: gateway only holds public keys, and an HMAC check keyed with a public key can be forged.
+ASYMMETRIC_JWT_ALGORITHMS = frozenset(
+    {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
+)
+
+
+class OidcIssuerConfig(_Section):
+    #: The `iss` value, exactly as the provider writes it (discovery is fetched from here).
+    issuer: str
+    #: Accepted `aud` values (the client id(s) the tokens are issued for).
+    audience: list[str]
+    algorithms: list[str] = msgspec.field(default_factory=lambda: ["RS256", "PS256", "ES256", "EdDSA"])
+    #: Fetch `<issuer>/.well-known/openid-configuration` for `jwks_uri`.
+    discovery: bool = True
+    jwks_uri: str | None = None
+    #: Claim paths: a top-level claim name (may contain dots, e.g. a namespaced URL claim) or a
+    #: dotted path into nested objects ("realm_access.roles").
+    subject_claim: str = "sub"
+    groups_claim: str = "groups"
+    name_claim: str = "name"
+    #: Prepended to the subject (keeps subjects of several issuers apart, e.g. "corp:").
+    subject_prefix: str = ""
+    #: Clock skew allowed on exp / nbf / iat.
+    leeway_s: float = 30.0
+    #: Scheduled JWKS refresh.
+    jwks_refresh_s: float = 3600.0
+    #: At most one refresh per this many seconds when a token names an unknown key.
+    jwks_min_refresh_interval_s: float = 30.0
+    http_timeout_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.issuer)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise _invalid("issuer", f"issuer {self.issuer!r} is not an http(s) URL", 'write e.g. "https://idp.example.com/realms/x"')
+        if not self.audience:
+            raise _invalid("audience", "audience is empty", 'list the client id tokens are issued for, e.g. ["graphwarden"]')
+        bad = [a for a in self.algorithms if a not in ASYMMETRIC_JWT_ALGORITHMS]
+        if bad or not self.algorithms:
+            raise _invalid("algorithms", f"algorithms {bad or '[]'} not allowed", f"use asymmetric ones: {', '.join(sorted(ASYMMETRIC_JWT_ALGORITHMS))}")
+        if not self.discovery and not self.jwks_uri:
+            raise _invalid("jwks_uri", "discovery is off and no jwks_uri is given", "set jwks_uri or discovery = true")
+        if not 0 <= self.leeway_s <= 300:
+            raise _invalid("leeway_s", f"leeway_s = {self.leeway_s}", "use 0 to 300 seconds (30 is usual)")
+        for name in ("jwks_refresh_s", "jwks_min_refresh_interval_s", "http_timeout_s"):
+            if getattr(self, name) <= 0:
+                raise _invalid(name, f"{name} must be positive", "use a number of seconds above 0")
+
+
+class IdentityConfig(_Section):
+    oidc: list[OidcIssuerConfig] = msgspec.field(default_factory=list)
+    #: Service API keys (`graphwarden keys create`), stored hashed in <state.dir>/keys.sqlite3.
+    api_keys: bool = True
+    #: Header carrying an API key (also accepted as "Authorization: Bearer gwk_...").
+    api_key_header: str = "x-api-key"
+    #: Revocations take effect within this many seconds in a running gateway.
+    api_key_cache_s: float = 5.0
+    #: Headers the gateway sets upstream with the verified subject / comma-separated groups
+    #: (the client's copies never pass). Off when unset.
+    upstream_subject_header: str | None = None
+    upstream_groups_header: str | None = None
+    realm: str = "graphwarden"
+
+    def __post_init__(self) -> None:
+        for name in ("api_key_header", "upstream_subject_header", "upstream_groups_header"):
+            value = getattr(self, name)
+            if value is not None and not re.fullmatch(r"[a-z0-9-]+", value):
+                raise _invalid(name, f"header name {value!r}", "use a lower-case header name such as x-graphwarden-subject")
+        if self.api_key_cache_s < 0:
+            raise _invalid("api_key_cache_s", "api_key_cache_s is negative", "use 0 or more seconds")
+
+
+class RateLimitConfig(_Section):
+    #: Token bucket per principal: sustained requests per second and burst size. 0 = off.
+    requests_per_s: float = 50.0
+    burst: int = 100
+    #: Concurrent streaming requests (runs/stream, joins, /runs/wait) per principal. 0 = off.
+    max_streams: int = 16
+
+    def __post_init__(self) -> None:
+        if self.requests_per_s < 0 or self.burst < 0 or self.max_streams < 0:
+            raise _invalid("requests_per_s", "rate limits must not be negative", "use 0 to turn a limit off")
+        if self.requests_per_s > 0 and self.burst < 1:
+            raise _invalid("burst", "burst must be at least 1 when requests_per_s is set", "use e.g. burst = 100")
+
+
+class PolicyConfig(_Section):
+    #: TOML policy file (ordered rules). Unset: the embedded default policy
+    #: (graphwarden/policy/default_policy.toml).
+    file: str | None = None
+    #: Seconds between checks of the file's mtime (SIGHUP reloads at once).
+    reload_poll_s: float = 2.0
+    #: Threads, crons and assistants created through the gateway belong to their creator.
+    owner_isolation: bool = True
+    #: Metadata key holding the owner's subject.
+    owner_metadata_key: str = "graphwarden_owner"
+    #: How long a looked-up owner of a thread/assistant/cron is cached.
+    owner_cache_s: float = 60.0
+    rate_limits: RateLimitConfig = msgspec.field(default_factory=RateLimitConfig)
+
+    def __post_init__(self) -> None:
+        if self.file is not None and not Path(self.file).is_file():
+            raise _invalid("file", f"policy file {self.file!r} does not exist", "give the path of a TOML policy file")
+        if self.reload_poll_s <= 0 or self.owner_cache_s < 0:
+            raise _invalid("reload_poll_s", "reload_poll_s must be positive", "use e.g. 2.0")
+        if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.owner_metadata_key):
+            raise _invalid("owner_metadata_key", f"{self.owner_metadata_key!r}", "use letters, digits, _ . -")

@@ -197,6 +197,10 @@ class Gateway:
             else:
                 client.abort()
         finally:
+            # --- policy: release per-request guard resources (stream slots) ---
+            release = ex.notes.pop("on_complete", None)
+            if callable(release):
+                release()
             metrics.in_flight -= 1
             duration = time.perf_counter() - ex.started
             ex.bytes_in = body.received
@@ -344,7 +348,9 @@ class Gateway:
             prebody = await body.read_all(limit)
         decision = await guard.authorize(info, op, prebody)
         if isinstance(decision, Admit) and decision.body is not None:
-            prebody = decision.body
+            if prebody is None:
+                await body.read_all(self.config.limits.max_body_bytes)  # consume what the client sent
+            prebody = decision.body  # non-empty JSON: content-length is set below
         if hooks is not None:
             ex.principal = decision.principal
             rewritten = await hooks.on_decision(ex, info, decision, prebody)
@@ -364,6 +370,9 @@ class Gateway:
         ex.decision = "allow"
         ex.principal = decision.principal
         ex.rule = decision.rule
+        # --- policy: guard-rewritten body and end-of-exchange callback ---
+        if decision.on_complete is not None:
+            ex.notes["on_complete"] = decision.on_complete
         if op.resource == "gateway":
             handler = self.local_handlers.get(op.name)
             if handler is None:

@@ -66,9 +66,11 @@ class Admit:
     #: Extra headers the gateway adds upstream (e.g. a verified-identity header).
     upstream_headers: tuple[tuple[bytes, bytes], ...] = ()
     approval_id: str | None = None
-    #: A rewritten request body to forward instead of the client's (e.g. owner metadata
-    #: injected); only when the guard read the whole body through `body_limit_bytes`.
+    #: Replacement request body (e.g. owner metadata injected, search filters forced); sent
+    #: instead of the body read through `Operation.body_limit_bytes`, with its own length.
     body: bytes | None = None
+    #: Called once when the exchange ends, however it ends (releases stream-limit slots).
+    on_complete: Callable[[], None] | None = None
 
 
 @dataclass(frozen=True, slots=True)

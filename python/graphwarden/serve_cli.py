@@ -18,16 +18,16 @@ def _load(path: str | None) -> GatewayConfig:
 
 
 def build_guard(config: GatewayConfig) -> Guard:
+    """Identity + policy guard (embedded default policy and API keys when nothing is configured);
+    `insecure_passthrough = true` replaces it with the unauthenticated passthrough."""
     if config.insecure_passthrough:
         get_logger("serve").warning(
             "insecure_passthrough is on: requests reach the upstream without identity or policy"
         )
         return AllowAllGuard()
-    raise ConfigError(
-        "insecure_passthrough",
-        "no access policy is available in this build",
-        "set insecure_passthrough = true for local experiments only",
-    )
+    from graphwarden.policy.guard import build_guard as build_access_guard
+
+    return build_access_guard(config)
 
 
 def _serve(args: argparse.Namespace) -> int:
