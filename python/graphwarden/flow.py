@@ -13,6 +13,8 @@ import asyncio
 #: reads slowly holds at most this much of the gateway's memory before upstream reading stops.
 WRITE_HIGH_WATER_BYTES = 256 * 1024
 WRITE_LOW_WATER_BYTES = 64 * 1024
+#: A corked response (see ClientConnection.cork) is flushed once this much is collected.
+CORK_FLUSH_BYTES = 64 * 1024
 
 
 class FlowControl:

@@ -34,7 +34,7 @@ from graphwarden.http.headers import RequestHeaderPolicy, response_headers_for_c
 from graphwarden.ops import AccessLog, Metrics, get_logger
 from graphwarden.upstream import UpstreamConnection, UpstreamPool
 
-from graphwarden.listener.connection import CORK_FLUSH_BYTES
+from graphwarden.flow import CORK_FLUSH_BYTES
 
 if TYPE_CHECKING:
     from graphwarden.listener.connection import ClientConnection, RequestBody

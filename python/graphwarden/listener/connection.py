@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import h11
 
 from graphwarden.errors import BadRequest, ClientGone, GatewayError, PayloadTooLarge
-from graphwarden.flow import WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES, FlowControl
+from graphwarden.flow import CORK_FLUSH_BYTES, WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES, FlowControl
 from graphwarden.http import h11fast
 
 if TYPE_CHECKING:
@@ -26,8 +26,6 @@ if TYPE_CHECKING:
 #: Request body bytes queued before the gateway stops reading the client.
 BODY_HIGH_WATER_BYTES = 256 * 1024
 BODY_LOW_WATER_BYTES = 64 * 1024
-#: A corked response is flushed once this much is collected.
-CORK_FLUSH_BYTES = 64 * 1024
 
 _TOO_MANY = b'{"error":"too_many_connections","reason":"the gateway is at its connection limit"}'
 _CANNED_503 = (
