@@ -122,6 +122,8 @@ class NewApproval:
     expires_seconds: float
     grant_seconds: float
     request_id: str | None = None
+    #: The rule requires a justification and the request has none: never create an approval.
+    justification_missing: bool = False
     #: Non-None: approve at once for this reason (automatic approval condition).
     auto_reason: str | None = None
 
@@ -229,9 +231,10 @@ class Approval:
 class Lookup:
     """What the store found for a request (see `ApprovalStore.lookup_or_create`)."""
 
-    #: "admit" (consumed or covered), "pending", "denied", "expired", "created", "auto".
+    #: "admit" (consumed or covered), "pending", "denied", "expired", "created", "auto",
+    #: "needs_justification" (nothing covers it and the rule wants a justification; no approval).
     kind: str
-    approval: Approval
+    approval: Approval | None
 
 
 def new_approval_id() -> str:
@@ -306,7 +309,12 @@ class ApprovalStore:
         why = "not decided in time" if a.state is State.PENDING else (
             "grant window ended" if a.grant_kind == "window" else "approved but not used in time")
         self._transition(db, a, a.id, Event.EXPIRE, "system", why, now)
-        return self._get(db, a.id, history=False)  # type: ignore[return-value]
+        return self._must(db, a.id)
+
+    def _must(self, db: sqlite3.Connection, approval_id: str) -> Approval:
+        a = self._get(db, approval_id, history=False)
+        assert a is not None, approval_id
+        return a
 
     # -- reading --------------------------------------------------------------------------------
     def _row(self, row: sqlite3.Row) -> Approval:
@@ -359,7 +367,7 @@ class ApprovalStore:
         row = self._conn().execute("SELECT state FROM approvals WHERE id = ?", (approval_id,)).fetchone()
         return State(row["state"]) if row else None
 
-    def list(self, *, states: tuple[State, ...] | None = None, limit: int = 200) -> list[Approval]:
+    def list_approvals(self, *, states: tuple[State, ...] | None = None, limit: int = 200) -> list[Approval]:
         """Approvals newest first (pending ones past their deadline are expired first)."""
         self.expire_due()
         sql = "SELECT * FROM approvals"
@@ -411,12 +419,14 @@ class ApprovalStore:
                 a = self._expire_if_due(db, self._row(row), now)
                 if a.state is State.APPROVED and a.grant_kind == "once":
                     self._transition(db, a, a.id, Event.USE, new.requester, None, now, used_at=now)
-                    return Lookup("admit", self._get(db, a.id, history=False))  # type: ignore[arg-type]
+                    return Lookup("admit", self._must(db, a.id))
                 if a.state is State.PENDING:
                     return Lookup("pending", a)
                 if a.state in (State.DENIED, State.EXPIRED) and not a.outcome_reported:
                     db.execute("UPDATE approvals SET outcome_reported = 1 WHERE id = ?", (a.id,))
                     return Lookup(a.state.value, a)
+            if new.justification_missing and new.auto_reason is None:
+                return Lookup("needs_justification", None)
             return self._create(db, new, now)
 
     def _create(self, db: sqlite3.Connection, new: NewApproval, now: float) -> Lookup:
@@ -435,7 +445,7 @@ class ApprovalStore:
         )
         self._transition(db, None, approval_id, Event.REQUEST, new.requester, new.justification, now)
         if new.auto_reason is None:
-            return Lookup("created", self._get(db, approval_id, history=False))  # type: ignore[arg-type]
+            return Lookup("created", self._must(db, approval_id))
         a = self._get(db, approval_id, history=False)
         assert a is not None
         self._approve(db, a, "auto", new.auto_reason, now, Event.AUTO_APPROVE, new.expires_seconds)
@@ -445,7 +455,7 @@ class ApprovalStore:
             self._transition(db, a, approval_id, Event.USE, new.requester, None, now, used_at=now)
         else:
             self._transition(db, a, approval_id, Event.USE_GRANT, new.requester, f"{new.method} {new.target}", now)
-        return Lookup("auto", self._get(db, approval_id, history=False))  # type: ignore[arg-type]
+        return Lookup("auto", self._must(db, approval_id))
 
     def _approve(self, db: sqlite3.Connection, a: Approval, actor: str, comment: str | None, now: float,
                  event: Event, once_usable_s: float) -> None:
