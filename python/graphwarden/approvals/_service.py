@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import time
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -160,7 +159,7 @@ class ApprovalService:
         justification = justification_of(spec, info.headers, parsed)
         fp = fingerprint(principal, info.method, op, body)
         gk = grant_key(needed.rule, spec, principal, op, assistant) if spec.grant == "window" else None
-        auto = spec.auto_approve.holds(time.time(), assistant) if spec.auto_approve else None
+        auto = spec.auto_approve.holds(self.store.clock(), assistant) if spec.auto_approve else None
         new = NewApproval(
             rule=needed.rule, fingerprint=gk if gk is not None else fp, grant_kind=spec.grant, grant_key=gk,
             requester=principal.subject, requester_groups=principal.groups, method=info.method,
@@ -206,7 +205,7 @@ class ApprovalService:
         try:
             while True:
                 state = await self._run(partial(self.store.state_of, a.id))
-                if state is State.PENDING and time.time() >= a.expires_at:
+                if state is State.PENDING and self.store.clock() >= a.expires_at:
                     refreshed = await self._run(partial(self.store.get, a.id))
                     state = refreshed.state if refreshed else None
                     if refreshed is not None and state is State.EXPIRED:
@@ -230,7 +229,7 @@ class ApprovalService:
                                   extra={"approval_id": a.id, "status_url": status_url(a.id)},
                                   principal=principal, operation=op)
                 now = loop.time()
-                remaining = min(deadline - now, a.expires_at - time.time() + 0.01)
+                remaining = min(deadline - now, a.expires_at - self.store.clock() + 0.01)
                 if deadline - now <= 0:
                     return self._pending(
                         a, principal, op, 403,

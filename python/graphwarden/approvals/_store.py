@@ -308,7 +308,10 @@ class ApprovalStore:
             return a
         why = "not decided in time" if a.state is State.PENDING else (
             "grant window ended" if a.grant_kind == "window" else "approved but not used in time")
-        self._transition(db, a, a.id, Event.EXPIRE, "system", why, now)
+        # The natural end of a used grant window is nothing to report to its next requester.
+        ended_grant = a.state is State.APPROVED and a.grant_kind == "window"
+        self._transition(db, a, a.id, Event.EXPIRE, "system", why, now,
+                         **({"outcome_reported": 1} if ended_grant else {}))
         return self._must(db, a.id)
 
     def _must(self, db: sqlite3.Connection, approval_id: str) -> Approval:
