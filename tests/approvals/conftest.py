@@ -1,21 +1,14 @@
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-from graphwarden.approvals import ApprovalStore, NewApproval
+sys.path.insert(0, str(Path(__file__).parent))
 
-
-class FakeClock:
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
+from approval_helpers import FakeClock  # noqa: E402
+from graphwarden.approvals import ApprovalStore  # noqa: E402
 
 
 @pytest.fixture
@@ -31,16 +24,3 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(db_path: Path, clock: FakeClock) -> ApprovalStore:
     return ApprovalStore(db_path, clock=clock)
-
-
-def new_request(fingerprint: str = "fp-1", **kw: object) -> NewApproval:
-    base: dict[str, object] = dict(
-        rule="risky-run", fingerprint=fingerprint, grant_kind="once", grant_key=None, requester="alice",
-        requester_groups=("analysts",), method="POST", target="/threads/t1/runs/wait",
-        operation="threads.create_run", params={"thread_id": "t1"}, assistant_id="agent",
-        body_sha256="0" * 64, body_size=10, body_view={"top_level_keys": ["input"]}, justification=None,
-        approver_groups=("sre",), approvals_required=1, mode="hold", expires_seconds=600.0,
-        grant_seconds=1800.0,
-    )
-    base.update(kw)
-    return NewApproval(**base)  # type: ignore[arg-type]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FakeClock, new_request  # type: ignore[import-not-found]
+from approval_helpers import FakeClock, new_request
 from graphwarden.approvals import ApprovalError, ApprovalStore, State
 
 
