@@ -303,3 +303,42 @@ def test_resume_of_an_interrupted_thread_is_gated(gw_factory: Any, langgraph_ser
         assert len(await server_runs(langgraph_server, tid)) == 2
 
     asyncio.run(scenario())
+
+
+def test_two_gateways_share_the_store_held_stream_released_by_the_other(
+        gw_factory: Any, langgraph_server: str) -> None:
+    rule = always({"approver_groups": ["sre"], "mode": "hold", "hold_seconds": 30})
+    first, second = gw_factory(rule), gw_factory(rule)  # same state directory, separate services
+
+    async def scenario() -> None:
+        alice = sdk(first.url, ALICE)
+        tid = (await alice.threads.create())["thread_id"]
+
+        async def collect() -> list[str]:
+            return [part.event async for part in alice.runs.stream(
+                tid, "agent", input={"text": "streamed", "chunks": 2}, stream_mode=["values", "custom"])]
+
+        held = asyncio.create_task(collect())
+        pending = await wait_pending(second.url, BOB)  # visible through the other gateway
+        assert await server_runs(langgraph_server, tid) == []
+        # Both approvers act at once on different gateways: one decision.
+        results = await asyncio.gather(
+            asyncio.to_thread(api, first.url, "POST", f"/_graphwarden/approvals/{pending['approval_id']}/deny",
+                              CAROL, {"comment": "race"}),
+            asyncio.to_thread(api, second.url, "POST", f"/_graphwarden/approvals/{pending['approval_id']}/approve",
+                              BOB, {}),
+        )
+        statuses = sorted(status for status, _ in results)
+        assert statuses == [200, 409], results
+        winner = next(body for status, body in results if status == 200)["approval"]["state"]
+        if winner == "approved":
+            events = await asyncio.wait_for(held, 30)
+            assert events[0] == "metadata" and events.count("custom") == 2
+            assert len(await server_runs(langgraph_server, tid)) == 1
+        else:
+            with pytest.raises(httpx.HTTPStatusError) as info:
+                await asyncio.wait_for(held, 30)
+            assert info.value.response.status_code == 403
+            assert await server_runs(langgraph_server, tid) == []
+
+    asyncio.run(scenario())

@@ -146,3 +146,41 @@ def test_dead_and_hanging_webhooks_never_block_nor_lose_the_approval(tmp_path: P
     assert elapsed < 0.3, elapsed
     assert notifier.failed == 2 and notifier.delivered == 0 and notifier.attempts == 4
     assert ApprovalStore(tmp_path / "a.sqlite3").state_of(aid) is State.PENDING
+
+
+def test_sweeper_expires_each_approval_once_across_gateways_and_notifies(tmp_path: Path) -> None:
+    hook = Hook()
+    settings = NotifySettings(webhook_urls=(hook.url,), timeout_s=2, retries=0)
+    one = ApprovalService(ApprovalStore(tmp_path / "a.sqlite3"), notifier=Notifier(settings))
+    two = ApprovalService(ApprovalStore(tmp_path / "a.sqlite3"), notifier=Notifier(settings))
+    short = ApprovalNeeded("risky-run", {"approver_groups": ["sre"], "mode": "async", "expires_seconds": 0.3})
+
+    async def scenario() -> tuple[int, int, str]:
+        decision = await one.check(INFO, ALICE, RUN, b"{}", short)
+        assert isinstance(decision, Reject)
+        await asyncio.sleep(0.4)
+        counts = await asyncio.gather(one.sweep(), two.sweep())
+        await one.notifier.drain(5)
+        await two.notifier.drain(5)
+        return counts[0], counts[1], str(decision.extra["approval_id"])
+
+    try:
+        a, b, aid = asyncio.run(scenario())
+    finally:
+        one.close()
+        two.close()
+        hook.close()
+    assert sorted((a, b)) == [0, 1]
+    assert [body["type"] for _, body in hook.received] == ["approval.requested", "approval.expired"]
+    assert ApprovalStore(tmp_path / "a.sqlite3").state_of(aid) is State.EXPIRED
+
+
+def test_readiness_reports_an_unreadable_store(tmp_path: Path) -> None:
+    service = ApprovalService(ApprovalStore(tmp_path / "a.sqlite3"))
+    assert service.readiness() is None
+    service.store.close()
+    (tmp_path / "a.sqlite3").write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"a.sqlite3{suffix}").unlink(missing_ok=True)
+    problem = service.readiness()
+    assert problem is not None and "approval store" in problem

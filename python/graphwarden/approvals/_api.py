@@ -124,11 +124,17 @@ class ApprovalHandlers:
         return {OP_LIST: self.list, OP_SHOW: self.show, OP_APPROVE: self.approve, OP_DENY: self.deny}
 
 
-def install(gateway: Gateway, approvals: ApprovalService, *, mask: MaskHook | None = None) -> None:
-    """Serve the approval API on `gateway` (and use `mask` for request bodies shown to approvers)."""
+def install(gateway: Gateway, approvals: ApprovalService, *, mask: MaskHook | None = None,
+            sweep_interval_s: float | None = 30.0) -> None:
+    """Serve the approval API on `gateway`, report the store in /readyz, and expire due approvals
+    every `sweep_interval_s` (None: only lazily, when touched). `mask` masks request bodies shown
+    to approvers. Call it from a gateway hook (inside the gateway's event loop)."""
     if mask is not None:
         approvals.mask = mask
     gateway.local_handlers.update(ApprovalHandlers(approvals).as_local_handlers())
+    gateway.readiness_checks["approvals"] = approvals.readiness
+    if sweep_interval_s is not None:
+        approvals.start_sweeper(sweep_interval_s)
 
 
 __all__ = ["ApprovalHandlers", "OP_APPROVE", "OP_DENY", "OP_LIST", "OP_SHOW", "install"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import sqlite3
 from collections.abc import Callable, Mapping
 from functools import partial
 from pathlib import Path
@@ -77,6 +78,7 @@ class ApprovalService:
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
         self._waiters: dict[str, set[asyncio.Event]] = {}
         self._specs: dict[tuple[str, bytes], ApprovalSpec] = {}
+        self._sweeper: asyncio.Task[None] | None = None
 
     @classmethod
     def from_config(cls, config: GatewayConfig, *, mask: MaskHook | None = None) -> ApprovalService:
@@ -289,13 +291,49 @@ class ApprovalService:
         return await self._run(partial(self.store.get, approval_id))
 
     async def list_approvals(self, states: tuple[State, ...] | None = None, limit: int = 200) -> list[Approval]:
-        return await self._run(partial(self.store.list_approvals, states=states, limit=limit))
+        await self.sweep()  # expire (and notify) before showing
+        return await self._run(partial(self.store.list_approvals, states=states, limit=limit, expire=False))
+
+    async def sweep(self) -> int:
+        """Expire what is due now (and notify); returns how many were expired."""
+        expired = await self._run(self.store.expire_due)
+        for a in expired:
+            self._wake(a.id)
+            # An ended grant window is routine; a request nobody decided in time is worth a notice.
+            self._emit("approval.expired" if a.decided_at is None else "approval.grant_ended", a)
+        return len(expired)
+
+    def start_sweeper(self, interval_s: float = 30.0) -> None:
+        """Expire due approvals in the background every `interval_s` (needs a running loop)."""
+        if self._sweeper is not None and not self._sweeper.done():
+            return
+
+        async def loop() -> None:
+            while True:
+                await asyncio.sleep(interval_s)
+                try:
+                    await self.sweep()
+                except Exception:  # noqa: BLE001 - keep sweeping; the store may come back
+                    log.exception("approval sweep failed")
+
+        self._sweeper = asyncio.get_running_loop().create_task(loop())
+
+    def readiness(self) -> str | None:
+        """For `Gateway.readiness_checks`: a problem string when the store cannot be read."""
+        try:
+            self.store.ping()
+        except sqlite3.Error as exc:
+            return f"approval store {self.store.path}: {exc}"
+        return None
 
     async def aclose(self) -> None:
         await self.notifier.drain(2.0)
         self.close()
 
     def close(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self.notifier.close()
         if self._pool is not None:
             self._pool.shutdown(wait=False)

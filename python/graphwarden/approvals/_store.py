@@ -370,9 +370,11 @@ class ApprovalStore:
         row = self._conn().execute("SELECT state FROM approvals WHERE id = ?", (approval_id,)).fetchone()
         return State(row["state"]) if row else None
 
-    def list_approvals(self, *, states: tuple[State, ...] | None = None, limit: int = 200) -> list[Approval]:
-        """Approvals newest first (pending ones past their deadline are expired first)."""
-        self.expire_due()
+    def list_approvals(self, *, states: tuple[State, ...] | None = None, limit: int = 200,
+                       expire: bool = True) -> list[Approval]:
+        """Approvals newest first (with `expire`, those past their deadline are expired first)."""
+        if expire:
+            self.expire_due()
         sql = "SELECT * FROM approvals"
         args: list[Any] = []
         if states:
@@ -383,8 +385,9 @@ class ApprovalStore:
         db = self._conn()
         return [self._row(r) for r in db.execute(sql, args)]
 
-    def expire_due(self) -> int:
-        """Expire every pending approval past its deadline and every ended grant. Returns the count."""
+    def expire_due(self) -> list[Approval]:
+        """Expire every pending approval past its deadline and every ended grant; returns those
+        this call expired (each exactly once, even with several gateway processes sweeping)."""
         now = self.clock()
         with self._tx() as db:
             rows = db.execute(
@@ -392,9 +395,11 @@ class ApprovalStore:
                 " OR (state = 'approved' AND usable_until IS NOT NULL AND usable_until <= ?)",
                 (now, now),
             ).fetchall()
-            for r in rows:
-                self._expire_if_due(db, self._row(r), now)
-        return len(rows)
+            return [self._expire_if_due(db, self._row(r), now) for r in rows]
+
+    def ping(self) -> None:
+        """Raises sqlite3.Error when the database cannot be read."""
+        self._conn().execute("SELECT 1 FROM approvals LIMIT 1").fetchall()
 
     # -- the request path -----------------------------------------------------------------------
     def lookup_or_create(self, new: NewApproval) -> Lookup:
