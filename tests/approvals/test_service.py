@@ -211,3 +211,26 @@ def test_body_without_mask_shows_only_hash_size_and_keys(service: ApprovalServic
     assert a.body_view == {"sha256": a.body_sha256, "size": len(BODY), "json": True,
                            "top_level_keys": ["assistant_id", "input"]}
     assert b"drop table" not in orjson.dumps(a.to_json())
+
+
+def test_unread_body_fails_closed(service: ApprovalService) -> None:
+    with_body = info(headers=((b"content-length", b"12"),))
+    decision = run(service.check(with_body, ALICE, RUN, None, needed(mode="async")))
+    assert isinstance(decision, Reject) and (decision.status, decision.code) == (500, "approval_misconfigured")
+    no_body = info(method="DELETE", target="/threads/t1", headers=((b"content-length", b"0"),))
+    delete = Operation("threads.delete", "threads", "delete", {"thread_id": "t1"})
+    decision = run(service.check(no_body, ALICE, delete, None, needed(mode="async")))
+    assert isinstance(decision, Reject) and decision.status == 202
+
+
+def test_observers_see_every_step(service: ApprovalService) -> None:
+    seen: list[tuple[str, str]] = []
+    service.observers.append(lambda kind, a: seen.append((kind, a.state.value)))
+    service.observers.append(lambda kind, a: 1 / 0)  # a broken observer changes nothing
+    first = run(service.check(info(), ALICE, RUN, BODY, needed(mode="async", approvals_required=2)))
+    aid = str(first.extra["approval_id"])
+    run(service.decide(aid, "bob", ["sre"], "approve", None))
+    run(service.decide(aid, "carol", ["sre"], "approve", None))
+    assert isinstance(run(service.check(info(), ALICE, RUN, BODY, needed(mode="async", approvals_required=2))), Admit)
+    assert seen == [("approval.requested", "pending"), ("approval.vote", "pending"),
+                    ("approval.approved", "approved"), ("approval.used", "used")]

@@ -57,6 +57,13 @@ def status_url(approval_id: str) -> str:
     return f"/_graphwarden/approvals/{approval_id}"
 
 
+def _has_body(info: RequestInfo) -> bool:
+    for name, value in info.headers:
+        if name == b"transfer-encoding" or (name == b"content-length" and value.strip() not in (b"", b"0")):
+            return True
+    return False
+
+
 class ApprovalService:
     """Implements `graphwarden.guard.ApprovalGate`."""
 
@@ -155,6 +162,12 @@ class ApprovalService:
         except ValueError as exc:  # validated at policy load; fail closed if it was not
             log.error("invalid approval spec", extra={"fields": {"rule": needed.rule, "error": str(exc)}})
             return Reject(500, "approval_misconfigured", f"rule {needed.rule} has an invalid approval table",
+                          principal=principal, operation=op)
+        if body is None and _has_body(info):
+            # The fingerprint would not cover the body: one approval could admit any payload.
+            log.error("approval rule on an unread body", extra={"fields": {"rule": needed.rule, "op": op.name}})
+            return Reject(500, "approval_misconfigured",
+                          f"rule {needed.rule} needs the request body to bind an approval, but it was not read",
                           principal=principal, operation=op)
         parsed = json_body(body)
         assistant = assistant_of(op, parsed)
