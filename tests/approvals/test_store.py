@@ -17,6 +17,21 @@ from approval_helpers import FakeClock, new_request
 from graphwarden.approvals import ApprovalError, ApprovalStore, State
 
 
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> Path:
+    return tmp_path / "state" / "approvals.sqlite3"
+
+
+@pytest.fixture
+def store(db_path: Path, clock: FakeClock) -> ApprovalStore:
+    return ApprovalStore(db_path, clock=clock)
+
+
 def events(store: ApprovalStore, approval_id: str) -> list[tuple[str, str | None, str, str]]:
     a = store.get(approval_id, refresh=False)
     assert a is not None
