@@ -182,6 +182,7 @@ class GatewayConfig(_Section):
     limits: LimitsConfig = msgspec.field(default_factory=LimitsConfig)
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     state: StateConfig = msgspec.field(default_factory=StateConfig)
+    approvals: "ApprovalsConfig" = msgspec.field(default_factory=lambda: ApprovalsConfig())
     #: Forward every request without identity or policy. Only for benchmarks and local
     #: experiments: the gateway logs a warning at start.
     insecure_passthrough: bool = False
@@ -390,3 +391,74 @@ class PolicyConfig(_Section):
             raise _invalid("reload_poll_s", "reload_poll_s must be positive", "use e.g. 2.0")
         if not re.fullmatch(r"[A-Za-z0-9_.-]+", self.owner_metadata_key):
             raise _invalid("owner_metadata_key", f"{self.owner_metadata_key!r}", "use letters, digits, _ . -")
+# --- approvals ---
+
+
+class ApprovalsConfig(_Section):
+    """Just-in-time approvals (rules say who approves; this says where state and notices go)."""
+
+    #: SQLite database shared by every gateway process on this machine. Default:
+    #: <state.dir>/approvals.sqlite3.
+    db_path: str | None = None
+    #: How long a "hold" request waits for a decision when its rule gives no hold_seconds.
+    hold_seconds: float = 60.0
+    #: How often a held request re-reads the store for decisions made by other processes (decisions
+    #: made through this process wake it at once).
+    poll_interval_s: float = 1.0
+    #: Generic JSON webhooks told of new requests and decisions.
+    webhook_urls: list[str] = msgspec.field(default_factory=list)
+    #: Slack-compatible incoming webhook ({"text": ...}). "env:NAME" or "file:PATH" allowed.
+    slack_webhook_url: str | None = None
+    notify_timeout_s: float = 5.0
+    #: Retries after the first failed attempt, with exponential backoff from notify_backoff_s.
+    notify_retries: int = 3
+    notify_backoff_s: float = 0.5
+    #: Base URL approvers use to reach this gateway, for links in notifications
+    #: (e.g. "https://graphwarden.example.com").
+    public_base_url: str | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.hold_seconds <= 3600:
+            raise _invalid("hold_seconds", "hold_seconds must be between 0 and 3600", "use e.g. 60")
+        if not 0.05 <= self.poll_interval_s <= 60:
+            raise _invalid("poll_interval_s", "poll_interval_s must be between 0.05 and 60", "use e.g. 1.0")
+        if self.notify_timeout_s <= 0:
+            raise _invalid("notify_timeout_s", "notify_timeout_s must be positive", "use e.g. 5")
+        if not 0 <= self.notify_retries <= 10:
+            raise _invalid("notify_retries", "notify_retries must be between 0 and 10", "use e.g. 3")
+        if self.notify_backoff_s < 0:
+            raise _invalid("notify_backoff_s", "notify_backoff_s is negative", "use e.g. 0.5")
+        urls = [("webhook_urls", u) for u in self.webhook_urls]
+        if self.slack_webhook_url and not self.slack_webhook_url.startswith(("env:", "file:")):
+            urls.append(("slack_webhook_url", self.slack_webhook_url))
+        if self.public_base_url:
+            urls.append(("public_base_url", self.public_base_url))
+        for key, url in urls:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise _invalid(key, f"{url!r} is not an http(s) URL", 'write it like "https://hooks.example.com/x"')
+
+    def resolved_db_path(self, state_dir: str) -> Path:
+        return Path(self.db_path) if self.db_path else Path(state_dir) / "approvals.sqlite3"
+
+    def resolved_slack_url(self) -> str | None:
+        """The Slack URL with an env:/file: reference resolved. Raises ConfigError."""
+        value = self.slack_webhook_url
+        if value is None:
+            return None
+        if value.startswith("env:"):
+            resolved = os.environ.get(value[4:])
+            if not resolved:
+                raise ConfigError("approvals.slack_webhook_url", f"environment variable {value[4:]} is not set",
+                                  f"export {value[4:]}=https://hooks.slack.com/... before starting")
+            return resolved
+        if value.startswith("file:"):
+            try:
+                return Path(value[5:]).read_text().strip()
+            except OSError as exc:
+                raise ConfigError("approvals.slack_webhook_url", f"cannot read {value[5:]}: {exc}",
+                                  "fix the path") from None
+        return value
+
+
+__all__ += ["ApprovalsConfig"]
