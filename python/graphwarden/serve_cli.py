@@ -8,26 +8,12 @@ from typing import Any
 
 from graphwarden.config import GatewayConfig, load_config
 from graphwarden.errors import ConfigError
-from graphwarden.guard import AllowAllGuard, Guard
-from graphwarden.ops import get_logger, setup_logging
+from graphwarden.ops import setup_logging
 
 
 def _load(path: str | None) -> GatewayConfig:
     config = load_config(path)
     return config
-
-
-def build_guard(config: GatewayConfig) -> Guard:
-    """Identity + policy guard (embedded default policy and API keys when nothing is configured);
-    `insecure_passthrough = true` replaces it with the unauthenticated passthrough."""
-    if config.insecure_passthrough:
-        get_logger("serve").warning(
-            "insecure_passthrough is on: requests reach the upstream without identity or policy"
-        )
-        return AllowAllGuard()
-    from graphwarden.policy.guard import build_guard as build_access_guard
-
-    return build_access_guard(config)
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -47,19 +33,24 @@ def _serve(args: argparse.Namespace) -> int:
                 config, listen=msgspec.structs.replace(config.listen, **overrides)
             )
         setup_logging(config.logging.level)
-        build_guard(config)  # fail before listening
+        from graphwarden.assembly import Assembly
+
+        Assembly(config).validate()  # fail before listening
     except ConfigError as exc:
         print(exc.render(args.config or "<defaults>"), file=sys.stderr)
         return 2
     from graphwarden.listener import run_gateway
 
-    return run_gateway(config, build_guard)
+    assembly = Assembly(config)
+    return run_gateway(config, assembly.build_guard, hooks=(assembly.install,))
 
 
 def _check(args: argparse.Namespace) -> int:
     try:
         config = _load(args.config)
-        build_guard(config)
+        from graphwarden.assembly import Assembly
+
+        Assembly(config).validate()
     except ConfigError as exc:
         print(exc.render(args.config), file=sys.stderr)
         return 2
