@@ -288,6 +288,8 @@ fn recover_tail(chain_dir: &Path, chain: &str) -> Result<Option<Tail>, String> {
                 }
             }
         }
+        // A torn tail after a close checkpoint still means the last run did not end cleanly.
+        let clean = clean && torn_bytes == 0;
         let seg_len = f.end as u64;
         return Ok(Some(Tail { next_seq, head, head_time, last_cp, clean, torn_bytes, torn_file, seg_path: last, seg_len }));
     }
