@@ -37,7 +37,7 @@ class Log:
 
     def open(self, **kw: object) -> AuditLog:
         args: dict[str, object] = dict(
-            key_file=self.key_file, chain=self.chain, anchor_dir=self.anchor, checkpoint_every=40, segment_max_bytes=4096
+            key_file=self.key_file, chain=self.chain, anchor_dir=self.anchor, checkpoint_every=40, segment_max_bytes=4096, mode="strict"
         )
         args.update(kw)
         return AuditLog.open(self.audit, **args)  # type: ignore[arg-type]

@@ -278,7 +278,7 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
         let header = match frames.next() {
             Some((_, Ok(Item::Segment(h)))) => h.clone(),
             _ => {
-                let sev = if is_last && u.frames.is_empty() && u.stop.as_ref().is_some_and(|s| !s.2) { Severity::Incomplete } else { Severity::Tampering };
+                let sev = if is_last && u.frames.is_empty() && u.stop.as_ref().is_none_or(|s| !s.2) { Severity::Incomplete } else { Severity::Tampering };
                 find(&mut rep, expected, &u.name, if sev == Severity::Incomplete { "torn_tail" } else { "frame_corrupt" }, sev, "segment does not start with a valid segment header".into());
                 broken = true;
                 continue;

@@ -188,19 +188,20 @@ fn read_file(path: &Path) -> Result<Vec<u8>, String> {
 }
 
 fn create_segment(chain_dir: &Path, chain: &str, first_seq: u64, prev: &[u8; 32]) -> Result<Segment, String> {
+    // Written under a temporary name and renamed, so a crash never leaves a headerless segment.
     let path = chain_dir.join(segment_name(first_seq));
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o640)
-        .open(&path)
-        .map_err(|e| io_err("segment create", &path, e))?;
+    let tmp = chain_dir.join(format!(".{}.tmp", segment_name(first_seq)));
     let mut hdr = Vec::new();
     put_frame(&mut hdr, &segment_header_payload(chain, first_seq, prev));
-    f.write_all(&hdr).map_err(|e| io_err("write", &path, e))?;
-    f.sync_all().map_err(|e| io_err("fsync", &path, e))?;
+    (|| -> std::io::Result<()> {
+        let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o640).open(&tmp)?;
+        f.write_all(&hdr)?;
+        f.sync_all()?;
+        fs::rename(&tmp, &path)
+    })()
+    .map_err(|e| io_err("segment create", &path, e))?;
     fsync_dir(chain_dir)?;
+    let f = OpenOptions::new().append(true).open(&path).map_err(|e| io_err("open", &path, e))?;
     Ok(Segment { path, file: Some(f), durable_len: hdr.len() as u64 })
 }
 
