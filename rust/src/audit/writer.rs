@@ -65,9 +65,9 @@ pub fn now_ns() -> u64 {
 }
 
 struct State {
+    /// Staged records, not yet hashed: `u64 time_ns || u8 kind_len || kind || u32 body_len || body`.
     buf: Vec<u8>,
     next_seq: u64,
-    head: [u8; 32],
     last_time: u64,
     last_append: Instant,
     durable_count: u64,
@@ -375,7 +375,6 @@ impl Writer {
             state: Mutex::new(State {
                 buf: Vec::with_capacity(1 << 16),
                 next_seq,
-                head,
                 last_time: head_time,
                 last_append: Instant::now(),
                 durable_count: next_seq,
@@ -470,9 +469,14 @@ impl Writer {
         let seq = st.next_seq;
         let t = now_ns().max(st.last_time);
         let was_empty = st.buf.is_empty();
-        let head = st.head;
-        let h = put_record(&mut st.buf, self.chain.as_bytes(), seq, t, &head, kind, body);
-        st.head = h;
+        // Only stage here; the writer thread hashes in seq order (cheaper for the caller).
+        let buf = &mut st.buf;
+        buf.reserve(13 + kind.len() + body.len());
+        buf.extend_from_slice(&t.to_le_bytes());
+        buf.push(kind.len() as u8);
+        buf.extend_from_slice(kind);
+        buf.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        buf.extend_from_slice(body);
         st.next_seq = seq + 1;
         st.last_time = t;
         st.last_append = Instant::now();
@@ -594,7 +598,7 @@ impl Drop for Writer {
 impl Worker {
     fn run(mut self) {
         loop {
-            let (taken, count, head, head_time, closing, prune, last_append) = {
+            let (taken, count, closing, prune, last_append) = {
                 let mut st = self.shared.lock();
                 loop {
                     if !st.buf.is_empty() || st.closing || st.prune_request.is_some() {
@@ -609,14 +613,13 @@ impl Worker {
                     }
                 }
                 let taken = std::mem::replace(&mut st.buf, Vec::with_capacity(1 << 16));
-                (taken, st.next_seq, st.head, st.last_time, st.closing, st.prune_request.take(), st.last_append)
+                (taken, st.next_seq, st.closing, st.prune_request.take(), st.last_append)
             };
             if !taken.is_empty() {
-                self.unsynced.extend_from_slice(&taken);
-                self.count = count;
-                self.head = head;
-                self.head_time = head_time;
+                self.encode_staged(&taken);
+                debug_assert_eq!(self.count, count);
             }
+            let _ = count;
             let res = self.step(closing, prune.is_some(), last_append);
             let prune_res = match (prune, &res) {
                 (Some(cutoff), Ok(())) => Some(self.prune(cutoff)),
@@ -660,6 +663,26 @@ impl Worker {
                     return;
                 }
             }
+        }
+    }
+
+    /// Turn staged records into frames: chain them, hash them, CRC them.
+    fn encode_staged(&mut self, staged: &[u8]) {
+        let chain = self.opts.chain.as_bytes();
+        self.unsynced.reserve(staged.len() + staged.len() / 8);
+        let mut i = 0usize;
+        while i < staged.len() {
+            let t = u64::from_le_bytes(staged[i..i + 8].try_into().unwrap());
+            let kl = staged[i + 8] as usize;
+            let kind = &staged[i + 9..i + 9 + kl];
+            let j = i + 9 + kl;
+            let bl = u32::from_le_bytes(staged[j..j + 4].try_into().unwrap()) as usize;
+            let body = &staged[j + 4..j + 4 + bl];
+            let h = put_record(&mut self.unsynced, chain, self.count, t, &self.head, kind, body);
+            self.head = h;
+            self.head_time = t;
+            self.count += 1;
+            i = j + 4 + bl;
         }
     }
 

@@ -187,6 +187,38 @@ fn audit_public_key(key_file: PathBuf) -> PyResult<String> {
     keys::load_or_create(&key_file).map(|k| hex(&k.verifying_key().to_bytes())).map_err(AuditError::new_err)
 }
 
+/// Benchmark helper: open a batch-mode writer in `dir`, append `n` records of `body_len` bytes
+/// from Rust and return the mean nanoseconds per `append` (encoding, CRC, hashing, queueing;
+/// no fsync on this thread). The writer is closed (and synced) afterwards.
+#[pyfunction]
+fn audit_bench_append(py: Python<'_>, dir: PathBuf, key_file: PathBuf, n: u64, body_len: usize) -> PyResult<f64> {
+    py.detach(|| -> Result<f64, String> {
+        let key = keys::load_or_create(&key_file)?;
+        let opts = Options {
+            dir,
+            chain: "bench".into(),
+            durability: Durability::Batch,
+            batch_window: Duration::from_millis(50),
+            checkpoint_every: 10_000,
+            checkpoint_interval: Duration::from_secs(10),
+            idle: Duration::from_secs(1),
+            segment_max_bytes: 64 << 20,
+            anchor_dir: None,
+            retention: None,
+        };
+        let w = Writer::open(opts, key)?;
+        let body: Vec<u8> = (0..body_len).map(|i| b'a' + (i % 26) as u8).collect();
+        let t = std::time::Instant::now();
+        for _ in 0..n {
+            w.append("bench.record", &body).map_err(|e| format!("{e:?}"))?;
+        }
+        let ns = t.elapsed().as_nanos() as f64 / n as f64;
+        w.close()?;
+        Ok(ns)
+    })
+    .map_err(AuditError::new_err)
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AuditWriter>()?;
     m.add("AuditError", m.py().get_type::<AuditError>())?;
@@ -195,5 +227,6 @@ pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(audit_read_records, m)?)?;
     m.add_function(wrap_pyfunction!(audit_write_bundle, m)?)?;
     m.add_function(wrap_pyfunction!(audit_public_key, m)?)?;
+    m.add_function(wrap_pyfunction!(audit_bench_append, m)?)?;
     Ok(())
 }
