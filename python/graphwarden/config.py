@@ -183,6 +183,7 @@ class GatewayConfig(_Section):
     logging: LoggingConfig = msgspec.field(default_factory=LoggingConfig)
     state: StateConfig = msgspec.field(default_factory=StateConfig)
     approvals: "ApprovalsConfig" = msgspec.field(default_factory=lambda: ApprovalsConfig())
+    audit: AuditConfig = msgspec.field(default_factory=lambda: AuditConfig())
     #: Forward every request without identity or policy. Only for benchmarks and local
     #: experiments: the gateway logs a warning at start.
     insecure_passthrough: bool = False
@@ -462,3 +463,62 @@ class ApprovalsConfig(_Section):
 
 
 __all__ += ["ApprovalsConfig"]
+# --- audit ---
+
+
+class AuditConfig(_Section):
+    """The BLAKE3-chained, signed audit log (docs/AUDIT_FORMAT.md)."""
+
+    #: Off only for benchmarks: without it the gateway keeps no SOC 2 evidence.
+    enabled: bool = True
+    #: Audit directory; default `<state.dir>/audit`. One chain per worker process lives in it.
+    dir: str | None = None
+    #: "strict": a response is released only after its records are fdatasync'ed.
+    #: "batch": records reach the OS at once and are synced at least every `batch_window_s`;
+    #: a power loss can lose the last window, a gateway crash loses nothing.
+    durability: Literal["strict", "batch"] = "batch"
+    batch_window_s: float = 0.05
+    #: Ed25519 signing key (64 hex digits, mode 0600); default `<state.dir>/keys/audit-ed25519.key`,
+    #: created on first start. The public key is written next to it as `<key_file>.pub`.
+    key_file: str | None = None
+    #: Second location every signed checkpoint is copied to (another disk or an append-only
+    #: share), so tail truncation and rollback are detectable. None: no anchor.
+    anchor_dir: str | None = None
+    #: Sign a checkpoint after this many records, at least this often, and after this idle time.
+    checkpoint_every: int = 10_000
+    checkpoint_interval_s: float = 10.0
+    idle_checkpoint_s: float = 1.0
+    #: Segment files are rotated (sealed with a checkpoint) above this size.
+    segment_max_bytes: int = 64 * 1024 * 1024
+    #: Sealed segments older than this are removed through a signed pruning checkpoint. None: keep all.
+    retention_days: float | None = None
+    #: Chain ids are `<chain_prefix>-w<worker>`; default the host name. Replicas sharing one
+    #: audit directory need distinct prefixes.
+    chain_prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.checkpoint_every < 1:
+            raise _invalid("checkpoint_every", f"checkpoint_every = {self.checkpoint_every}", "use 1 or more")
+        for name in ("batch_window_s", "checkpoint_interval_s", "idle_checkpoint_s"):
+            value = getattr(self, name)
+            if not value > 0:
+                raise _invalid(name, f"{name} = {value}", "use a positive number of seconds")
+        if self.segment_max_bytes < 65_536:
+            raise _invalid(
+                "segment_max_bytes", f"segment_max_bytes = {self.segment_max_bytes}", "use at least 65536"
+            )
+        if self.retention_days is not None and not self.retention_days > 0:
+            raise _invalid("retention_days", f"retention_days = {self.retention_days}", "use a positive number or remove the key")
+        if self.chain_prefix is not None and not re.fullmatch(r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,55}", self.chain_prefix):
+            raise _invalid(
+                "chain_prefix", f"chain_prefix {self.chain_prefix!r} is not a valid chain id prefix", "use 1-56 of A-Z a-z 0-9 . _ -"
+            )
+
+    def resolved_dir(self, state_dir: str) -> str:
+        return self.dir if self.dir is not None else str(Path(state_dir) / "audit")
+
+    def resolved_key_file(self, state_dir: str) -> str:
+        return self.key_file if self.key_file is not None else str(Path(state_dir) / "keys" / "audit-ed25519.key")
+
+
+__all__ += ["AuditConfig"]
