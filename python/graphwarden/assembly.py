@@ -48,18 +48,118 @@ class Assembly:
         except ValueError:
             return bytes(masker.mask(body))
 
+    def build_masker(self) -> Any:
+        """The masking engine from the catalogue (default or the operator's). A pattern that
+        does not compile raises ConfigError naming it, so the gateway does not start."""
+        from graphwarden.errors import ConfigError
+        from graphwarden.masking import Masker
+
+        path = self.config.masking.catalogue
+        try:
+            return Masker.from_file(path) if path else Masker.default()
+        except (ValueError, OSError) as exc:
+            raise ConfigError("masking.catalogue", str(exc), "fix or disable the named entry in the catalogue") from None
+
     def install(self, gateway: Any) -> None:
         """Gateway hook: runs inside the worker's event loop once the gateway exists."""
-        if self.config.insecure_passthrough:
+        config = self.config
+        if config.insecure_passthrough:
             return
         from graphwarden.approvals import install as install_approvals
+        from graphwarden.audit import open_from_config
+        from graphwarden.evidence.core import Evidence, MaskingPolicy
 
+        if self.masker is None:
+            self.masker = self.build_masker()
         install_approvals(gateway, self.approvals, mask=self._mask_for_approvers)
+        self.audit = open_from_config(config, gateway.worker)
+        if self.audit is None:
+            log.warning("audit.enabled is false: this gateway keeps no evidence")
+            return
+        audit = self.audit
+        gateway.readiness_checks["audit"] = lambda: None if audit.healthy() else (audit.last_error() or "audit log unavailable")
+        mc = config.masking
+        policy = MaskingPolicy(
+            [(r.routes, r.groups, r.requests, r.responses) for r in mc.rules],
+            default_requests=mc.requests, default_responses=mc.responses,
+        )
+        ec = config.evidence
+        self.evidence = Evidence(
+            audit=AuditAdapter(audit),
+            masker=self.masker,
+            policy=policy,
+            max_body_bytes=config.limits.max_body_bytes,
+            json_buffer_bytes=mc.json_buffer_bytes,
+            audit_level=ec.level,
+            inject_stream_modes=ec.inject_stream_modes,
+            collect_history=ec.collect_history,
+            history_timeout_s=ec.history_timeout_s,
+        )
+        self.evidence.install(gateway)
+        self.approvals.observers.append(self._approval_observer)
+        guard = self.guard
+        if guard is not None and hasattr(guard, "on_decision"):
+            guard.on_decision.append(self.evidence.note_decision)
+        audit.append("gateway", {"event": "start", "worker": gateway.worker, "ts": _now(),
+                                 "upstream": config.upstream.url, "chain": audit.chain})
+
+    def _approval_observer(self, kind: str, a: Any) -> None:
+        """Every approval transition becomes an `approval` audit record (comments masked)."""
+        evidence = self.evidence
+        if evidence is None:
+            return
+        last = a.events[-1] if a.events else None
+        comment = last.comment if last is not None else None
+        body = {
+            "approval_id": a.id,
+            "ts": _now(),
+            "transition": kind.split(".", 1)[-1],
+            "from": last.from_state if last is not None else None,
+            "to": a.state.value,
+            "actor": {"subject": last.actor} if last is not None else None,
+            "comment": evidence.masked_text(comment),
+            "requester": {"subject": a.requester, "groups": list(a.requester_groups)},
+            "rule": a.rule,
+            "fingerprint": a.fingerprint,
+            "request_id": a.request_id,
+            "thread_id": a.params.get("thread_id"),
+            "assistant_id": a.assistant_id,
+            "justification": evidence.masked_text(a.justification),
+            "votes": [{"approver": v.approver, "decision": v.decision, "comment": evidence.masked_text(v.comment)}
+                      for v in a.votes],
+            "approvals_required": a.approvals_required,
+        }
+        try:
+            self.audit.append("approval", body)
+        except Exception:
+            log.exception("approval transition could not be recorded", extra={"fields": {"approval_id": a.id}})
 
     def validate(self) -> None:
-        """Build the guard once (in the parent) so that configuration errors stop `serve`
-        before it listens. Raises ConfigError."""
+        """Build the guard and the masker once (in the parent) so that configuration errors
+        stop `serve` before it listens. Raises ConfigError."""
         self.build_guard(self.config)
+        if not self.config.insecure_passthrough:
+            self.build_masker()
+
+
+class AuditAdapter:
+    """The audit log as the evidence hooks see it."""
+
+    def __init__(self, log: Any) -> None:
+        self.log = log
+        self.strict = log.durability == "strict"
+
+    def append(self, kind: str, body: dict[str, Any]) -> int:
+        return int(self.log.append(kind, body))
+
+    async def wait_durable(self, seq: int) -> None:
+        await self.log.wait_durable(seq)
+
+
+def _now() -> str:
+    import datetime
+
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 __all__ = ["Assembly"]

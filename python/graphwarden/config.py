@@ -184,6 +184,8 @@ class GatewayConfig(_Section):
     state: StateConfig = msgspec.field(default_factory=StateConfig)
     approvals: "ApprovalsConfig" = msgspec.field(default_factory=lambda: ApprovalsConfig())
     audit: AuditConfig = msgspec.field(default_factory=lambda: AuditConfig())
+    masking: "MaskingConfig" = msgspec.field(default_factory=lambda: MaskingConfig())
+    evidence: "EvidenceConfig" = msgspec.field(default_factory=lambda: EvidenceConfig())
     #: Forward every request without identity or policy. Only for benchmarks and local
     #: experiments: the gateway logs a warning at start.
     insecure_passthrough: bool = False
@@ -522,3 +524,58 @@ class AuditConfig(_Section):
 
 
 __all__ += ["AuditConfig"]
+
+
+# --- evidence (masking policy and audit content in the request path) ---
+class MaskingRuleConfig(_Section):
+    """Which directions are masked for some route classes and principal groups."""
+
+    #: Route classes (operation names such as "threads.stream_run"); globs allowed ("store.*").
+    routes: list[str] = msgspec.field(default_factory=lambda: ["*"])
+    #: The rule applies to principals in any of these groups; empty = everyone.
+    groups: list[str] = msgspec.field(default_factory=list)
+    #: Mask request bodies before they reach the LangGraph runtime.
+    requests: bool = True
+    #: Mask JSON responses and SSE streams before they reach the client.
+    responses: bool = True
+
+
+class MaskingConfig(_Section):
+    """Masking in the request path. The audit trail and the gateway's logs are always masked
+    with the whole catalogue, whatever these say."""
+
+    #: Operator catalogue (TOML) merged over the default one: add entries, disable or override
+    #: defaults, choose actions. Unset = the default catalogue.
+    catalogue: str | None = None
+    #: Defaults when no rule matches.
+    requests: bool = True
+    responses: bool = True
+    #: Ordered; the first rule whose routes and groups match decides.
+    rules: list[MaskingRuleConfig] = msgspec.field(default_factory=list)
+    #: JSON responses up to this size are masked as JSON documents (valid JSON out); larger
+    #: ones are masked as a byte stream.
+    json_buffer_bytes: int = 16 * 1024 * 1024
+
+    def __post_init__(self) -> None:
+        if self.catalogue is not None and not Path(self.catalogue).is_file():
+            raise _invalid("catalogue", f"catalogue file {self.catalogue!r} does not exist", "fix the path or remove the key")
+        if self.json_buffer_bytes < 1024:
+            raise _invalid("json_buffer_bytes", "json_buffer_bytes is below 1024", "use at least 1024 (default 16 MiB)")
+
+
+class EvidenceConfig(_Section):
+    """What the audit trail records about each request and run."""
+
+    #: "full": masked inputs, outputs and step updates are recorded; "digest": only their
+    #: BLAKE3 digest and size.
+    level: Literal["full", "digest"] = "full"
+    #: Add the `tasks` stream mode to run streams when the client did not ask for it, so every
+    #: step is recorded (the added events are removed before they reach the client).
+    inject_stream_modes: bool = True
+    #: After runs without a stream (wait, background), read their steps from the thread history.
+    collect_history: bool = True
+    #: Longest a background run is followed before its steps are read.
+    history_timeout_s: float = 600.0
+
+
+__all__ += ["EvidenceConfig", "MaskingConfig", "MaskingRuleConfig"]

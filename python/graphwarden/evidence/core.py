@@ -160,6 +160,7 @@ class Evidence:
         self._digest = digest or _blake3_hex
         self.gateway: Gateway | None = None
         self._background: set[asyncio.Task[None]] = set()
+        self._decisions: dict[str, Any] = {}
 
     def install(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -187,6 +188,17 @@ class Evidence:
         if self.audit_level == "digest":
             return {"digest": self._digest(masked), "bytes": len(masked)}
         return masked.decode("utf-8", "replace")
+
+    def masked_text(self, text: str | None) -> str | None:
+        if text is None:
+            return None
+        return self.masker.mask(text.encode()).decode("utf-8", "replace")
+
+    def note_decision(self, rec: Any) -> None:
+        """Policy guard hook: keep the decision's rule and reason until `on_decision` runs."""
+        self._decisions[rec.request_id] = rec
+        if len(self._decisions) > 10_000:  # requests that never reached on_decision
+            self._decisions.pop(next(iter(self._decisions)))
 
     def record(self, ex: Exchange, kind: str, body: dict[str, Any]) -> int:
         try:
@@ -250,13 +262,17 @@ class Evidence:
             command = doc.get("command")
             if isinstance(command, dict) and "resume" in command:
                 rec["resume"] = {"value": self.masked_payload(orjson.dumps(command["resume"]))}
+        noted = self._decisions.pop(ex.request_id, None)
+        if noted is not None:
+            rec["rule"] = noted.rule
+            rec["effect"] = noted.effect
         if isinstance(decision, Reject):
             rec.update(decision=_reject_decision(decision), status=decision.status, reason=decision.reason)
             if decision.extra.get("approval_id"):
                 rec["approval_id"] = decision.extra["approval_id"]
         else:
             assert isinstance(decision, Admit)
-            rec.update(decision="allow", rule=decision.rule)
+            rec.update(decision="allow", rule=decision.rule or rec.get("rule"))
             if decision.approval_id:
                 rec["approval_id"] = decision.approval_id
         new_body: bytes | None = None
