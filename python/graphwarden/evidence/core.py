@@ -26,7 +26,7 @@ import datetime
 import fnmatch
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
@@ -365,8 +365,8 @@ class Evidence:
             and op.name in (WAIT_RUN_ROUTES | BACKGROUND_RUN_ROUTES | {"runs.batch"})
             and self.gateway is not None
         ):
-            runs = ex.notes.get("runs") or []
-            for thread_id, run_id in runs:  # type: ignore[union-attr]
+            runs = cast("list[tuple[str | None, str | None]]", ex.notes.get("runs") or [])
+            for thread_id, run_id in runs:
                 if thread_id and run_id:
                     task = asyncio.get_running_loop().create_task(
                         self._collect(ex.request_id, thread_id, run_id, join=op.name not in WAIT_RUN_ROUTES)
@@ -550,8 +550,8 @@ class CaptureFilter:
             return
         runs: list[tuple[str | None, str | None]] = []
         if op.name in WAIT_RUN_ROUTES:
-            ctx = self.ex.notes.get("ctx") or {}
-            runs.append((ctx.get("thread_id") or op.params.get("thread_id"), ctx.get("run_id")))  # type: ignore[union-attr]
+            ctx = cast("dict[str, Any]", self.ex.notes.get("ctx") or {})
+            runs.append((ctx.get("thread_id") or op.params.get("thread_id"), ctx.get("run_id")))
             if isinstance(doc, dict) and "__error__" in doc:
                 self.ex.notes["run_status"] = "error"
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import enum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 import h11
 
@@ -150,7 +150,8 @@ class ClientConnection(asyncio.Protocol):
 
     # -- asyncio.Protocol -------------------------------------------------------------------
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]  # uvloop's are not asyncio.Transport subclasses
+        # uvloop's transports are not asyncio.Transport subclasses but have its methods.
+        self.transport = transport = cast(asyncio.Transport, transport)
         gw = self.gw
         metrics = gw.metrics
         metrics.connections_total += 1
@@ -296,7 +297,7 @@ class ClientConnection(asyncio.Protocol):
                 return
             kind = type(event)
             if kind is h11.Data:
-                body.feed(event.data)
+                body.feed(cast(h11.Data, event).data)
             elif kind is h11.EndOfMessage:
                 body.end()
                 return
