@@ -1,0 +1,213 @@
+#!/usr/bin/env python3
+"""What each guardrail costs on the proxy benchmark's loads, side by side in one run.
+
+Configurations of the same graphwarden build, one worker each, in front of the same upstream
+(nginx, 1 worker, static answers), under the same wrk load:
+
+  passthrough     insecure_passthrough (no identity, policy, masking or audit)
+  policy          OIDC bearer token (RS256, cached JWKS) + route classification + policy
+  audit-batch     policy + audit trail in batch durability (records masked with the catalogue;
+                  client traffic not masked)
+  audit-strict    policy + audit trail in strict durability (response released only once its
+                  records are on disk)
+  all             policy + masking of requests, JSON responses and SSE + batch audit
+
+Loads: small JSON GETs (`GET /info`, 50 connections) and an SSE stream
+(`GET /threads/T/runs/R/stream`, 32 MiB of events, 4 connections; MB/s).
+
+Targets (issues 4, 5 and 7): policy >= 85% of passthrough req/s; audit batch costs <= 10% and
+strict <= 25% of the req/s without audit; all guardrails >= 60% of passthrough on small JSON and
+>= 50% on SSE payload throughput.
+
+Usage: python3 benchmarks/guardrails_bench.py [--duration 6] [--only passthrough,all]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from proxy_bench import SMALL_JSON, free_port, sse_payload, wait_port, wrk  # noqa: E402
+
+ISSUER = "https://idp.bench.invalid"
+SUBJECT = "bench-user"
+THREAD = "0f2a6c3e-0000-4000-8000-000000000001"
+RUN = "0f2a6c3e-0000-4000-8000-000000000002"
+
+NGINX = """
+user root;
+worker_processes 1;
+daemon off;
+pid {dir}/upstream.pid;
+error_log {dir}/upstream-error.log warn;
+events {{ worker_connections 4096; }}
+http {{
+  access_log off;
+  keepalive_requests 1000000;
+  keepalive_timeout 120s;
+  server {{
+    listen 127.0.0.1:{port};
+    default_type application/json;
+    location = /ok {{ return 200 '{{"ok":true}}'; }}
+    location = /info {{ alias {dir}/www/info.json; }}
+    location = /jwks.json {{ alias {dir}/www/jwks.json; }}
+    location = /threads/{thread} {{ alias {dir}/www/thread.json; }}
+    location = /threads/{thread}/runs/{run}/stream {{ default_type text/event-stream; alias {dir}/www/stream.sse; }}
+  }}
+}}
+"""
+
+POLICY = """
+version = 1
+[[rules]]
+id = "users-own-work"
+groups = ["user"]
+resources = ["assistants", "threads", "runs", "meta"]
+effect = "allow"
+"""
+
+
+def _b64(n: int) -> str:
+    raw = n.to_bytes((n.bit_length() + 7) // 8, "big")
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def make_identity(d: Path) -> str:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pub = key.public_key().public_numbers()
+    jwks = {"keys": [{"kty": "RSA", "kid": "bench", "use": "sig", "alg": "RS256", "n": _b64(pub.n), "e": _b64(pub.e)}]}
+    (d / "www" / "jwks.json").write_text(json.dumps(jwks))
+    now = int(time.time())
+    token = jwt.encode(
+        {"iss": ISSUER, "aud": "graphwarden", "sub": SUBJECT, "groups": ["user"], "iat": now, "nbf": now,
+         "exp": now + 3600, "name": "Bench User"},
+        key, algorithm="RS256", headers={"kid": "bench"},
+    )
+    return token
+
+
+def gateway_toml(port: int, up: int, d: Path, name: str) -> str:
+    base = f"""
+[listen]
+port = {port}
+[upstream]
+url = "http://127.0.0.1:{up}"
+[limits]
+keepalive_timeout_s = 300.0
+[logging]
+access_log = false
+level = "warning"
+[state]
+dir = "{d / ('state-' + name)}"
+"""
+    if name == "passthrough":
+        return "insecure_passthrough = true\n" + base
+    policy_file = d / "policy.toml"
+    out = base + f"""
+[identity]
+[[identity.oidc]]
+issuer = "{ISSUER}"
+audience = ["graphwarden"]
+discovery = false
+jwks_uri = "http://127.0.0.1:{up}/jwks.json"
+[policy]
+file = "{policy_file}"
+[policy.rate_limits]
+requests_per_s = 1000000
+burst = 1000000
+max_streams = 100000
+"""
+    if name == "policy":
+        out += "[audit]\nenabled = false\n"
+    elif name in ("audit-batch", "audit-strict"):
+        mode = name.split("-")[1]
+        out += f'[audit]\ndurability = "{mode}"\n[masking]\nrequests = false\nresponses = false\n'
+    elif name == "all":
+        out += '[audit]\ndurability = "batch"\n[masking]\nrequests = true\nresponses = true\n'
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--duration", type=float, default=6.0)
+    ap.add_argument("--only", default="passthrough,policy,audit-batch,audit-strict,all")
+    args = ap.parse_args()
+    names = args.only.split(",")
+    results: dict[str, dict[str, dict[str, float]]] = {}
+    with tempfile.TemporaryDirectory(prefix="gw-guard-bench-") as tmp:
+        d = Path(tmp)
+        os.chmod(d, 0o755)
+        (d / "www").mkdir()
+        (d / "www" / "info.json").write_bytes(SMALL_JSON)
+        (d / "www" / "thread.json").write_text(json.dumps(
+            {"thread_id": THREAD, "metadata": {"graphwarden_owner": SUBJECT}, "status": "idle"}))
+        (d / "www" / "stream.sse").write_bytes(sse_payload(32 << 20))
+        (d / "policy.toml").write_text(POLICY)
+        token = make_identity(d)
+        up = free_port()
+        (d / "upstream.conf").write_text(NGINX.format(dir=d, port=up, thread=THREAD, run=RUN))
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        upstream = subprocess.Popen([nginx, "-c", str(d / "upstream.conf")])
+        try:
+            wait_port(up)
+            hdr = d / "auth.lua"
+            hdr.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
+            for name in names:
+                port = free_port()
+                cfg = d / f"{name}.toml"
+                cfg.write_text(gateway_toml(port, up, d, name))
+                gw = subprocess.Popen([sys.executable, "-m", "graphwarden", "serve", "--config", str(cfg)],
+                                      stdout=subprocess.DEVNULL, stderr=open(d / f"{name}.log", "wb"))
+                try:
+                    wait_port(port, 60)
+                    script = None if name == "passthrough" else hdr
+                    base = f"http://127.0.0.1:{port}"
+                    wrk(f"{base}/info", connections=10, duration=1, script=script)  # warm-up
+                    r_json = wrk(f"{base}/info", connections=50, duration=args.duration, script=script)
+                    r_sse = wrk(f"{base}/threads/{THREAD}/runs/{RUN}/stream", connections=4,
+                                duration=args.duration, script=script)
+                    results[name] = {"json": r_json, "sse": r_sse}
+                    print(f"{name:<14} json {r_json['rps']:>8.0f} req/s p99 {r_json['p99_ms']:7.2f} ms | "
+                          f"sse {r_sse['mb_s']:8.1f} MB/s", flush=True)
+                    if "errors" in r_json or "errors" in r_sse:
+                        print(f"  ! {name}: non-2xx answers, see {d / (name + '.log')}:")
+                        print((d / f"{name}.log").read_text()[-2000:])
+                finally:
+                    gw.send_signal(signal.SIGTERM)
+                    try:
+                        gw.wait(30)
+                    except subprocess.TimeoutExpired:
+                        gw.kill()
+        finally:
+            upstream.send_signal(signal.SIGTERM)
+            upstream.wait(10)
+
+    def ratio(a: str, b: str, load: str, key: str) -> str:
+        if a not in results or b not in results:
+            return "n/a"
+        return f"{results[a][load][key] / results[b][load][key]:.2f}"
+
+    print("\nsummary (ratios of req/s, or MB/s for SSE)")
+    print(f"  policy / passthrough, small JSON         = {ratio('policy', 'passthrough', 'json', 'rps')}   (target >= 0.85)")
+    print(f"  audit-batch / policy, small JSON         = {ratio('audit-batch', 'policy', 'json', 'rps')}   (target >= 0.90)")
+    print(f"  audit-strict / policy, small JSON        = {ratio('audit-strict', 'policy', 'json', 'rps')}   (target >= 0.75)")
+    print(f"  all / passthrough, small JSON            = {ratio('all', 'passthrough', 'json', 'rps')}   (target >= 0.60)")
+    print(f"  all / passthrough, SSE MB/s              = {ratio('all', 'passthrough', 'sse', 'mb_s')}   (target >= 0.50)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
