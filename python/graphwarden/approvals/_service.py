@@ -99,10 +99,6 @@ class ApprovalService:
         return cls(store, hold_seconds=ac.hold_seconds, poll_interval_s=ac.poll_interval_s,
                    notifier=notifier, mask=mask)
 
-    @classmethod
-    def at(cls, db_path: str | Path, **kw: object) -> ApprovalService:
-        return cls(ApprovalStore(db_path), **kw)  # type: ignore[arg-type]
-
     # -- helpers --------------------------------------------------------------------------------
     async def _run(self, fn: Callable[[], T]) -> T:
         """Run a (short, blocking) store call off the event loop."""
