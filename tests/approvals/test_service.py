@@ -234,3 +234,20 @@ def test_observers_see_every_step(service: ApprovalService) -> None:
     assert isinstance(run(service.check(info(), ALICE, RUN, BODY, needed(mode="async", approvals_required=2))), Admit)
     assert seen == [("approval.requested", "pending"), ("approval.vote", "pending"),
                     ("approval.approved", "approved"), ("approval.used", "used")]
+
+
+def test_store_failure_fails_closed_with_503(tmp_path: Path) -> None:
+    service = ApprovalService(ApprovalStore(tmp_path / "a.sqlite3"))
+    service.store.close()
+    (tmp_path / "a.sqlite3").write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"a.sqlite3{suffix}").unlink(missing_ok=True)
+    try:
+        decision = run(service.check(info(), ALICE, RUN, BODY, needed(mode="async")))
+        assert isinstance(decision, Reject) and (decision.status, decision.code) == (503, "approvals_unavailable")
+        handlers = ApprovalHandlers(service).as_local_handlers()
+        resp = run(handlers["gateway.approvals.list"](info("GET", "/_graphwarden/approvals"), BOB,
+                                                      Operation("gateway.approvals.list", "gateway", "list"), None))
+        assert resp.status == 503 and orjson.loads(resp.body)["error"] == "approvals_unavailable"
+    finally:
+        service.close()

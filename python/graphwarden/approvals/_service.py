@@ -181,7 +181,13 @@ class ApprovalService:
             grant_seconds=spec.grant_seconds, request_id=info.request_id,
             justification_missing=spec.justification_required and justification is None, auto_reason=auto,
         )
-        found = await self._run(partial(self.store.lookup_or_create, new))
+        try:
+            found = await self._run(partial(self.store.lookup_or_create, new))
+        except sqlite3.Error as exc:  # fail closed, and say why
+            log.error("approval store failed", extra={"fields": {"rule": needed.rule, "error": str(exc)}})
+            return Reject(503, "approvals_unavailable", "the approval store is unavailable; try again later",
+                          headers=((b"retry-after", str(RETRY_AFTER_S).encode()),),
+                          principal=principal, operation=op)
         a = found.approval
         if found.kind == "needs_justification" or a is None:
             return Reject(
