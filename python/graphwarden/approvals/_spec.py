@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Literal
 
@@ -135,16 +136,65 @@ def parse_spec(rule: str, spec: Mapping[str, object]) -> ApprovalSpec:
 # -- fingerprints ------------------------------------------------------------------------------
 
 
+class _Number(str):
+    """A JSON number kept as its literal text (no float rounding, no big-int loss)."""
+
+
+class _NotCanonical(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _NotCanonical("duplicate key")  # parsers disagree on which value wins: hash raw bytes
+    return out
+
+
+def _reject_constant(name: str) -> object:
+    raise _NotCanonical(name)
+
+
+def _emit(node: object, out: list[str]) -> None:
+    if isinstance(node, dict):
+        out.append("{")
+        for i, key in enumerate(sorted(node)):
+            if i:
+                out.append(",")
+            out.append(json.dumps(key, ensure_ascii=False))
+            out.append(":")
+            _emit(node[key], out)
+        out.append("}")
+    elif isinstance(node, list):
+        out.append("[")
+        for i, item in enumerate(node):
+            if i:
+                out.append(",")
+            _emit(item, out)
+        out.append("]")
+    elif isinstance(node, _Number):
+        out.append(str.__str__(node))
+    else:  # str, bool, None
+        out.append(json.dumps(node, ensure_ascii=False))
+
+
 def canonical_body(body: bytes | None) -> bytes:
-    """JSON bodies re-encoded with sorted keys (so key order and whitespace do not matter);
-    anything else as sent."""
+    """JSON bodies re-encoded with sorted keys and no whitespace, numbers kept as written (so key
+    order and spacing do not matter, but no two different values collide); anything else, and
+    JSON with duplicate keys or NaN/Infinity, as sent."""
     if not body:
         return b""
     try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        parsed = json.loads(body, parse_float=_Number, parse_int=_Number, parse_constant=_reject_constant,
+                            object_pairs_hook=_no_duplicates)
+    except (ValueError, RecursionError):
         return body
-    return orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS)
+    out: list[str] = []
+    try:
+        _emit(parsed, out)
+    except RecursionError:
+        return body
+    return "".join(out).encode("utf-8", "surrogatepass")
 
 
 def body_sha256(body: bytes | None) -> str:
