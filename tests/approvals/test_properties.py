@@ -92,7 +92,8 @@ def test_canonical_body_never_merges_different_values() -> None:
     assert canonical_body(b'{"b": 1, "a": [1.5, "x"]}') == canonical_body(b'{ "a" : [1.5,"x"],\n"b":1 }')
     big = b'{"n": 123456789012345678901234567890}'
     assert canonical_body(big) != canonical_body(b'{"n": 123456789012345678901234567891}')
-    assert canonical_body(b'{"x": 0.1}') != canonical_body(b'{"x": 0.1000000000000000000001}')
+    assert canonical_body(b'{"x": 1}') != canonical_body(b'{"x": 1.0}')
+    assert canonical_body(b'{"x": 1.5e2}') == canonical_body(b'{"x": 150.0}')  # the same double
     assert canonical_body(b'{"x": 1}') != canonical_body(b'{"x": "1"}')
     # Ambiguous JSON is hashed as sent.
     assert canonical_body(b'{"a": 1, "a": 2}') == b'{"a": 1, "a": 2}'

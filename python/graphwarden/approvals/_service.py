@@ -129,8 +129,8 @@ class ApprovalService:
     def validate_spec(self, rule: str, spec: Mapping[str, object]) -> None:
         parse_spec(rule, spec)
 
-    def body_view(self, body: bytes | None) -> object:
-        summary = body_summary(body)
+    def body_view(self, body: bytes | None, *, parsed: object = None, body_digest: str | None = None) -> object:
+        summary = body_summary(body, parsed=parsed, body_digest=body_digest)
         if self.mask is None or not body:
             return summary
         try:
@@ -168,14 +168,16 @@ class ApprovalService:
         parsed = json_body(body)
         assistant = assistant_of(op, parsed)
         justification = justification_of(spec, info.headers, parsed)
-        fp = fingerprint(principal, info.method, op, body)
+        digest = body_sha256(body)
+        fp = fingerprint(principal, info.method, op, body, body_digest=digest)
         gk = grant_key(needed.rule, spec, principal, op, assistant) if spec.grant == "window" else None
         auto = spec.auto_approve.holds(self.store.clock(), assistant) if spec.auto_approve else None
         new = NewApproval(
             rule=needed.rule, fingerprint=gk if gk is not None else fp, grant_kind=spec.grant, grant_key=gk,
             requester=principal.subject, requester_groups=principal.groups, method=info.method,
             target=info.target, operation=op.name, params=dict(op.params), assistant_id=assistant,
-            body_sha256=body_sha256(body), body_size=len(body or b""), body_view=self.body_view(body),
+            body_sha256=digest, body_size=len(body or b""),
+            body_view=self.body_view(body, parsed=parsed, body_digest=digest),
             justification=justification, approver_groups=tuple(spec.approver_groups),
             approvals_required=spec.approvals_required, mode=spec.mode, expires_seconds=spec.expires_seconds,
             grant_seconds=spec.grant_seconds, request_id=info.request_id,
