@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from graphwarden.approvals import ApprovalStore, NewApproval
+from graphwarden.approvals import NewApproval
 
 
 class FakeClock:

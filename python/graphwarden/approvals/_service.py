@@ -17,7 +17,6 @@ import concurrent.futures
 import sqlite3
 from collections.abc import Callable, Mapping
 from functools import partial
-from pathlib import Path
 from typing import TypeVar
 
 import orjson
