@@ -91,7 +91,7 @@ def test_backoff_spacing(tmp_path: Path) -> None:
 
 def test_dead_and_hanging_webhooks_never_block_nor_lose_the_approval(tmp_path: Path) -> None:
     hanging = Hook(delay_s=3.0)
-    notifier = Notifier(NotifySettings(webhook_urls=(dead_url(), hanging.url), timeout_s=0.5, retries=1,
+    notifier = Notifier(NotifySettings(webhook_urls=(dead_url(), hanging.url), timeout_s=1.5, retries=1,
                                        backoff_s=0.05))
     service = ApprovalService(ApprovalStore(tmp_path / "a.sqlite3"), notifier=notifier)
 
@@ -108,7 +108,7 @@ def test_dead_and_hanging_webhooks_never_block_nor_lose_the_approval(tmp_path: P
     finally:
         service.close()
         hanging.close()
-    assert elapsed < 0.3, elapsed
+    assert elapsed < 1.0, elapsed  # the 1.5 s timeouts and the 3 s hang happen in the background
     assert notifier.failed == 2 and notifier.delivered == 0 and notifier.attempts == 4
     assert ApprovalStore(tmp_path / "a.sqlite3").state_of(aid) is State.PENDING
 
