@@ -32,6 +32,15 @@ def body(i: int) -> bytes:
     return orjson.dumps({"assistant_id": "agent", "input": {"text": f"request {i}", "n": i}})
 
 
+#: About 256 KiB of nested JSON (a run with a long conversation in its input).
+BIG = {"assistant_id": "agent", "input": {"messages": [
+    {"role": "user", "content": "x" * 200, "n": k, "tags": ["a", "b"], "score": 0.5} for k in range(1000)]}}
+
+
+def big_body(i: int) -> bytes:
+    return orjson.dumps({**BIG, "n": i})
+
+
 async def timed(n: int, call: Callable[[int], Awaitable[object]]) -> float:
     for i in range(min(50, n)):  # warm-up
         await call(-1 - i)
@@ -61,6 +70,8 @@ async def main(n: int) -> None:
             ("re-send while pending -> 202", lambda i: service.check(INFO, ALICE, OP, fixed, async_spec)),
             ("covered by window grant -> admit", lambda i: service.check(INFO, ALICE, OP, body(i), grant_spec)),
             ("auto-approved -> admit", lambda i: service.check(INFO, ALICE, OP, body(i + 10**6), auto_spec)),
+            (f"new request, {len(big_body(0)) // 1024} KiB body -> 202",
+             lambda i: service.check(INFO, ALICE, OP, big_body(i), async_spec)),
         ]
         print(f"approval gate, n={n} sequential calls per case, {platform.processor() or platform.machine()}, "
               f"python {platform.python_version()}")

@@ -1,7 +1,14 @@
 """Helpers shared by the approvals tests."""
 from __future__ import annotations
 
-from graphwarden.approvals import ApprovalStore, NewApproval
+import http.server
+import threading
+import time
+from typing import Any
+
+import orjson
+
+from graphwarden.approvals import NewApproval
 
 
 class FakeClock:
@@ -26,3 +33,38 @@ def new_request(fingerprint: str = "fp-1", **kw: object) -> NewApproval:
     )
     base.update(kw)
     return NewApproval(**base)  # type: ignore[arg-type]
+
+
+class Hook:
+    """A webhook receiver that fails the first `fail_first` requests with 503."""
+
+    def __init__(self, fail_first: int = 0, delay_s: float = 0.0) -> None:
+        self.fail_first = fail_first
+        self.delay_s = delay_s
+        self.received: list[tuple[float, dict[str, Any]]] = []
+        hook = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["content-length"]))
+                hook.received.append((time.monotonic(), orjson.loads(body)))
+                time.sleep(hook.delay_s)
+                status = 503 if len(hook.received) <= hook.fail_first else 200
+                try:
+                    self.send_response(status)
+                    self.send_header("content-length", "2")
+                    self.end_headers()
+                    self.wfile.write(b"ok")
+                except OSError:
+                    pass  # the client gave up (timeout tests)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

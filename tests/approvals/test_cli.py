@@ -8,7 +8,7 @@ from pathlib import Path
 
 import orjson
 
-from approval_helpers import new_request
+from approval_helpers import Hook, new_request
 from graphwarden.approvals import ApprovalStore, State
 from graphwarden.cli import main
 
@@ -21,9 +21,10 @@ def cli(*argv: str) -> tuple[int, str, str]:
 
 
 def test_store_commands_through_a_config_file(tmp_path: Path) -> None:
+    hook = Hook()
     state = tmp_path / "state"
     config = tmp_path / "gw.toml"
-    config.write_text(f'[state]\ndir = "{state}"\n')
+    config.write_text(f'[state]\ndir = "{state}"\n[approvals]\nwebhook_urls = ["{hook.url}"]\n')
     store = ApprovalStore(state / "approvals.sqlite3")
     aid = store.lookup_or_create(new_request(approvals_required=1)).approval.id  # type: ignore[union-attr]
 
@@ -41,6 +42,8 @@ def test_store_commands_through_a_config_file(tmp_path: Path) -> None:
                        "--comment", "no")
     assert code == 0 and "denied" in out
     assert store.state_of(aid) is State.DENIED
+    hook.close()
+    assert [(b["type"], b["approval"]["approval_id"]) for _, b in hook.received] == [("approval.denied", aid)]
     code, _, err = cli("approvals", "show", "apr_missing", "--config", str(config))
     assert code == 1 and "approval_not_found" in err
 

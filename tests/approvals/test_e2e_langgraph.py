@@ -342,3 +342,26 @@ def test_two_gateways_share_the_store_held_stream_released_by_the_other(
             assert await server_runs(langgraph_server, tid) == []
 
     asyncio.run(scenario())
+
+
+def test_restart_during_a_hold_keeps_the_pending_approval(gw_factory: Any, langgraph_server: str) -> None:
+    gw = gw_factory(always({"approver_groups": ["sre"], "mode": "hold", "hold_seconds": 30}))
+
+    async def scenario() -> None:
+        tid = (await sdk(gw.url, ALICE).threads.create())["thread_id"]
+        held = asyncio.create_task(sdk(gw.url, ALICE).runs.wait(tid, "agent", input={"text": "across a restart"}))
+        aid = (await wait_pending(gw.url, BOB))["approval_id"]
+        await asyncio.to_thread(gw.stop)  # the held connection is cut by the drain
+        with pytest.raises(httpx.HTTPError):
+            await asyncio.wait_for(held, 30)
+        await asyncio.to_thread(gw.start)
+        again = asyncio.create_task(sdk(gw.url, ALICE).runs.wait(tid, "agent", input={"text": "across a restart"}))
+        pending = await wait_pending(gw.url, BOB)
+        assert pending["approval_id"] == aid  # the same approval, held again
+        status, _ = await asyncio.to_thread(api, gw.url, "POST", f"/_graphwarden/approvals/{aid}/approve", BOB, {})
+        assert status == 200
+        result = await asyncio.wait_for(again, 30)
+        assert "hello, you said: across a restart" in result["messages"]
+        assert len(await server_runs(langgraph_server, tid)) == 1
+
+    asyncio.run(scenario())

@@ -49,6 +49,8 @@ def test_validate_spec_raises_one_line(service: ApprovalService) -> None:
 
 
 def test_hold_is_released_by_an_approval_at_once(service: ApprovalService) -> None:
+    service.poll_interval_s = 3.0  # a release well under this can only be the in-process wake-up
+
     async def scenario() -> tuple[Any, float]:
         held = asyncio.create_task(service.check(info(), ALICE, RUN, BODY, needed(hold_seconds=10)))
         await asyncio.sleep(0.3)
@@ -62,7 +64,7 @@ def test_hold_is_released_by_an_approval_at_once(service: ApprovalService) -> No
 
     decision, latency = run(scenario())
     assert isinstance(decision, Admit) and decision.approval_id and decision.rule == "risky-run"
-    assert latency < 0.15  # woken in-process, not by the 0.2 s poll
+    assert latency < 1.0  # woken in-process, not by the 3 s poll
     assert service.store.state_of(decision.approval_id) is State.USED
 
 
@@ -234,3 +236,20 @@ def test_observers_see_every_step(service: ApprovalService) -> None:
     assert isinstance(run(service.check(info(), ALICE, RUN, BODY, needed(mode="async", approvals_required=2))), Admit)
     assert seen == [("approval.requested", "pending"), ("approval.vote", "pending"),
                     ("approval.approved", "approved"), ("approval.used", "used")]
+
+
+def test_store_failure_fails_closed_with_503(tmp_path: Path) -> None:
+    service = ApprovalService(ApprovalStore(tmp_path / "a.sqlite3"))
+    service.store.close()
+    (tmp_path / "a.sqlite3").write_bytes(b"this is not a database" * 100)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"a.sqlite3{suffix}").unlink(missing_ok=True)
+    try:
+        decision = run(service.check(info(), ALICE, RUN, BODY, needed(mode="async")))
+        assert isinstance(decision, Reject) and (decision.status, decision.code) == (503, "approvals_unavailable")
+        handlers = ApprovalHandlers(service).as_local_handlers()
+        resp = run(handlers["gateway.approvals.list"](info("GET", "/_graphwarden/approvals"), BOB,
+                                                      Operation("gateway.approvals.list", "gateway", "list"), None))
+        assert resp.status == 503 and orjson.loads(resp.body)["error"] == "approvals_unavailable"
+    finally:
+        service.close()

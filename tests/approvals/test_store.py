@@ -259,3 +259,19 @@ def test_two_approvers_at_once_in_processes_yield_one_decision(db_path: Path) ->
     assert sum(o.endswith(":True") for o in outs) == 1, outs
     final = setup.get(aid)
     assert final is not None and final.state in (State.APPROVED, State.DENIED) and len(final.votes) == 1
+
+
+def test_approvals_are_per_rule(store: ApprovalStore) -> None:
+    aid = store.lookup_or_create(new_request(rule="r1")).approval.id  # type: ignore[union-attr]
+    store.decide(aid, "bob", ["sre"], "approve", None)
+    other = store.lookup_or_create(new_request(rule="r2"))  # same request, stricter rule: not covered
+    assert other.kind == "created" and other.approval is not None and other.approval.id != aid
+    assert store.lookup_or_create(new_request(rule="r1")).kind == "admit"
+
+
+def test_pending_is_auto_approved_once_its_condition_holds(store: ApprovalStore) -> None:
+    aid = store.lookup_or_create(new_request()).approval.id  # type: ignore[union-attr]
+    got = store.lookup_or_create(new_request(auto_reason="hour 10 UTC in [9, 17)"))
+    assert got.kind == "auto" and got.approval is not None and got.approval.id == aid
+    assert got.approval.state is State.USED
+    assert [e[0] for e in events(store, aid)] == ["request", "auto_approve", "use"]

@@ -12,6 +12,7 @@ requester, who may see it but never approve or deny it.
 
 from __future__ import annotations
 
+import sqlite3
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -21,9 +22,12 @@ from graphwarden.approvals._service import ApprovalService, MaskHook
 from graphwarden.approvals._states import State
 from graphwarden.approvals._store import Approval, ApprovalError
 from graphwarden.guard import LocalHandler, LocalResponse, Operation, Principal, RequestInfo
+from graphwarden.ops import get_logger
 
 if TYPE_CHECKING:
     from graphwarden.gateway import Gateway
+
+log = get_logger("approvals.api")
 
 OP_LIST = "gateway.approvals.list"
 OP_SHOW = "gateway.approvals.show"
@@ -121,7 +125,19 @@ class ApprovalHandlers:
         return _json(200, {"decided": decided, "approval": _view(a, principal, history=True)})
 
     def as_local_handlers(self) -> dict[str, LocalHandler]:
-        return {OP_LIST: self.list, OP_SHOW: self.show, OP_APPROVE: self.approve, OP_DENY: self.deny}
+        return {name: _store_errors_as_503(fn) for name, fn in (
+            (OP_LIST, self.list), (OP_SHOW, self.show), (OP_APPROVE, self.approve), (OP_DENY, self.deny))}
+
+
+def _store_errors_as_503(fn: LocalHandler) -> LocalHandler:
+    async def handler(info: RequestInfo, principal: Principal, op: Operation, body: bytes | None) -> LocalResponse:
+        try:
+            return await fn(info, principal, op, body)
+        except sqlite3.Error:
+            log.exception("approval store failed")
+            return _error(info, 503, "approvals_unavailable", "the approval store is unavailable; try again later")
+
+    return handler
 
 
 def install(gateway: Gateway, approvals: ApprovalService, *, mask: MaskHook | None = None,

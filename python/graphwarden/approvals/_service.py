@@ -17,7 +17,6 @@ import concurrent.futures
 import sqlite3
 from collections.abc import Callable, Mapping
 from functools import partial
-from pathlib import Path
 from typing import TypeVar
 
 import orjson
@@ -99,10 +98,6 @@ class ApprovalService:
         return cls(store, hold_seconds=ac.hold_seconds, poll_interval_s=ac.poll_interval_s,
                    notifier=notifier, mask=mask)
 
-    @classmethod
-    def at(cls, db_path: str | Path, **kw: object) -> ApprovalService:
-        return cls(ApprovalStore(db_path), **kw)  # type: ignore[arg-type]
-
     # -- helpers --------------------------------------------------------------------------------
     async def _run(self, fn: Callable[[], T]) -> T:
         """Run a (short, blocking) store call off the event loop."""
@@ -133,8 +128,8 @@ class ApprovalService:
     def validate_spec(self, rule: str, spec: Mapping[str, object]) -> None:
         parse_spec(rule, spec)
 
-    def body_view(self, body: bytes | None) -> object:
-        summary = body_summary(body)
+    def body_view(self, body: bytes | None, *, parsed: object = None, body_digest: str | None = None) -> object:
+        summary = body_summary(body, parsed=parsed, body_digest=body_digest)
         if self.mask is None or not body:
             return summary
         try:
@@ -172,20 +167,28 @@ class ApprovalService:
         parsed = json_body(body)
         assistant = assistant_of(op, parsed)
         justification = justification_of(spec, info.headers, parsed)
-        fp = fingerprint(principal, info.method, op, body)
+        digest = body_sha256(body)
+        fp = fingerprint(principal, info.method, op, body, body_digest=digest)
         gk = grant_key(needed.rule, spec, principal, op, assistant) if spec.grant == "window" else None
         auto = spec.auto_approve.holds(self.store.clock(), assistant) if spec.auto_approve else None
         new = NewApproval(
             rule=needed.rule, fingerprint=gk if gk is not None else fp, grant_kind=spec.grant, grant_key=gk,
             requester=principal.subject, requester_groups=principal.groups, method=info.method,
             target=info.target, operation=op.name, params=dict(op.params), assistant_id=assistant,
-            body_sha256=body_sha256(body), body_size=len(body or b""), body_view=self.body_view(body),
+            body_sha256=digest, body_size=len(body or b""),
+            body_view=self.body_view(body, parsed=parsed, body_digest=digest),
             justification=justification, approver_groups=tuple(spec.approver_groups),
             approvals_required=spec.approvals_required, mode=spec.mode, expires_seconds=spec.expires_seconds,
             grant_seconds=spec.grant_seconds, request_id=info.request_id,
             justification_missing=spec.justification_required and justification is None, auto_reason=auto,
         )
-        found = await self._run(partial(self.store.lookup_or_create, new))
+        try:
+            found = await self._run(partial(self.store.lookup_or_create, new))
+        except sqlite3.Error as exc:  # fail closed, and say why
+            log.error("approval store failed", extra={"fields": {"rule": needed.rule, "error": str(exc)}})
+            return Reject(503, "approvals_unavailable", "the approval store is unavailable; try again later",
+                          headers=((b"retry-after", str(RETRY_AFTER_S).encode()),),
+                          principal=principal, operation=op)
         a = found.approval
         if found.kind == "needs_justification" or a is None:
             return Reject(

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 from collections.abc import Mapping
 from typing import Literal
 
@@ -135,16 +136,36 @@ def parse_spec(rule: str, spec: Mapping[str, object]) -> ApprovalSpec:
 # -- fingerprints ------------------------------------------------------------------------------
 
 
+class _NotCanonical(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        raise _NotCanonical("duplicate key")  # parsers disagree on which value wins: hash raw bytes
+    return out
+
+
+def _reject_constant(name: str) -> object:
+    raise _NotCanonical(name)
+
+
 def canonical_body(body: bytes | None) -> bytes:
-    """JSON bodies re-encoded with sorted keys (so key order and whitespace do not matter);
-    anything else as sent."""
+    """JSON bodies re-encoded with sorted keys and no whitespace (so key order and spacing do not
+    matter); anything else, and JSON with duplicate keys or NaN/Infinity, as sent.
+
+    The stdlib parser keeps integers exact (orjson turns those above 64 bits into floats, which
+    would merge different values); a float is compared as the double every JSON parser, the
+    LangGraph server's included, reads from it."""
     if not body:
         return b""
     try:
-        parsed = orjson.loads(body)
-    except orjson.JSONDecodeError:
+        parsed = json.loads(body, parse_constant=_reject_constant, object_pairs_hook=_no_duplicates)
+        text = json.dumps(parsed, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    except (ValueError, RecursionError):
         return body
-    return orjson.dumps(parsed, option=orjson.OPT_SORT_KEYS)
+    return text.encode("utf-8", "surrogatepass")
 
 
 def body_sha256(body: bytes | None) -> str:
@@ -155,10 +176,12 @@ def _digest(parts: list[object]) -> str:
     return hashlib.sha256(orjson.dumps(parts, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def fingerprint(principal: Principal, method: str, op: Operation, body: bytes | None) -> str:
+def fingerprint(principal: Principal, method: str, op: Operation, body: bytes | None, *,
+                body_digest: str | None = None) -> str:
     """What a one-time approval is bound to: who, which method and operation with its route
-    parameters, and the canonical body hash."""
-    return _digest(["v1", principal.subject, method.upper(), op.name, dict(op.params), body_sha256(body)])
+    parameters, and the canonical body hash (`body_digest` when already computed)."""
+    digest = body_digest if body_digest is not None else body_sha256(body)
+    return _digest(["v1", principal.subject, method.upper(), op.name, dict(op.params), digest])
 
 
 def grant_key(rule: str, spec: ApprovalSpec, principal: Principal, op: Operation, assistant: str | None) -> str:
@@ -213,12 +236,13 @@ def justification_of(
     return None
 
 
-def body_summary(body: bytes | None) -> dict[str, object]:
+def body_summary(body: bytes | None, *, parsed: object = None, body_digest: str | None = None) -> dict[str, object]:
     """What an approver sees of a body when no masking hook is installed: never raw values."""
-    parsed = json_body(body)
+    if parsed is None:
+        parsed = json_body(body)
     keys: list[str] | None = sorted(parsed) if isinstance(parsed, dict) else None
     return {
-        "sha256": body_sha256(body),
+        "sha256": body_digest if body_digest is not None else body_sha256(body),
         "size": len(body or b""),
         "json": parsed is not None,
         "top_level_keys": keys,

@@ -419,7 +419,7 @@ class ApprovalStore:
         with self._tx() as db:
             if new.grant_kind == "window" and new.grant_key is not None:
                 for row in db.execute(
-                    "SELECT * FROM approvals WHERE grant_key = ? AND state = 'approved' ORDER BY created_at DESC",
+                    "SELECT * FROM approvals WHERE grant_key = ? AND state = 'approved' ORDER BY created_at DESC, rowid DESC",
                     (new.grant_key,),
                 ).fetchall():
                     a = self._expire_if_due(db, self._row(row), now)
@@ -430,14 +430,18 @@ class ApprovalStore:
             # At most one approval per fingerprint is not terminal, and it is the newest: a new one
             # is only created once the previous one is used or its outcome was reported.
             row = db.execute(
-                "SELECT * FROM approvals WHERE fingerprint = ? AND grant_kind = ? ORDER BY created_at DESC, rowid DESC LIMIT 1",
-                (new.fingerprint, new.grant_kind),
+                "SELECT * FROM approvals WHERE fingerprint = ? AND grant_kind = ? AND rule = ?"
+                " ORDER BY created_at DESC, rowid DESC LIMIT 1",
+                (new.fingerprint, new.grant_kind, new.rule),
             ).fetchone()
             if row is not None:
                 a = self._expire_if_due(db, self._row(row), now)
                 if a.state is State.APPROVED and a.grant_kind == "once":
                     self._transition(db, a, a.id, Event.USE, new.requester, None, now, used_at=now)
                     return Lookup("admit", self._must(db, a.id))
+                if a.state is State.PENDING and new.auto_reason is not None:
+                    # An automatic condition holds now (e.g. inside the time window).
+                    return Lookup("auto", self._auto_approve_and_use(db, a, new, now))
                 if a.state is State.PENDING:
                     return Lookup("pending", a)
                 if a.state in (State.DENIED, State.EXPIRED) and not a.outcome_reported:
@@ -462,18 +466,20 @@ class ApprovalStore:
              now + new.expires_seconds),
         )
         self._transition(db, None, approval_id, Event.REQUEST, new.requester, new.justification, now)
+        created = self._must(db, approval_id)
         if new.auto_reason is None:
-            return Lookup("created", self._must(db, approval_id))
-        a = self._get(db, approval_id, history=False)
-        assert a is not None
+            return Lookup("created", created)
+        return Lookup("auto", self._auto_approve_and_use(db, created, new, now))
+
+    def _auto_approve_and_use(self, db: sqlite3.Connection, a: Approval, new: NewApproval, now: float) -> Approval:
+        assert new.auto_reason is not None
         self._approve(db, a, "auto", new.auto_reason, now, Event.AUTO_APPROVE, new.expires_seconds)
-        a = self._get(db, approval_id, history=False)
-        assert a is not None
+        a = self._must(db, a.id)
         if a.grant_kind == "once":
-            self._transition(db, a, approval_id, Event.USE, new.requester, None, now, used_at=now)
+            self._transition(db, a, a.id, Event.USE, new.requester, None, now, used_at=now)
         else:
-            self._transition(db, a, approval_id, Event.USE_GRANT, new.requester, f"{new.method} {new.target}", now)
-        return Lookup("auto", self._must(db, approval_id))
+            self._transition(db, a, a.id, Event.USE_GRANT, new.requester, f"{new.method} {new.target}", now)
+        return self._must(db, a.id)
 
     def _approve(self, db: sqlite3.Connection, a: Approval, actor: str, comment: str | None, now: float,
                  event: Event, once_usable_s: float) -> None:

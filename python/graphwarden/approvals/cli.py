@@ -8,6 +8,7 @@ machine, who says who they are with `--as` and `--group`), or to a running gatew
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import sys
 import time
@@ -17,6 +18,7 @@ from typing import Any
 
 import orjson
 
+from graphwarden.approvals._notify import Notifier, NotifySettings
 from graphwarden.approvals._states import State
 from graphwarden.approvals._store import Approval, ApprovalError, ApprovalStore
 from graphwarden.config import load_config
@@ -27,13 +29,31 @@ EXIT_REFUSED = 1
 EXIT_USAGE = 2
 
 
-def _store(args: argparse.Namespace) -> ApprovalStore:
+def _store(args: argparse.Namespace) -> tuple[ApprovalStore, Notifier | None]:
+    """The store, and (with --config) the notifier its gateway would use for decisions."""
     if args.db:
-        return ApprovalStore(args.db)
+        return ApprovalStore(args.db), None
     if args.state_dir:
-        return ApprovalStore(os.path.join(args.state_dir, "approvals.sqlite3"))
+        return ApprovalStore(os.path.join(args.state_dir, "approvals.sqlite3")), None
     config = load_config(args.config)
-    return ApprovalStore(config.approvals.resolved_db_path(config.state.dir))
+    ac = config.approvals
+    notifier = Notifier(NotifySettings(
+        webhook_urls=tuple(ac.webhook_urls), slack_webhook_url=ac.resolved_slack_url(),
+        timeout_s=ac.notify_timeout_s, retries=ac.notify_retries, backoff_s=ac.notify_backoff_s,
+        public_base_url=ac.public_base_url,
+    ))
+    return ApprovalStore(ac.resolved_db_path(config.state.dir)), notifier
+
+
+def _notify_now(notifier: Notifier, kind: str, a: Approval) -> None:
+    async def send() -> None:
+        notifier.notify(kind, a)
+        await notifier.drain(notifier.settings.timeout_s * (notifier.settings.retries + 1) + 10)
+
+    asyncio.run(send())
+    notifier.close()
+    if notifier.failed:
+        print(f"warning: {notifier.failed} notification(s) could not be delivered", file=sys.stderr)
 
 
 def _http(args: argparse.Namespace, method: str, path: str, body: dict[str, object] | None = None) -> tuple[int, Any]:
@@ -124,7 +144,7 @@ def _view(a: Approval) -> dict[str, object]:
 
 
 def _via_store(args: argparse.Namespace) -> int:
-    store = _store(args)
+    store, notifier = _store(args)
     try:
         if args.action == "list":
             states = None if args.all else (State(args.state or "pending"),)
@@ -147,6 +167,8 @@ def _via_store(args: argparse.Namespace) -> int:
         except ApprovalError as exc:
             return _refused(exc.code, exc.reason)
         # Held requests in running gateways see the decision at their next store poll.
+        if decided and notifier is not None and notifier.enabled:
+            _notify_now(notifier, "approval.approved" if a.state is State.APPROVED else "approval.denied", a)
         return _output(args, {"decided": decided, "approval": _view(a)})
     finally:
         store.close()
