@@ -1,0 +1,352 @@
+"""Issue 7 end to end: the whole gateway (OIDC identity from a real provider, policy, approvals,
+masking, audit) in front of the real `langgraph dev`, driven with the real langgraph-sdk.
+
+Every test checks three places for leaks: what the client received (raw bytes), the audit
+files on disk (raw bytes), and the gateway's own log output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from langgraph_sdk import get_client
+from support.harness import GatewayHandle, LoopThread, make_config, start
+from support.httpcall import call
+from support.oidc import Provider
+
+from graphwarden.assembly import Assembly
+from graphwarden.audit._verify import read_records
+
+pytestmark = pytest.mark.integration
+
+# Values from the catalogue the test plants in inputs (the graph adds its own: an email in
+# greet, an email and an SSN in explode's exception text).
+EMAIL_IN = "alice.wong@example.net"
+CARD = "4111 1111 1111 1111"
+AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+GH_TOKEN = "ghp_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8"
+SSN_GRAPH = "123-45-6789"
+EMAIL_GRAPH = "jane.doe@example.com"
+EMAIL_ERROR = "john.smith@example.org"
+EMAIL_COMMENT = "bob.approver@example.com"
+SECRETS = [EMAIL_IN, CARD, AWS_KEY, GH_TOKEN, SSN_GRAPH, EMAIL_GRAPH, EMAIL_ERROR, EMAIL_COMMENT]
+
+POLICY = """
+version = 1
+
+[[rules]]
+id = "approvers-decide"
+groups = ["approver"]
+operations = ["gateway.approvals.list", "gateway.approvals.show", "gateway.approvals.approve", "gateway.approvals.deny"]
+effect = "allow"
+
+[[rules]]
+id = "anyone-sees-own-approvals"
+anyone = true
+operations = ["gateway.approvals.list", "gateway.approvals.show"]
+effect = "allow"
+
+[[rules]]
+id = "resume-needs-approval"
+groups = ["user"]
+resources = ["threads", "runs"]
+when = { resume = true }
+effect = "approval"
+[rules.approval]
+approver_groups = ["approver"]
+mode = "hold"
+hold_seconds = 60
+
+[[rules]]
+id = "users-run"
+groups = ["user"]
+resources = ["assistants", "threads", "runs", "store", "meta"]
+effect = "allow"
+"""
+
+
+class LogCapture(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.buf = io.StringIO()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = record.getMessage()
+            fields = getattr(record, "fields", None)
+            self.buf.write(msg + " " + json.dumps(fields, default=str) + "\n")
+            if record.exc_info:
+                self.buf.write(logging.Formatter().formatException(record.exc_info) + "\n")
+        except Exception:  # noqa: BLE001
+            pass
+
+
+class World:
+    def __init__(self, gw: GatewayHandle, provider: Provider, audit_dir: Path, upstream: str, assembly: Assembly,
+                 logs: LogCapture) -> None:
+        self.gw = gw
+        self.provider = provider
+        self.audit_dir = audit_dir
+        self.upstream = upstream
+        self.assembly = assembly
+        self.logs = logs
+        self.tag = uuid.uuid4().hex[:6]
+
+    def token(self, who: str, groups: list[str]) -> str:
+        return self.provider.login(f"{who}-{self.tag}", {"groups": groups, "name": who.title()})
+
+    def client(self, token: str) -> Any:
+        return get_client(url=self.gw.url, headers={"Authorization": f"Bearer {token}"})
+
+    def records(self, **match: str) -> list[tuple[str, dict[str, Any]]]:
+        out = []
+        for r in read_records(self.audit_dir):
+            body = r.json()
+            if isinstance(body, dict) and all(body.get(k) == v for k, v in match.items()):
+                out.append((r.kind, body))
+        return out
+
+    def audit_bytes(self) -> bytes:
+        return b"".join(p.read_bytes() for p in sorted(self.audit_dir.rglob("*")) if p.is_file())
+
+
+@pytest.fixture(scope="module")
+def world(loop_thread: LoopThread, langgraph_server: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    provider = Provider()
+    d = tmp_path_factory.mktemp("guarded")
+    (d / "policy.toml").write_text(POLICY)
+    config = make_config(
+        langgraph_server,
+        state={"dir": str(d)},
+        upstream={"response_timeout_s": 120.0},
+        identity={"oidc": [{"issuer": provider.issuer, "audience": ["graphwarden"], "groups_claim": "groups"}]},
+        policy={"file": str(d / "policy.toml"), "rate_limits": {"requests_per_s": 1000, "burst": 1000}},
+        audit={"durability": "batch", "batch_window_s": 0.01},
+        logging={"access_log": True, "level": "debug"},
+    )
+    logs = LogCapture()
+    root = logging.getLogger("graphwarden")
+    root.addHandler(logs)
+    old_level = root.level
+    root.setLevel(logging.DEBUG)
+    assembly = Assembly(config)
+    guard = assembly.build_guard(config)
+    handle = start(loop_thread, config, guard, hooks=(assembly.install,))
+    world = World(handle, provider, d / "audit", langgraph_server, assembly, logs)
+    yield world
+    handle.drain(2)
+    root.removeHandler(logs)
+    root.setLevel(old_level)
+    provider.close()
+
+
+def _no_secrets(where: str, data: bytes | str) -> None:
+    blob = data.encode() if isinstance(data, str) else data
+    for value in SECRETS:
+        assert value.encode() not in blob, f"{value!r} leaked into {where}"
+
+
+def _stream_raw(world: World, token: str, path: str, body: dict[str, Any]) -> bytes:
+    with httpx.Client(timeout=60) as h:
+        with h.stream("POST", world.gw.url + path, json=body,
+                      headers={"Authorization": f"Bearer {token}", "accept": "text/event-stream"}) as r:
+            assert r.status_code == 200, r.read()
+            return b"".join(r.iter_raw())
+
+
+def _events(raw: bytes) -> list[tuple[str, Any]]:
+    out = []
+    for block in raw.replace(b"\r\n", b"\n").split(b"\n\n"):
+        name, data = None, []
+        for line in block.split(b"\n"):
+            if line.startswith(b"event:"):
+                name = line[6:].strip().decode()
+            elif line.startswith(b"data:"):
+                data.append(line[5:].strip())
+        if name and data:
+            out.append((name, json.loads(b"\n".join(data))))
+    return out
+
+
+def _history_steps(upstream: str, thread_id: str, run_id: str | None = None) -> set[tuple[str, int]]:
+    """(node, step) of every executed task, from the server's own history (not via the gateway)."""
+    r = httpx.post(f"{upstream}/threads/{thread_id}/history", json={"limit": 1000}, timeout=30)
+    r.raise_for_status()
+    steps = set()
+    for cp in r.json():
+        meta = cp["metadata"] or {}
+        if run_id is not None and meta.get("run_id") != run_id:
+            continue
+        for task in cp.get("tasks") or []:
+            if task["name"].startswith("__"):
+                continue
+            if task.get("result") is None and not task.get("error"):
+                continue
+            steps.add((task["name"], meta["step"] + 1))
+    return steps
+
+
+def _recorded_steps(world: World, run_id: str, source: str | None = None) -> set[tuple[str, int]]:
+    return {
+        (b["node"], b["step"]) for k, b in world.records(run_id=run_id)
+        if k == "step" and (source is None or b.get("source") == source) and not b.get("interrupts")
+        and b.get("data") is not None
+    }
+
+
+def _wait_for(predicate: Any, timeout: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError("condition not reached in time")
+
+
+def test_streamed_run_is_masked_everywhere_and_every_step_recorded(world: World) -> None:
+    token = world.token("alice", ["user"])
+    status, _, thread = call(world.gw.url, "POST", "/threads", token=token, body={})
+    assert status == 200
+    tid = thread["thread_id"]
+    talk = f"my github token is {GH_TOKEN} and my card {CARD}, bye"
+    raw = _stream_raw(world, token, f"/threads/{tid}/runs/stream", {
+        "assistant_id": "agent",
+        "input": {"text": f"mail {EMAIL_IN} key {AWS_KEY}", "talk": talk, "chunks": 2},
+        "stream_mode": ["values", "updates", "messages-tuple", "custom"],
+    })
+    _no_secrets("the client's SSE stream", raw)
+    events = _events(raw)
+    names = {n.split("|")[0] for n, _ in events}
+    assert "tasks" not in names  # added by the gateway for the audit trail, removed for the client
+    assert {"metadata", "values", "updates", "messages", "custom"} <= names
+    # token deltas: the reassembled text is the masked reply, whatever the split
+    text = "".join(d[0]["content"] for n, d in events if n == "messages")
+    assert text.startswith("my github token is ") and text.endswith(", bye")
+    run_id = next(d["run_id"] for n, d in events if n == "metadata")
+
+    # The runtime itself received the masked input (request masking).
+    state = httpx.get(f"{world.upstream}/threads/{tid}/state", timeout=10).json()
+    assert EMAIL_IN not in json.dumps(state) and AWS_KEY not in json.dumps(state)
+
+    # Every step the server's history shows is in the trail, with the run linked.
+    history = _history_steps(world.upstream, tid, run_id)
+    assert history
+    _wait_for(lambda: _recorded_steps(world, run_id) == history)
+    kinds = [k for k, _ in world.records(run_id=run_id)]
+    assert "run" in kinds and "response" in kinds
+    req = next(b for k, b in world.records(request_id=next(b["request_id"] for k, b in world.records(run_id=run_id) if k == "run")) if k == "request")
+    assert req["principal"]["subject"] == f"alice-{world.tag}" and req["principal"]["auth_method"] == "oidc"
+    assert req["decision"] == "allow" and req["rule"] == "users-run"
+    assert req["injected_modes"] == ["tasks"]
+    _no_secrets("the audit files", world.audit_bytes())
+
+
+def test_sdk_streams_waits_and_background_runs_are_recorded(world: World) -> None:
+    token = world.token("alice", ["user"])
+    client = world.client(token)
+
+    async def scenario() -> tuple[str, list[Any], dict[str, Any], dict[str, Any]]:
+        thread = await client.threads.create()
+        tid = thread["thread_id"]
+        parts = [p async for p in client.runs.stream(tid, "agent", input={"text": f"hi {EMAIL_IN}", "chunks": 1},
+                                                      stream_mode=["updates", "tasks"])]
+        waited = await client.runs.wait(tid, "agent", input={"text": f"card {CARD}", "chunks": 1})
+        background = await client.runs.create(tid, "agent", input={"text": "again", "chunks": 1})
+        await client.runs.join(tid, background["run_id"])
+        return tid, parts, waited, background
+
+    tid, parts, waited, background = asyncio.run(scenario())
+    _no_secrets("SDK stream parts", json.dumps([p.data for p in parts]))
+    _no_secrets("runs.wait output", json.dumps(waited))
+    # the client asked for tasks itself: it gets them (nothing injected, nothing removed)
+    assert any(p.event == "tasks" for p in parts)
+    runs = httpx.get(f"{world.upstream}/threads/{tid}/runs", timeout=10).json()
+    for run in runs:
+        rid = run["run_id"]
+        expected = _history_steps(world.upstream, tid, rid)
+        assert expected, rid
+        assert _wait_for(lambda: _recorded_steps(world, rid) == expected or None), (rid, _recorded_steps(world, rid), expected)
+    sources = {b.get("source") for k, b in world.records(thread_id=tid) if k == "step"}
+    assert sources == {"stream", "history"}
+    _no_secrets("the audit files", world.audit_bytes())
+
+
+def test_failing_run_error_text_is_masked(world: World) -> None:
+    token = world.token("alice", ["user"])
+    status, _, thread = call(world.gw.url, "POST", "/threads", token=token, body={})
+    raw = _stream_raw(world, token, f"/threads/{thread['thread_id']}/runs/stream",
+                      {"assistant_id": "agent", "input": {"text": "x", "fail": True}, "stream_mode": ["updates"]})
+    events = _events(raw)
+    errors = [d for n, d in events if n == "error"]
+    assert errors and "database write failed" in json.dumps(errors)
+    _no_secrets("the error event", raw)
+    run_id = next(d["run_id"] for n, d in events if n == "metadata")
+    recs = world.records(run_id=run_id)
+    assert any(k == "error" for k, _ in recs)
+    resp = next(b for k, b in recs if k == "response")
+    assert resp["run_status"] == "error"
+    _no_secrets("the audit files", world.audit_bytes())
+
+
+def test_interrupt_and_resume_after_approval_are_on_record(world: World) -> None:
+    alice = world.token("alice", ["user"])
+    bob = world.token("bob", ["approver"])
+    status, _, thread = call(world.gw.url, "POST", "/threads", token=alice, body={})
+    tid = thread["thread_id"]
+    raw = _stream_raw(world, alice, f"/threads/{tid}/runs/stream",
+                      {"assistant_id": "agent", "input": {"text": "please review", "pause": True}, "stream_mode": ["updates"]})
+    first_run = next(d["run_id"] for n, d in _events(raw) if n == "metadata")
+    assert any(k == "interrupt" for k, _ in world.records(run_id=first_run))
+
+    result: dict[str, Any] = {}
+
+    def resume() -> None:
+        result["raw"] = _stream_raw(world, alice, f"/threads/{tid}/runs/stream", {
+            "assistant_id": "agent", "command": {"resume": f"ok, reach me at {EMAIL_IN}"}, "stream_mode": ["updates"]})
+
+    t = threading.Thread(target=resume)
+    t.start()
+    pending = _wait_for(lambda: [a for a in call(world.gw.url, "GET", "/_graphwarden/approvals", token=bob)[2]["approvals"]
+                                 if a["state"] == "pending" and a["requester"] == f"alice-{world.tag}"] or None)
+    aid = pending[0]["approval_id"]
+    # the requester cannot approve their own request
+    assert call(world.gw.url, "POST", f"/_graphwarden/approvals/{aid}/approve", token=alice, body={"comment": "me"})[0] in (403, 404)
+    status, _, decided = call(world.gw.url, "POST", f"/_graphwarden/approvals/{aid}/approve", token=bob,
+                              body={"comment": f"fine, cc {EMAIL_COMMENT}"})
+    assert status == 200, decided
+    t.join(60)
+    assert "raw" in result
+    _no_secrets("the resumed stream", result["raw"])
+    second_run = next(d["run_id"] for n, d in _events(result["raw"]) if n == "metadata")
+    # the resume request names its approval; the approval's transitions are recorded
+    req = next(b for k, b in world.records(thread_id=tid) if k == "request" and b.get("resume"))
+    assert req["approval_id"] == aid and req["rule"] == "resume-needs-approval"
+    transitions = [b["transition"] for k, b in world.records(approval_id=aid) if k == "approval"]
+    assert "requested" in transitions and "approved" in transitions and "used" in transitions
+    approved = next(b for k, b in world.records(approval_id=aid) if k == "approval" and b["transition"] == "approved")
+    assert approved["actor"]["subject"] == f"bob-{world.tag}"
+    assert history_has_both(world, tid, first_run, second_run)
+    _no_secrets("the audit files", world.audit_bytes())
+
+
+def history_has_both(world: World, tid: str, first: str, second: str) -> bool:
+    steps = _history_steps(world.upstream, tid)
+    recorded = _recorded_steps(world, first) | _recorded_steps(world, second)
+    return steps <= recorded or bool(_wait_for(lambda: steps <= (_recorded_steps(world, first) | _recorded_steps(world, second)) or None))
+
+
+def test_gateway_logs_hold_no_unmasked_values(world: World) -> None:
+    # runs last in this module: everything above has been logged by now
+    _no_secrets("the gateway's logs", world.logs.buf.getvalue())
