@@ -95,12 +95,19 @@ class KeyStore:
         return key, record
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
-        row = self._db.execute(
-            "SELECT key_id, subject, groups, description, created_at, revoked_at, hash FROM api_keys WHERE key_id = ?",
-            (key_id,),
-        ).fetchone()
-        if row is None:
+        # A short-lived connection per lookup (only on cache misses): a long-lived one was seen
+        # to keep reading an old WAL snapshot, missing revocations made by `graphwarden keys`.
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            rows = db.execute(
+                "SELECT key_id, subject, groups, description, created_at, revoked_at, hash FROM api_keys WHERE key_id = ?",
+                (key_id,),
+            ).fetchall()
+        finally:
+            db.close()
+        if not rows:
             return None
+        row = rows[0]
         return ApiKeyRecord(row[0], row[1], tuple(json.loads(row[2])), row[3], row[4], row[5], row[6])
 
     def list(self) -> list[ApiKeyRecord]:
