@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import sqlite3
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 KEY_PREFIX = "gwk_"
 _ID_HEX_CHARS = 12
+_KEY_RE = re.compile(r"gwk_([0-9a-f]{12})_[A-Za-z0-9_-]{32,128}")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -50,14 +52,8 @@ def _hash(key: str) -> str:
 
 def parse_key(key: str) -> str | None:
     """The key id of a well-formed key, else None."""
-    if not key.startswith(KEY_PREFIX):
-        return None
-    key_id, sep, secret = key[len(KEY_PREFIX):].partition("_")
-    if not sep or len(key_id) != _ID_HEX_CHARS or len(secret) < 32:
-        return None
-    if not all(c in "0123456789abcdef" for c in key_id):
-        return None
-    return key_id
+    m = _KEY_RE.fullmatch(key)
+    return m.group(1) if m else None
 
 
 class KeyStore:

@@ -271,14 +271,27 @@ class OidcVerifier:
 
     def __init__(self, issuers: list[OidcIssuerConfig]) -> None:
         self.issuers = {c.issuer: IssuerVerifier(c) for c in issuers}
+        #: token -> (principal, exp + leeway): a token seen verified skips even the header parse.
+        self._seen: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
+        hit = self._seen.get(token)
+        if hit is not None:
+            if hit[1] >= time.time():
+                return hit[0]
+            del self._seen[token]
         header, claims = peek(token)
         iss = claims.get("iss")
         verifier = self.issuers.get(iss) if isinstance(iss, str) else None
         if verifier is None:
             raise TokenRejected("token issuer is not accepted")
-        return await verifier.verify(token, header)
+        principal = await verifier.verify(token, header)
+        exp = claims.get("exp")
+        if isinstance(exp, (int, float)):
+            if len(self._seen) >= _TOKEN_CACHE_MAX:
+                self._seen.clear()
+            self._seen[token] = (principal, float(exp) + verifier.config.leeway_s)
+        return principal
 
 
 __all__ = ["IssuerVerifier", "OidcVerifier", "TokenRejected", "claim_at", "peek"]

@@ -345,6 +345,8 @@ class AccessGuard:
 
     def _record(self, info: RequestInfo, op: Operation, effect: str, status: int, principal: Principal | None,
                 rule: str | None, reason: str, approval_id: str | None) -> None:
+        if effect == "allow" and not self.on_decision and not log.isEnabledFor(10):
+            return
         rec = DecisionRecord(info.request_id, info.method, info.target, info.client_host, effect, status, op.name,
                              rule, reason, principal, approval_id)
         if effect != "allow" or log.isEnabledFor(10):
