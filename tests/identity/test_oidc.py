@@ -56,7 +56,7 @@ def gw(loop_thread: LoopThread, langgraph_server: str, provider: Provider, tmp_p
             "upstream_subject_header": "x-graphwarden-subject",
             "upstream_groups_header": "x-graphwarden-groups",
         },
-        policy={"file": str(policy), "rate_limits": {"requests_per_s": 1000, "burst": 1000}},
+        policy={"file": str(policy), "reload_poll_s": 0.2, "rate_limits": {"requests_per_s": 1000, "burst": 1000}},
     )
     handle = start(loop_thread, config, build_guard(config))
     yield handle
@@ -217,7 +217,7 @@ def test_policy_file_hot_reload_keeps_previous_on_error(gw: GatewayHandle, provi
     original = path.read_text()
     try:
         path.write_text(original.replace('"meta.info", ', ""))
-        guard.policies.request_reload()
+        time.sleep(0.3)  # past reload_poll_s: the changed file is picked up without a signal
         assert call(gw.url, "GET", "/info", token=reader)[0] == 403
         path.write_text("[[rules]]\nid = 'broken'\neffect = 'maybe'\n")
         guard.policies.request_reload()

@@ -294,3 +294,17 @@ def test_decisions_reach_hooks(gw: GatewayHandle, state: Path) -> None:
     assert [(r.effect, r.operation, r.rule) for r in seen] == [
         ("allow", "meta.ok", "meta"), ("deny", "dev.truncate", None), ("unauthenticated", "meta.ok", None)]
 
+
+
+def test_sighup_reloads_the_policy(fake_upstream: FakeUpstream, state: Path) -> None:
+    import signal
+
+    config = _config(fake_upstream, state, reload_poll_s=3600)
+    guard = build_guard(config)  # installs the SIGHUP handler (main thread)
+    before = guard.policies.policy
+    (state / "policy.toml").write_text(POLICY + '\n[[rules]]\nid = "extra"\nsubjects = ["x"]\neffect = "deny"\n')
+    assert guard.policies.current() is before  # the poll interval has not passed
+    os.kill(os.getpid(), signal.SIGHUP)
+    time.sleep(0.05)
+    after = guard.policies.current()
+    assert after is not before and after.rules[-1].id == "extra"
