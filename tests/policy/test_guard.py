@@ -84,9 +84,9 @@ def test_keys_cli_create_list_revoke(gw: GatewayHandle, state: Path) -> None:
     key = made.stdout.strip()
     assert key.startswith("gwk_") and "shown only now" in made.stderr
     raw = (state / "keys.sqlite3").read_bytes()
-    assert key.encode() not in raw and key.split("_")[2].encode() not in raw  # only the hash is stored
+    assert key.encode() not in raw and key.split("_", 2)[2].encode() not in raw  # only the hash is stored
     listed = _cli("keys", "--state-dir", str(state), "list")
-    assert "ci-bot" in listed.stdout and "user,ops" in listed.stdout and key.split("_")[2] not in listed.stdout
+    assert "ci-bot" in listed.stdout and "user,ops" in listed.stdout and key.split("_", 2)[2] not in listed.stdout
     status, _, echo = call(gw.url, "GET", "/ok", headers={"x-api-key": key})
     assert status == 200
     assert all(name not in ("x-api-key", "authorization") for name, _ in echo["headers"])

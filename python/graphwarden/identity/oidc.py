@@ -106,6 +106,7 @@ class IssuerVerifier:
         self._inflight: asyncio.Future[None] | None = None
         self._tokens: dict[str, tuple[Principal, float]] = {}
         self.refreshes = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- JWKS -------------------------------------------------------------------------------
     def _fetch(self) -> list[_Key]:
@@ -160,7 +161,9 @@ class IssuerVerifier:
 
     def _schedule_refresh(self) -> None:
         if self._inflight is None and time.monotonic() - self._fetched_at > self.config.jwks_refresh_s:
-            asyncio.get_running_loop().create_task(self.refresh(force=False))
+            task = asyncio.get_running_loop().create_task(self.refresh(force=False))
+            self._tasks.add(task)  # keep a reference until done (the loop only holds weak ones)
+            task.add_done_callback(self._tasks.discard)
 
     def _candidates(self, kid: str | None, alg: str) -> list[_Key]:
         kty = _KTY_FOR_ALG.get(alg[:2])

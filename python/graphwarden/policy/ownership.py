@@ -129,6 +129,10 @@ def plan(op: Operation, principal: Principal, body: Any, key: str) -> Plan:
     elif name in ("crons.read", "crons.update", "crons.delete"):
         check = Check("crons", params["cron_id"])
         p.checks.append(check)
+        if name == "crons.update":
+            if doc is None:
+                raise OwnershipDenied(400, "bad_request", "PATCH needs a JSON object body")
+            p.keep_owner_of = check
         if name == "crons.delete":
             p.invalidate = check
     elif name in _ASSISTANT_WRITES:
