@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import time
@@ -56,7 +57,7 @@ def gw(loop_thread: LoopThread, langgraph_server: str, provider: Provider, tmp_p
             "upstream_subject_header": "x-graphwarden-subject",
             "upstream_groups_header": "x-graphwarden-groups",
         },
-        policy={"file": str(policy), "rate_limits": {"requests_per_s": 1000, "burst": 1000}},
+        policy={"file": str(policy), "reload_poll_s": 0.2, "rate_limits": {"requests_per_s": 1000, "burst": 1000}},
     )
     handle = start(loop_thread, config, build_guard(config))
     yield handle
@@ -217,7 +218,7 @@ def test_policy_file_hot_reload_keeps_previous_on_error(gw: GatewayHandle, provi
     original = path.read_text()
     try:
         path.write_text(original.replace('"meta.info", ', ""))
-        guard.policies.request_reload()
+        time.sleep(0.3)  # past reload_poll_s: the changed file is picked up without a signal
         assert call(gw.url, "GET", "/info", token=reader)[0] == 403
         path.write_text("[[rules]]\nid = 'broken'\neffect = 'maybe'\n")
         guard.policies.request_reload()
@@ -227,3 +228,35 @@ def test_policy_file_hot_reload_keeps_previous_on_error(gw: GatewayHandle, provi
         path.write_text(original)
         guard.policies.request_reload()
     assert call(gw.url, "GET", "/info", token=reader)[0] == 200
+
+
+def test_scheduled_refresh_and_several_issuers(provider: Provider) -> None:
+    from graphwarden.config import OidcIssuerConfig
+    from graphwarden.identity.oidc import OidcVerifier, TokenRejected
+
+    second = Provider()
+    try:
+        verifier = OidcVerifier([
+            OidcIssuerConfig(issuer=provider.issuer, audience=["graphwarden"], jwks_refresh_s=0.2, subject_prefix="a:"),
+            OidcIssuerConfig(issuer=second.issuer, audience=["graphwarden"], subject_prefix="b:",
+                             groups_claim="https://example.com/groups"),
+        ])
+
+        async def scenario() -> None:
+            p1 = await verifier.verify(provider.login("sam", {"groups": ["user"]}))
+            assert (p1.subject, p1.groups, p1.auth_method) == ("a:sam", ("user",), "oidc")
+            p2 = await verifier.verify(second.login("sam", {"https://example.com/groups": ["auditor"]}))
+            assert (p2.subject, p2.groups) == ("b:sam", ("auditor",))
+            # A token claiming the second issuer but signed with the first one's key.
+            forged = provider.forge({"iss": second.issuer, "sub": "sam"})
+            with pytest.raises(TokenRejected):
+                await verifier.verify(forged)
+            hits = provider.jwks_hits
+            await asyncio.sleep(0.3)  # past jwks_refresh_s
+            await verifier.verify(provider.login("sue", {"groups": ["user"]}))
+            await asyncio.sleep(0.3)  # the refresh runs in the background
+            assert provider.jwks_hits == hits + 1
+
+        asyncio.run(scenario())
+    finally:
+        second.close()

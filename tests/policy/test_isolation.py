@@ -202,3 +202,23 @@ def test_assistants_crons_and_store_are_isolated(world: World) -> None:
         assert all(ns[0] == other for ns in namespaces["namespaces"])
 
     run(scenario())
+
+
+def test_store_label_escapes_subjects_with_periods() -> None:
+    from graphwarden.policy.ownership import store_label
+
+    assert store_label("alice") == "alice"
+    assert store_label("alice.smith@example.com") == "alice%2Esmith@example%2Ecom"
+    assert store_label("a%2Eb") != store_label("a.b")
+
+
+def test_copy_keeps_the_owner(world: World) -> None:
+    async def scenario() -> None:
+        alice, bob = world.client("alice"), world.client("bob")
+        tid = (await alice.threads.create(metadata={"case": "copy"}))["thread_id"]
+        copy = await alice.threads.copy(tid)
+        assert copy["metadata"]["graphwarden_owner"] == world.names["alice"]
+        assert await status_of(lambda: bob.threads.get(copy["thread_id"])) == 404
+        assert (await alice.threads.get(copy["thread_id"]))["thread_id"] == copy["thread_id"]
+
+    run(scenario())

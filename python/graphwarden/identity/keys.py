@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import sqlite3
 import time
@@ -19,6 +20,7 @@ from pathlib import Path
 
 KEY_PREFIX = "gwk_"
 _ID_HEX_CHARS = 12
+_KEY_RE = re.compile(r"gwk_([0-9a-f]{12})_[A-Za-z0-9_-]{32,128}")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS api_keys (
@@ -50,14 +52,8 @@ def _hash(key: str) -> str:
 
 def parse_key(key: str) -> str | None:
     """The key id of a well-formed key, else None."""
-    if not key.startswith(KEY_PREFIX):
-        return None
-    key_id, sep, secret = key[len(KEY_PREFIX):].partition("_")
-    if not sep or len(key_id) != _ID_HEX_CHARS or len(secret) < 32:
-        return None
-    if not all(c in "0123456789abcdef" for c in key_id):
-        return None
-    return key_id
+    m = _KEY_RE.fullmatch(key)
+    return m.group(1) if m else None
 
 
 class KeyStore:
@@ -95,12 +91,19 @@ class KeyStore:
         return key, record
 
     def get(self, key_id: str) -> ApiKeyRecord | None:
-        row = self._db.execute(
-            "SELECT key_id, subject, groups, description, created_at, revoked_at, hash FROM api_keys WHERE key_id = ?",
-            (key_id,),
-        ).fetchone()
-        if row is None:
+        # A short-lived connection per lookup (only on cache misses): a long-lived one was seen
+        # to keep reading an old WAL snapshot, missing revocations made by `graphwarden keys`.
+        db = sqlite3.connect(self.path, isolation_level=None)
+        try:
+            rows = db.execute(
+                "SELECT key_id, subject, groups, description, created_at, revoked_at, hash FROM api_keys WHERE key_id = ?",
+                (key_id,),
+            ).fetchall()
+        finally:
+            db.close()
+        if not rows:
             return None
+        row = rows[0]
         return ApiKeyRecord(row[0], row[1], tuple(json.loads(row[2])), row[3], row[4], row[5], row[6])
 
     def list(self) -> list[ApiKeyRecord]:

@@ -106,6 +106,7 @@ class IssuerVerifier:
         self._inflight: asyncio.Future[None] | None = None
         self._tokens: dict[str, tuple[Principal, float]] = {}
         self.refreshes = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- JWKS -------------------------------------------------------------------------------
     def _fetch(self) -> list[_Key]:
@@ -160,7 +161,9 @@ class IssuerVerifier:
 
     def _schedule_refresh(self) -> None:
         if self._inflight is None and time.monotonic() - self._fetched_at > self.config.jwks_refresh_s:
-            asyncio.get_running_loop().create_task(self.refresh(force=False))
+            task = asyncio.get_running_loop().create_task(self.refresh(force=False))
+            self._tasks.add(task)  # keep a reference until done (the loop only holds weak ones)
+            task.add_done_callback(self._tasks.discard)
 
     def _candidates(self, kid: str | None, alg: str) -> list[_Key]:
         kty = _KTY_FOR_ALG.get(alg[:2])
@@ -271,14 +274,27 @@ class OidcVerifier:
 
     def __init__(self, issuers: list[OidcIssuerConfig]) -> None:
         self.issuers = {c.issuer: IssuerVerifier(c) for c in issuers}
+        #: token -> (principal, exp + leeway): a token seen verified skips even the header parse.
+        self._seen: dict[str, tuple[Principal, float]] = {}
 
     async def verify(self, token: str) -> Principal:
+        hit = self._seen.get(token)
+        if hit is not None:
+            if hit[1] >= time.time():
+                return hit[0]
+            del self._seen[token]
         header, claims = peek(token)
         iss = claims.get("iss")
         verifier = self.issuers.get(iss) if isinstance(iss, str) else None
         if verifier is None:
             raise TokenRejected("token issuer is not accepted")
-        return await verifier.verify(token, header)
+        principal = await verifier.verify(token, header)
+        exp = claims.get("exp")
+        if isinstance(exp, (int, float)):
+            if len(self._seen) >= _TOKEN_CACHE_MAX:
+                self._seen.clear()
+            self._seen[token] = (principal, float(exp) + verifier.config.leeway_s)
+        return principal
 
 
 __all__ = ["IssuerVerifier", "OidcVerifier", "TokenRejected", "claim_at", "peek"]

@@ -151,9 +151,7 @@ class Rule:
             return False
         if self.actions and op.action not in self.actions:
             return False
-        if self.operations and not any(
-            pat == op.name or (pat != op.name and fnmatch.fnmatchcase(op.name, pat)) for pat in self.operations
-        ):
+        if self.operations and not any(fnmatch.fnmatchcase(op.name, pat) for pat in self.operations):
             return False
         if self.assistants:
             if not facts.assistant_ids or not all(a in self.assistants for a in facts.assistant_ids):
@@ -252,12 +250,29 @@ def _rule(i: int, raw: Any, gate: ApprovalGate | None) -> Rule:
     )
 
 
+_DECISION_CACHE_MAX = 20_000
+
+
 class Policy:
     def __init__(self, rules: list[Rule], source: str) -> None:
         self.rules = rules
         self.source = source
+        # decide() is a pure function of these inputs; a policy object never changes (a reload
+        # builds a new one), so its memo never goes stale.
+        self._memo: dict[tuple[object, ...], PolicyDecision] = {}
 
     def decide(self, principal: Principal, op: Operation, facts: RequestFacts) -> PolicyDecision:
+        key = (principal.subject, principal.groups, op.name, op.resource, op.action, facts.assistant_ids,
+               facts.has_resume, facts.has_webhook, facts.stream_modes, facts.multitask_strategies)
+        hit = self._memo.get(key)
+        if hit is None:
+            hit = self._decide(principal, op, facts)
+            if len(self._memo) >= _DECISION_CACHE_MAX:
+                self._memo.clear()
+            self._memo[key] = hit
+        return hit
+
+    def _decide(self, principal: Principal, op: Operation, facts: RequestFacts) -> PolicyDecision:
         for rule in self.rules:
             if rule.matches_who(principal) and rule.matches_what(op, facts):
                 if rule.effect is Effect.DENY:

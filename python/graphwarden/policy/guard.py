@@ -275,7 +275,8 @@ class AccessGuard:
         if self._subject_header is not None:
             headers.append((self._subject_header, _header_value(principal.subject)))
         if self._groups_header is not None:
-            headers.append((self._groups_header, _header_value(",".join(principal.groups))))
+            groups = ",".join(_header_value(g).decode("ascii").replace(",", "%2C") for g in principal.groups)
+            headers.append((self._groups_header, groups.encode("ascii")))
         admit = Admit(principal=principal, operation=op, rule=decision.rule, upstream_headers=tuple(headers),
                       approval_id=approval_id, body=new_body, on_complete=on_complete)
         self._record(info, op, "allow", 0, principal, decision.rule, "", approval_id)
@@ -345,6 +346,8 @@ class AccessGuard:
 
     def _record(self, info: RequestInfo, op: Operation, effect: str, status: int, principal: Principal | None,
                 rule: str | None, reason: str, approval_id: str | None) -> None:
+        if effect == "allow" and not self.on_decision and not log.isEnabledFor(10):
+            return
         rec = DecisionRecord(info.request_id, info.method, info.target, info.client_host, effect, status, op.name,
                              rule, reason, principal, approval_id)
         if effect != "allow" or log.isEnabledFor(10):

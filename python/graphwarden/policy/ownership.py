@@ -11,9 +11,9 @@ Then:
   the upstream (cached for `owner_cache_s`; an owner never changes because PATCH bodies get the
   existing owner re-written); another owner's resource answers 404, exactly like a missing one,
   so ids cannot be probed;
-- store namespaces belong to the subject named by their first label ("users/alice" style):
-  namespace[0] must be the caller's subject; searches and namespace listings get that prefix
-  forced;
+- store namespaces belong to the subject named by their first label: namespace[0] must be
+  the caller's subject (with "%" and "." escaped as %25 and %2E, since labels cannot hold a
+  period); searches and namespace listings get that prefix forced;
 - bulk operations that could reach other owners' data (thread prune, cancel by status, stateless
   runs that keep their thread) need a cross-owner grant.
 A rule with `cross_owner = true` skips all of this (admins, auditors).
@@ -129,6 +129,10 @@ def plan(op: Operation, principal: Principal, body: Any, key: str) -> Plan:
     elif name in ("crons.read", "crons.update", "crons.delete"):
         check = Check("crons", params["cron_id"])
         p.checks.append(check)
+        if name == "crons.update":
+            if doc is None:
+                raise OwnershipDenied(400, "bad_request", "PATCH needs a JSON object body")
+            p.keep_owner_of = check
         if name == "crons.delete":
             p.invalidate = check
     elif name in _ASSISTANT_WRITES:
@@ -163,7 +167,15 @@ def _stateless_run(doc: dict[str, Any], p: Plan) -> None:
         p.checks.append(Check("threads", doc["thread_id"]))
 
 
+def store_label(subject: str) -> str:
+    """The first store-namespace label owned by `subject`. Labels may not contain "." (the
+    server joins them with it), so "%" and "." are escaped: reversible, collision-free."""
+    return subject.replace("%", "%25").replace(".", "%2E")
+
+
 def _store(op: Operation, subject: str, doc: dict[str, Any] | None, p: Plan) -> None:
+    subject = store_label(subject)
+
     def require(ns: Any, what: str) -> None:
         if not isinstance(ns, list) or not ns or ns[0] != subject:
             raise OwnershipDenied(
@@ -193,6 +205,7 @@ def _store(op: Operation, subject: str, doc: dict[str, Any] | None, p: Plan) -> 
 
 
 def check_store_query(target: str, subject: str) -> None:
+    subject = store_label(subject)
     query = target.partition("?")[2]
     values = parse_qs(query, keep_blank_values=True).get("namespace", [])
     if len(values) != 1 or values[0].split(".")[0] != subject:
@@ -271,4 +284,4 @@ class OwnerIndex:
         return owner if isinstance(owner, str) else None
 
 
-__all__ = ["Check", "MISSING", "OwnerIndex", "OwnershipDenied", "Plan", "check_store_query", "plan"]
+__all__ = ["Check", "MISSING", "store_label", "OwnerIndex", "OwnershipDenied", "Plan", "check_store_query", "plan"]

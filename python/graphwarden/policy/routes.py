@@ -27,6 +27,7 @@ classifies to something other than `unknown`.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from urllib.parse import unquote_to_bytes
 
@@ -170,6 +171,7 @@ class PathRejected(ValueError):
 
 
 _FORBIDDEN_ESCAPES = ("%2f", "%5c", "%2e", "%00")
+_BAD_CHARS = re.compile(r"[\x00-\x1f\x7f\\]")
 
 
 def normalise_path(target: str) -> tuple[list[str], str]:
@@ -195,7 +197,7 @@ def normalise_path(target: str) -> tuple[list[str], str]:
         if "%" in path:
             # Double encoding ("%252F"): a second decoder on the way would see an escape.
             raise PathRejected("double percent-encoding in path")
-    if "\\" in path or any(ord(c) < 0x20 or ord(c) == 0x7F for c in path):
+    if _BAD_CHARS.search(path) is not None:
         raise PathRejected("backslash or control character in path")
     segments = path[1:].split("/")
     last = len(segments) - 1
