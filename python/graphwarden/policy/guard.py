@@ -201,6 +201,13 @@ class AccessGuard:
             up.authority, up.resolved_headers(), pc.owner_metadata_key, pc.owner_cache_s,
         )
         ident = config.identity
+        if not ident.api_key_header.startswith("x-") or any(
+            fnmatch.fnmatchcase(ident.api_key_header, g.lower()) for g in up.forward_x_headers
+        ):
+            raise ConfigError(
+                "identity.api_key_header", f"{ident.api_key_header} would be forwarded to the upstream",
+                "use an x-* header name that upstream.forward_x_headers does not match (default x-api-key)",
+            )
         for h in (ident.upstream_subject_header, ident.upstream_groups_header):
             if h is not None and any(fnmatch.fnmatchcase(h, g.lower()) for g in up.forward_x_headers):
                 raise ConfigError(

@@ -69,7 +69,6 @@ class Plan:
     invalidate: Check | None = None
 
 
-_THREAD_SCOPED_RESOURCES = frozenset({"threads", "runs"})
 _ASSISTANT_WRITES = frozenset({"assistants.update", "assistants.delete", "assistants.set_latest"})
 
 
@@ -146,7 +145,7 @@ def plan(op: Operation, principal: Principal, body: Any, key: str) -> Plan:
             p.invalidate = check
     elif op.resource == "store":
         _store(op, subject, doc, p)
-    if thread_id is not None and op.resource in _THREAD_SCOPED_RESOURCES | {"crons"}:
+    if thread_id is not None:  # any route naming a thread (incl. dev debug reads)
         check = Check("threads", thread_id)
         p.checks.append(check)
         if name == "threads.update":
