@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,10 +22,7 @@ from support.harness import LoopThread  # noqa: E402
 UPSTREAM_PROJECT = Path(__file__).parent / "upstream"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from support.net import free_port  # noqa: E402  (re-exported for older tests)
 
 
 @pytest.fixture(scope="session")

@@ -221,7 +221,7 @@ def test_upstream_dropping_connection_is_502(gw: GatewayHandle) -> None:
 
 
 def test_upstream_down_is_502(loop_thread: LoopThread) -> None:
-    from conftest import free_port
+    from support.net import free_port
     handle = start(loop_thread, make_config(f"http://127.0.0.1:{free_port()}"))
     try:
         r = request(handle.port, b"GET /x HTTP/1.1\r\nHost: a\r\n\r\n")
