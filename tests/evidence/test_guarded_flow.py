@@ -197,12 +197,21 @@ def _history_steps(upstream: str, thread_id: str, run_id: str | None = None) -> 
     return steps
 
 
-def _recorded_steps(world: World, run_id: str, source: str | None = None) -> set[tuple[str, int]]:
-    return {
-        (b["node"], b["step"]) for k, b in world.records(run_id=run_id)
-        if k == "step" and (source is None or b.get("source") == source) and not b.get("interrupts")
-        and b.get("data") is not None
-    }
+def _recorded_steps(world: World, run_id: str) -> set[tuple[str, int]]:
+    """(node, superstep) of the completed steps the trail holds for a run. Stream records carry
+    the task id; the superstep comes from the history record of the same task."""
+    recs = [b for k, b in world.records(run_id=run_id) if k == "step"]
+    steps_by_task = {b["task_id"]: b["step"] for b in recs if b.get("source") == "history"}
+    out = set()
+    for b in recs:
+        if b.get("interrupted") or b.get("data") is None:
+            continue
+        step = b.get("step") if b.get("source") == "history" else steps_by_task.get(b["task_id"])
+        if step is not None:
+            out.add((b["node"], step))
+    if not all(b["task_id"] in steps_by_task for b in recs if b.get("source") == "stream" and not b.get("interrupted")):
+        return set()  # history records not written yet: every streamed task must get one
+    return out
 
 
 def _wait_for(predicate: Any, timeout: float = 30.0) -> Any:
@@ -342,9 +351,13 @@ def test_interrupt_and_resume_after_approval_are_on_record(world: World) -> None
 
 
 def history_has_both(world: World, tid: str, first: str, second: str) -> bool:
+    """Across the interrupted run and its resume, the trail holds exactly the thread's steps."""
     steps = _history_steps(world.upstream, tid)
-    recorded = _recorded_steps(world, first) | _recorded_steps(world, second)
-    return steps <= recorded or bool(_wait_for(lambda: steps <= (_recorded_steps(world, first) | _recorded_steps(world, second)) or None))
+    try:
+        _wait_for(lambda: (_recorded_steps(world, first) | _recorded_steps(world, second)) == steps)
+    except AssertionError:
+        raise AssertionError((sorted(steps), sorted(_recorded_steps(world, first)), sorted(_recorded_steps(world, second)))) from None
+    return True
 
 
 def test_gateway_logs_hold_no_unmasked_values(world: World) -> None:

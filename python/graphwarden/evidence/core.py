@@ -357,22 +357,26 @@ class Evidence:
                 log.error("audit record for a finished request could not be written",
                           extra={"fields": {"request_id": ex.request_id}})
         op = ex.operation
-        if (
-            self.collect_history
-            and op is not None
-            and ex.outcome == "ok"
-            and 200 <= ex.status < 300
-            and op.name in (WAIT_RUN_ROUTES | BACKGROUND_RUN_ROUTES | {"runs.batch"})
-            and self.gateway is not None
-        ):
-            runs = cast("list[tuple[str | None, str | None]]", ex.notes.get("runs") or [])
-            for thread_id, run_id in runs:
-                if thread_id and run_id:
-                    task = asyncio.get_running_loop().create_task(
-                        self._collect(ex.request_id, thread_id, run_id, join=op.name not in WAIT_RUN_ROUTES)
-                    )
-                    self._background.add(task)
-                    task.add_done_callback(self._background.discard)
+        if not (self.collect_history and op is not None and self.gateway is not None and 200 <= ex.status < 300):
+            return
+        task_ids: list[str] = []
+        runs = cast("list[tuple[str | None, str | None]]", ex.notes.get("runs") or [])
+        join = op.name in BACKGROUND_RUN_ROUTES or op.name == "runs.batch"
+        if op.name in STREAM_RUN_ROUTES:
+            stream = ex.notes.get("stream")
+            if isinstance(stream, RunStreamFilter):
+                runs = [(stream.ctx.get("thread_id"), stream.ctx.get("run_id"))]
+                task_ids = stream.task_ids
+                join = ex.outcome != "ok"  # the client left early: wait for the run to end
+        elif op.name not in (WAIT_RUN_ROUTES | BACKGROUND_RUN_ROUTES | {"runs.batch"}):
+            return
+        for thread_id, run_id in runs:
+            if thread_id and run_id:
+                task = asyncio.get_running_loop().create_task(
+                    self._collect(ex.request_id, thread_id, run_id, join=join, task_ids=task_ids)
+                )
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
 
     def _response_record(self, ex: Exchange) -> None:
         ex.notes["response_recorded"] = True
@@ -401,7 +405,8 @@ class Evidence:
         self.record(ex, "response", rec)
 
     # -- history --------------------------------------------------------------------------------
-    async def _collect(self, request_id: str, thread_id: str, run_id: str, *, join: bool) -> None:
+    async def _collect(self, request_id: str, thread_id: str, run_id: str, *, join: bool,
+                       task_ids: Sequence[str] = ()) -> None:
         gw = self.gateway
         assert gw is not None
         try:
@@ -413,7 +418,7 @@ class Evidence:
             )
             if status != 200 or not isinstance(history, list):
                 raise RuntimeError(f"history answered {status}")
-            for step in steps_from_history(history, run_id):
+            for step in steps_from_history(history, run_id, task_ids):
                 body = {"request_id": request_id, "thread_id": thread_id, "run_id": run_id, "ts": now_iso(),
                         "source": "history", **step}
                 body["data"] = self.masked_payload(orjson.dumps(body["data"]))
@@ -436,26 +441,38 @@ class Evidence:
             task.cancel()
 
 
-def steps_from_history(history: list[Any], run_id: str) -> list[dict[str, Any]]:
-    """The steps a run executed, from `POST /threads/{id}/history` (newest first): a checkpoint
-    at step s written by the run lists the tasks that ran in step s + 1, with their results."""
+def steps_from_history(history: list[Any], run_id: str, task_ids: Sequence[str] = ()) -> list[dict[str, Any]]:
+    """The steps a run executed, from `POST /threads/{id}/history` (newest first).
+
+    A checkpoint at step s lists the tasks of superstep s + 1 with their results. A run owns the
+    checkpoints carrying its run_id; a run that resumed an interrupt also executed the pending
+    tasks of the checkpoint just before its first one (written by the interrupted run), and a
+    streamed run names its tasks by id (`task_ids`)."""
+    chronological = list(reversed(history))
+    wanted = set(task_ids)
+    first = next((i for i, cp in enumerate(chronological) if (cp.get("metadata") or {}).get("run_id") == run_id), None)
     out: list[dict[str, Any]] = []
-    for cp in reversed(history):
+    for i, cp in enumerate(chronological):
         meta = cp.get("metadata") or {}
-        if meta.get("run_id") != run_id:
-            continue
+        owned = meta.get("run_id") == run_id
+        before = first is not None and i == first - 1
         step = meta.get("step")
         for task in cp.get("tasks") or []:
             name = str(task.get("name"))
             if name.startswith("__"):
                 continue
+            tid = str(task.get("id"))
+            if not (owned or tid in wanted or (before and task.get("result") is not None)):
+                continue
             if task.get("result") is None and not task.get("interrupts") and not task.get("error"):
                 continue  # not executed (yet)
             entry: dict[str, Any] = {
                 "node": name,
+                "task_id": tid,
                 "step": step + 1 if isinstance(step, int) else None,
                 "namespace": [],
                 "data": task.get("result"),
+                "interrupted": bool(task.get("interrupts")) and task.get("result") is None,
             }
             if task.get("interrupts"):
                 entry["interrupts"] = task["interrupts"]

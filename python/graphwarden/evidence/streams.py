@@ -107,9 +107,12 @@ class RunStreamFilter:
         self.events_out = 0
         self.tasks: dict[str, tuple[str, int | None]] = {}
         self.position = 0
+        #: Ids of the tasks whose results this stream showed (for history matching).
+        self.task_ids: list[str] = []
         self.run_status: str | None = None
         self._client_streams: dict[str, tuple[StreamMasker, int]] = {}
         self._safe_prefix: dict[str, bytes] = {}
+        self._runs_seen: set[str] = set()
         self._last_messages_event: str = "messages"
 
     # -- BodyFilter -------------------------------------------------------------------------
@@ -172,7 +175,8 @@ class RunStreamFilter:
     def _on_metadata(self, data: bytes) -> None:
         meta = orjson.loads(data)
         run_id = meta.get("run_id") if isinstance(meta, dict) else None
-        if run_id and self.ctx.get("run_id") != run_id:
+        if run_id and run_id not in self._runs_seen:
+            self._runs_seen.add(run_id)
             self.ctx["run_id"] = run_id
             self._rec("run", {})
 
@@ -190,19 +194,27 @@ class RunStreamFilter:
         if node.startswith("__"):
             return
         self.position += 1
+        self.task_ids.append(str(task["id"]))
+        interrupts = task.get("interrupts") or []
         body: dict[str, Any] = {
             "source": "stream",
             "node": node,
-            "step": step if step is not None else self.position,
+            "task_id": str(task["id"]),
+            # The superstep is not in tasks-mode events; it comes with the history records
+            # collected when the run ends (matched by task_id).
+            "step": step,
+            "position": self.position,
             "namespace": ns,
             "data": self._masked(task.get("result")),
+            "interrupted": bool(interrupts),
         }
         if task.get("error"):
             body["error"] = self._masked(task.get("error"))
         self._rec("step", body)
-        for intr in task.get("interrupts") or []:
+        for intr in interrupts:
             self.run_status = "interrupted"
-            self._rec("interrupt", {"node": node, "step": body["step"], "value": self._masked(intr.get("value") if isinstance(intr, dict) else intr)})
+            value = intr.get("value") if isinstance(intr, dict) else intr
+            self._rec("interrupt", {"node": node, "task_id": str(task["id"]), "value": self._masked(value)})
         if task.get("error"):
             self._rec("error", {"node": node, "error": "task_error", "message": self._masked(task.get("error"))})
 
