@@ -144,6 +144,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=6.0)
     ap.add_argument("--only", default="passthrough,policy,audit-batch,audit-strict,all")
+    ap.add_argument("--profile", help="py-spy record this configuration's gateway during its JSON load (raw output to /tmp)")
     args = ap.parse_args()
     names = args.only.split(",")
     results: dict[str, dict[str, dict[str, float]]] = {}
@@ -167,16 +168,27 @@ def main() -> int:
             hdr.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
             for name in names:
                 port = free_port()
-                cfg = d / f"{name}.toml"
+                cfg = d / f"gw-{name}.toml"
                 cfg.write_text(gateway_toml(port, up, d, name))
                 gw = subprocess.Popen([sys.executable, "-m", "graphwarden", "serve", "--config", str(cfg)],
                                       stdout=subprocess.DEVNULL, stderr=open(d / f"{name}.log", "wb"))
                 try:
-                    wait_port(port, 60)
+                    try:
+                        wait_port(port, 60)
+                    except RuntimeError:
+                        print(f"{name}: the gateway did not start:\n" + (d / f"{name}.log").read_text()[-3000:])
+                        raise
                     script = None if name == "passthrough" else hdr
                     base = f"http://127.0.0.1:{port}"
                     wrk(f"{base}/info", connections=10, duration=1, script=script)  # warm-up
+                    spy = None
+                    if args.profile == name and shutil.which("py-spy"):
+                        spy = subprocess.Popen(["py-spy", "record", "-p", str(gw.pid), "-d", str(int(args.duration)),
+                                                "-r", "200", "-f", "raw", "-o", f"/tmp/gw-{name}.spy"],
+                                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     r_json = wrk(f"{base}/info", connections=50, duration=args.duration, script=script)
+                    if spy is not None:
+                        spy.wait(30)
                     r_sse = wrk(f"{base}/threads/{THREAD}/runs/{RUN}/stream", connections=4,
                                 duration=args.duration, script=script)
                     results[name] = {"json": r_json, "sse": r_sse}
