@@ -2,12 +2,14 @@
 //!
 //! * [`masking`]: Hyperscan-backed detection and masking of PII and secrets.
 //! * [`audit`]: the BLAKE3-chained, Ed25519-checkpointed append-only audit log.
+//! * [`sse`]: server-sent event splitting and data rewriting for streamed responses.
 //! * `py`: every `#[py*]` binding, one file per area, so the engines stay plain Rust.
 #![deny(missing_docs)]
 
 pub mod audit;
 pub mod masking;
 mod py;
+pub mod sse;
 
 use pyo3::prelude::*;
 

@@ -1,0 +1,325 @@
+//! Server-sent events on the hot path: split a byte stream into events, rewrite the `data:`
+//! payload of the bulk ones natively, and hand the few events the gateway must look at
+//! (run metadata, task results, errors, token deltas) to Python, in stream order.
+//!
+//! Framing follows the WHATWG event-stream rules: lines end with LF, CRLF or CR; a blank line
+//! ends an event; a CR at the end of a chunk waits for the next byte (it may be a CRLF). Events
+//! are never released before they are complete, and an event's bytes are passed on unchanged
+//! unless its data changed, so an unmodified stream is byte-identical.
+
+/// What one `feed` produces, in stream order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Segment {
+    /// Bytes ready for the client (events already rewritten, comments, unchanged events).
+    Bytes(Vec<u8>),
+    /// An event whose name matched a routed prefix: its exact raw bytes, for the caller.
+    Event {
+        /// The `event:` field (empty for unnamed events).
+        name: Vec<u8>,
+        /// The complete event, including its terminating blank line.
+        raw: Vec<u8>,
+    },
+}
+
+/// Rewrites an event's data (the `data:` lines joined with LF). `None` keeps the event as is.
+pub trait DataRewriter {
+    /// The new data for an event named `name`, or `None` to pass the event unchanged.
+    fn rewrite(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>>;
+}
+
+impl<F: FnMut(&[u8], &[u8]) -> Option<Vec<u8>>> DataRewriter for F {
+    fn rewrite(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+        self(name, data)
+    }
+}
+
+/// Incremental splitter. `routed` lists event-name prefixes handed to the caller; a prefix
+/// matches the whole name or the name up to a `|` (LangGraph's `tasks|subgraph:id`).
+pub struct SseSplitter {
+    /// The incomplete event carried over from earlier chunks.
+    buf: Vec<u8>,
+    /// Offset in `buf` of the first line not yet known to be complete.
+    scanned: usize,
+    /// Event-name prefixes handed to the caller.
+    routed: Vec<Vec<u8>>,
+    max_event_bytes: usize,
+}
+
+/// The stream broke a limit.
+#[derive(Debug, PartialEq, Eq)]
+pub struct EventTooLarge(pub usize);
+
+impl SseSplitter {
+    /// A splitter routing events whose names start with one of `routed`.
+    pub fn new(routed: Vec<Vec<u8>>, max_event_bytes: usize) -> Self {
+        SseSplitter { buf: Vec::new(), scanned: 0, routed, max_event_bytes }
+    }
+
+    fn is_routed(&self, name: &[u8]) -> bool {
+        let base = match name.iter().position(|&b| b == b'|') {
+            Some(i) => &name[..i],
+            None => name,
+        };
+        self.routed.iter().any(|p| p.as_slice() == base)
+    }
+
+    /// Add bytes; returns the segments they complete.
+    pub fn feed<R: DataRewriter>(&mut self, chunk: &[u8], rw: &mut R) -> Result<Vec<Segment>, EventTooLarge> {
+        self.buf.extend_from_slice(chunk);
+        let mut out: Vec<Segment> = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let buf = std::mem::take(&mut self.buf);
+        let n = buf.len();
+        let mut event_start = 0usize;
+        let mut line_start = self.scanned;
+        let mut i = self.scanned;
+        // Find complete events: a line end followed by an empty line.
+        while i < n {
+            let b = buf[i];
+            if b != b'\n' && b != b'\r' {
+                // fast skip to the next CR or LF
+                match memchr2(b'\n', b'\r', &buf[i..]) {
+                    Some(off) => {
+                        i += off;
+                        continue;
+                    }
+                    None => break,
+                }
+            }
+            let (end, next) = if b == b'\r' {
+                if i + 1 == n {
+                    break; // a CR at the end: wait for the next byte
+                }
+                (i, if buf[i + 1] == b'\n' { i + 2 } else { i + 1 })
+            } else {
+                (i, i + 1)
+            };
+            let empty = end == line_start;
+            line_start = next;
+            i = next;
+            if empty {
+                let raw = &buf[event_start..next];
+                self.emit(raw, rw, &mut out, &mut pending);
+                event_start = next;
+            }
+        }
+        if !pending.is_empty() {
+            out.push(Segment::Bytes(pending));
+        }
+        // Keep the incomplete tail; remember how far it was scanned (whole lines only).
+        let rest = buf[event_start..].to_vec();
+        self.scanned = line_start.saturating_sub(event_start).min(rest.len());
+        self.buf = rest;
+        if self.buf.len() > self.max_event_bytes {
+            return Err(EventTooLarge(self.max_event_bytes));
+        }
+        Ok(out)
+    }
+
+    /// End of stream: whatever is left (an unterminated event), unmodified.
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.scanned = 0;
+        std::mem::take(&mut self.buf)
+    }
+
+    fn emit<R: DataRewriter>(&self, raw: &[u8], rw: &mut R, out: &mut Vec<Segment>, pending: &mut Vec<u8>) {
+        let parsed = parse_event(raw);
+        if parsed.data_lines == 0 {
+            pending.extend_from_slice(raw); // comments, heartbeats, fields without data
+            return;
+        }
+        if self.is_routed(&parsed.name) {
+            if !pending.is_empty() {
+                out.push(Segment::Bytes(std::mem::take(pending)));
+            }
+            out.push(Segment::Event { name: parsed.name, raw: raw.to_vec() });
+            return;
+        }
+        match rw.rewrite(&parsed.name, &parsed.data) {
+            Some(new) if new != parsed.data => rebuild_into(raw, &new, pending),
+            _ => pending.extend_from_slice(raw),
+        }
+    }
+}
+
+struct Parsed {
+    name: Vec<u8>,
+    data: Vec<u8>,
+    data_lines: usize,
+}
+
+fn lines(raw: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut s = 0;
+    let mut i = 0;
+    while i < raw.len() {
+        match raw[i] {
+            b'\n' => {
+                out.push(&raw[s..i]);
+                i += 1;
+                s = i;
+            }
+            b'\r' => {
+                out.push(&raw[s..i]);
+                i += if i + 1 < raw.len() && raw[i + 1] == b'\n' { 2 } else { 1 };
+                s = i;
+            }
+            _ => i += 1,
+        }
+    }
+    if s < raw.len() {
+        out.push(&raw[s..]);
+    }
+    out
+}
+
+fn field(line: &[u8]) -> (&[u8], &[u8]) {
+    match line.iter().position(|&b| b == b':') {
+        Some(c) => {
+            let v = &line[c + 1..];
+            (&line[..c], if v.first() == Some(&b' ') { &v[1..] } else { v })
+        }
+        None => (line, &[]),
+    }
+}
+
+fn parse_event(raw: &[u8]) -> Parsed {
+    let mut name = Vec::new();
+    let mut data: Vec<u8> = Vec::new();
+    let mut data_lines = 0;
+    for line in lines(raw) {
+        if line.is_empty() || line[0] == b':' {
+            continue;
+        }
+        let (k, v) = field(line);
+        if k == b"data" {
+            if data_lines > 0 {
+                data.push(b'\n');
+            }
+            data.extend_from_slice(v);
+            data_lines += 1;
+        } else if k == b"event" {
+            name = v.to_vec();
+        }
+    }
+    Parsed { name, data, data_lines }
+}
+
+fn line_end(raw: &[u8]) -> &'static [u8] {
+    match memchr2(b'\n', b'\r', raw) {
+        Some(i) if raw[i] == b'\r' => {
+            if raw.get(i + 1) == Some(&b'\n') {
+                b"\r\n"
+            } else {
+                b"\r"
+            }
+        }
+        _ => b"\n",
+    }
+}
+
+/// The event with its `data:` lines replaced by `data` (other lines kept, in order).
+pub fn rebuild_into(raw: &[u8], data: &[u8], out: &mut Vec<u8>) {
+    let eol = line_end(raw);
+    let mut wrote = false;
+    for line in lines(raw) {
+        if line.is_empty() {
+            continue;
+        }
+        let is_data = line[0] != b':' && field(line).0 == b"data";
+        if is_data {
+            if !wrote {
+                for part in data.split(|&b| b == b'\n') {
+                    out.extend_from_slice(b"data: ");
+                    out.extend_from_slice(part);
+                    out.extend_from_slice(eol);
+                }
+                wrote = true;
+            }
+            continue;
+        }
+        out.extend_from_slice(line);
+        out.extend_from_slice(eol);
+    }
+    out.extend_from_slice(eol);
+}
+
+fn memchr2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
+    hay.iter().position(|&c| c == a || c == b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upper(_: &[u8], d: &[u8]) -> Option<Vec<u8>> {
+        Some(d.to_ascii_uppercase())
+    }
+
+    fn run(chunks: &[&[u8]]) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+        let mut s = SseSplitter::new(vec![b"tasks".to_vec(), b"metadata".to_vec()], 1 << 20);
+        let mut out = Vec::new();
+        let mut routed = Vec::new();
+        let mut rw = upper;
+        for c in chunks {
+            for seg in s.feed(c, &mut rw).unwrap() {
+                match seg {
+                    Segment::Bytes(b) => out.extend(b),
+                    Segment::Event { name, raw } => {
+                        out.extend_from_slice(b"<R>");
+                        routed.push((name, raw));
+                    }
+                }
+            }
+        }
+        out.extend(s.finish());
+        (out, routed)
+    }
+
+    const STREAM: &[u8] = b"event: metadata\ndata: {\"run_id\":\"r\"}\n\nevent: values\r\nid: 3\r\ndata: {\"a\":\"x\"}\r\ndata: y\r\n\r\n: heartbeat\n\nevent: tasks|sub:1\rdata: t\r\revent: custom\ndata: z\n\ntail";
+
+    #[test]
+    fn rewrites_routes_and_keeps_order() {
+        let (out, routed) = run(&[STREAM]);
+        assert_eq!(
+            out,
+            b"<R>event: values\r\nid: 3\r\ndata: {\"A\":\"X\"}\r\ndata: Y\r\n\r\n: heartbeat\n\n<R>event: custom\ndata: Z\n\ntail".to_vec()
+        );
+        assert_eq!(routed[0].0, b"metadata".to_vec());
+        assert_eq!(routed[1].0, b"tasks|sub:1".to_vec());
+        assert_eq!(routed[1].1, b"event: tasks|sub:1\rdata: t\r\r".to_vec());
+    }
+
+    #[test]
+    fn every_split_point_gives_the_same_output() {
+        let whole = run(&[STREAM]);
+        for a in 0..STREAM.len() {
+            for b in a..STREAM.len() {
+                let parts = [&STREAM[..a], &STREAM[a..b], &STREAM[b..]];
+                assert_eq!(run(&parts), whole, "split at {a},{b}");
+            }
+        }
+    }
+
+    #[test]
+    fn unchanged_events_pass_byte_identical() {
+        let mut s = SseSplitter::new(vec![], 1 << 20);
+        let mut keep = |_: &[u8], _: &[u8]| -> Option<Vec<u8>> { None };
+        let segs = s.feed(STREAM, &mut keep).unwrap();
+        let mut out = Vec::new();
+        for seg in segs {
+            if let Segment::Bytes(b) = seg {
+                out.extend(b);
+            }
+        }
+        out.extend(s.finish());
+        assert_eq!(out, STREAM.to_vec());
+    }
+
+    #[test]
+    fn oversized_event_is_an_error() {
+        let mut s = SseSplitter::new(vec![], 16);
+        let mut keep = |_: &[u8], _: &[u8]| -> Option<Vec<u8>> { None };
+        assert!(s.feed(b"data: 0123456789012345678901234567890", &mut keep).is_err());
+    }
+}
