@@ -115,3 +115,16 @@ def rehash_from(lg: Log, seq: int, edit: Callable[[pv.Record], pv.Record] | None
 
 def copytree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
+
+
+def interior_seq(lg: Log, start: int) -> int:
+    """The first seq >= start whose record has records right before it and two right after it in
+    the same segment, so an edit there yields one plain finding rather than a boundary case."""
+    locs = lg.record_locations()
+    seq = start
+    while True:
+        seg, idx = locs[seq]
+        items = pv.read_items(seg)
+        if idx + 2 < len(items) and all(isinstance(items[j], pv.Record) for j in (idx - 1, idx + 1, idx + 2)):
+            return seq
+        seq += 1

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pyverify as pv
-from conftest import Log, fill, rehash_from
+from conftest import Log, fill, interior_seq, rehash_from
 from graphwarden.audit import AuditLog
 
 
@@ -28,33 +28,35 @@ def test_untouched_log_is_intact_and_spans_segments(make_log) -> None:
 
 def test_byte_edited_in_a_record(make_log) -> None:
     lg = make_log()
-    seg, idx = lg.record_locations()[57]
+    seq = interior_seq(lg, 57)
+    seg, idx = lg.record_locations()[seq]
     data = bytearray(seg.read_bytes())
     frames, _ = pv.split(bytes(data))
     off = frames[idx][0]
-    pos = data.index(b'"i":56', off) + 5  # seq 57 holds i=56 (seq 0 is the genesis record)
-    data[pos] = ord("8")
+    pos = data.index(b'"i":%d' % (seq - 1), off) + 5  # record seq holds i=seq-1 (seq 0 is the genesis)
+    data[pos] ^= 1
     seg.write_bytes(bytes(data))
     rep = lg.verify()
     assert rep.exit_code == 1
     assert "frame_corrupt" in rep.kinds()
-    assert rep.data["chains"][0]["verified_through"] == 56
+    assert rep.data["chains"][0]["verified_through"] == seq - 1
 
 
 def test_record_edited_and_rehashed(make_log) -> None:
     lg = make_log()
-    seg, idx = lg.record_locations()[57]
+    seq = interior_seq(lg, 57)
+    seg, idx = lg.record_locations()[seq]
     items = pv.read_items(seg)
     rec = items[idx]
     assert isinstance(rec, pv.Record) and rec.body is not None
-    items[idx] = dataclasses.replace(rec, body=rec.body.replace(b'"i":56', b'"i":99'))
+    items[idx] = dataclasses.replace(rec, body=rec.body.replace(b'"i":%d' % (seq - 1), b'"i":999'))
     assert items[idx] != rec
     pv.write_items(seg, items)  # valid CRC, valid own hash, but the next record's prev no longer matches
     rep = lg.verify(anchor=False)
     assert rep.exit_code == 1
     broken = [f for f in rep.findings if f["kind"] == "chain_broken"]
-    assert broken and broken[0]["seq"] == 58
-    assert rep.data["chains"][0]["verified_through"] == 57
+    assert broken and broken[0]["seq"] == seq + 1
+    assert rep.data["chains"][0]["verified_through"] == seq
 
 
 def test_whole_suffix_rewritten_and_rehashed(make_log) -> None:
@@ -74,20 +76,22 @@ def test_whole_suffix_rewritten_and_rehashed(make_log) -> None:
 
 def test_record_deleted(make_log) -> None:
     lg = make_log()
-    seg, idx = lg.record_locations()[57]
+    seq = interior_seq(lg, 57)
+    seg, idx = lg.record_locations()[seq]
     items = pv.read_items(seg)
     del items[idx]
     pv.write_items(seg, items)
     rep = lg.verify(anchor=False)
     assert rep.exit_code == 1
     gap = [f for f in rep.findings if f["kind"] == "seq_gap"]
-    assert gap and gap[0]["seq"] == 57
+    assert gap and gap[0]["seq"] == seq
 
 
 def test_two_records_swapped(make_log) -> None:
     lg = make_log()
-    seg, idx = lg.record_locations()[57]
-    seg2, idx2 = lg.record_locations()[58]
+    seq = interior_seq(lg, 57)
+    seg, idx = lg.record_locations()[seq]
+    seg2, idx2 = lg.record_locations()[seq + 1]
     assert seg == seg2
     items = pv.read_items(seg)
     items[idx], items[idx2] = items[idx2], items[idx]
@@ -95,7 +99,7 @@ def test_two_records_swapped(make_log) -> None:
     rep = lg.verify(anchor=False)
     assert rep.exit_code == 1
     assert {"seq_gap", "reordered"} & rep.kinds()
-    assert rep.data["chains"][0]["verified_through"] == 56
+    assert rep.data["chains"][0]["verified_through"] == seq - 1
 
 
 def test_tail_records_truncated(make_log) -> None:

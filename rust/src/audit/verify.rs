@@ -490,7 +490,7 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
     }
     rep.signed_through = signed_size.checked_sub(1);
     if let Some(last) = rep.last_seq {
-        if signed_size <= last {
+        if signed_size <= last && !broken {
             let sev = if bundle { Severity::Incomplete } else { Severity::Info };
             find(&mut rep, Some(signed_size), "", "unsigned_tail", sev, format!("records {signed_size}..{last} are not yet covered by a signed checkpoint"));
         }
