@@ -499,8 +499,13 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
     (rep, data)
 }
 
-fn load_anchor(anchor: &Path) -> BTreeMap<String, Vec<(String, Result<Checkpoint, String>)>> {
-    let mut out: BTreeMap<String, Vec<(String, Result<Checkpoint, String>)>> = BTreeMap::new();
+/// Anchor checkpoints of one chain: (file name, parsed checkpoint or why not).
+type AnchorCps = Vec<(String, Result<Checkpoint, String>)>;
+/// A frame as split: (offset, decoded item or why not).
+type FrameAt = (usize, Result<Item, String>);
+
+fn load_anchor(anchor: &Path) -> BTreeMap<String, AnchorCps> {
+    let mut out: BTreeMap<String, AnchorCps> = BTreeMap::new();
     let Ok(rd) = fs::read_dir(anchor) else { return out };
     for ent in rd.flatten() {
         let chain = ent.file_name().to_string_lossy().into_owned();
@@ -633,7 +638,7 @@ pub fn verify_bundle(path: &Path, pinned: Option<[u8; 32]>) -> Result<Report, St
         Some((_, Ok(Item::Bundle(_)))) => {}
         _ => return Err(format!("{} is not an audit bundle (no bundle header)", path.display())),
     }
-    let mut sections: Vec<(String, Vec<(usize, Result<Item, String>)>)> = Vec::new();
+    let mut sections: Vec<(String, Vec<FrameAt>)> = Vec::new();
     for (off, item) in it {
         if let Ok(Item::Segment(h)) = &item {
             sections.push((h.chain.clone(), Vec::new()));
