@@ -326,3 +326,29 @@ def test_export_bundle_verifies_on_its_own(make_log, tmp_path: Path) -> None:
     data[pos + 4] = ord("2")
     out.write_bytes(bytes(data))
     assert verify(out).exit_code == 1
+
+
+def test_pyverify_checks_export_bundles_from_the_document_alone(make_log, tmp_path: Path) -> None:
+    from graphwarden.audit._verify import export_bundle
+
+    lg = make_log(150)
+    key = bytes.fromhex((lg.key_file.parent / (lg.key_file.name + ".pub")).read_text())
+    out = tmp_path / "t0.bundle"
+    assert export_bundle(lg.audit, out, lambda r: b'"thread_id":"t-0"' in r.body, {"thread_id": "t-0"}) == 75
+    assert pv.verify_bundle(out, key) == []
+    assert pv.verify_bundle(out, os.urandom(32))  # another key: rejected
+    data = bytearray(out.read_bytes())
+    frames, _ = pv.split(bytes(data))
+    # Re-encode one elided record with a different body hash: CRC fine, chain broken.
+    for off, p in frames:
+        if p[0] == 0x03:
+            rec = pv.decode(p)
+            assert isinstance(rec, pv.Record)
+            forged = pv.frame(dataclasses.replace(rec, body_hash=bytes(32)).payload())
+            data[off : off + len(forged)] = forged
+            break
+    out.write_bytes(bytes(data))
+    assert pv.verify_bundle(out, key)
+    from graphwarden.audit import verify
+
+    assert verify(out).exit_code == 1
