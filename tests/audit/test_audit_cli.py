@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 import pyverify as pv
+from audit_helpers import fill, make_log  # noqa: F401 (fixture)
 from graphwarden.cli import main
 
 
@@ -75,7 +76,6 @@ def test_tail_and_export_roundtrip(make_log, tmp_path: Path, capsys: pytest.Capt
 
 
 def test_tail_follow_prints_new_records(make_log, tmp_path: Path) -> None:
-    from conftest import fill
 
     lg = make_log(5)
     proc = subprocess.Popen(

@@ -12,7 +12,7 @@ import pytest
 from graphwarden.audit import AuditLog, default_chain_id, open_from_config, verify
 from graphwarden.config import GatewayConfig, load_config, parse_config
 from graphwarden.errors import ConfigError
-from conftest import fill
+from audit_helpers import fill
 
 
 def test_defaults_load_and_resolve_under_state_dir() -> None:

@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pyverify as pv
-from conftest import Log, fill, interior_seq, rehash_from
+from audit_helpers import Log, fill, interior_seq, make_log, rehash_from  # noqa: F401 (fixture)
 from graphwarden.audit import AuditLog
 
 

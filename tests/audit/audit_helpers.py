@@ -1,5 +1,7 @@
-"""Helpers for the audit tests: build real logs with the Rust writer, then tamper with them as an
-attacker holding the format document (tests/audit/pyverify.py) would."""
+"""Helpers and the `make_log` fixture for the audit tests: build real logs with the Rust writer,
+then tamper with them as an attacker holding the format document (tests/audit/pyverify.py)
+would. Test modules import `make_log` from here: a conftest.py in this folder would shadow
+tests/conftest.py for `from conftest import ...` in other areas' tests."""
 
 from __future__ import annotations
 
