@@ -564,6 +564,9 @@ impl Writer {
             if let Some(r) = st.prune_result.take() {
                 return r;
             }
+            if st.closed {
+                return Err("the audit log was closed before pruning ran".into());
+            }
             st = self.shared.durable.wait_timeout(st, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
         }
     }
