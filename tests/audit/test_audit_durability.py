@@ -158,8 +158,10 @@ def test_async_waiters_on_uvloop(tmp_path: Path) -> None:
         t = asyncio.create_task(ticker())
         per_client = await asyncio.gather(*(client(c) for c in range(20)))
         t.cancel()
-        # The loop kept running while records were being fdatasync'ed: no long stall.
-        assert len(gaps) > 50 and max(gaps) < 0.1
+        # The loop kept running while records were being fdatasync'ed: the ticker got many more
+        # turns than there were records (a loop blocked in a sync per record would give it
+        # at most one turn per record). Max gaps are not asserted: the CI machine is shared.
+        assert len(gaps) > 2 * 2000
         return [s for seqs in per_client for s in seqs]
 
     seqs = uvloop.run(main())
