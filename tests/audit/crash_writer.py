@@ -15,6 +15,7 @@ async def main(directory: str, key: str, round_no: int) -> None:
     log = AuditLog.open(
         directory, key_file=key, chain="w0", mode="strict", checkpoint_every=50, segment_max_bytes=8192
     )
+    log.wait_durable_blocking(log.stats()["appended"] - 1, 10.0)  # genesis / recovery record
     print(f"open {log.recovered is not None}", flush=True)
 
     async def worker(k: int) -> None:

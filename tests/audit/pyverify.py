@@ -294,3 +294,34 @@ def verify_chain(chain_dir: Path, anchor_dir: Path | None = None, key: bytes | N
             elif cp.hash not in cp_hashes:
                 problems.append(f"anchor {f.name}: checkpoint missing locally")
     return Result(not problems, problems, records, expected - 1 if expected else None, signed, torn)
+
+
+def verify_bundle(path: Path, key: bytes) -> list[str]:
+    """Section 7: a bundle verifies on its own under a pinned key. Returns the problems found."""
+    frames, end = split(path.read_bytes())
+    problems = [] if end == len(path.read_bytes()) else [f"bad frame at {end}"]
+    if not frames or frames[0][1][:9] != b"\x10GWAUDBDL":
+        return ["no bundle header"]
+    prev: bytes | None = None
+    expected = -1
+    hashes: dict[int, bytes] = {}
+    covered = 0
+    last_seq = -1
+    for _, p in frames[1:]:
+        it = decode(p)
+        if isinstance(it, SegHeader):
+            prev, expected, hashes, covered = it.prev, it.first_seq, {}, 0
+        elif isinstance(it, Record):
+            if it.seq != expected or it.prev != prev:
+                problems.append(f"record {it.seq}: broken link")
+            hashes[it.seq] = it.hash
+            prev, expected, last_seq = it.hash, it.seq + 1, it.seq
+        elif isinstance(it, Checkpoint):
+            if it.public_key != key or not it.signature_ok():
+                problems.append(f"checkpoint {it.size}: bad signature or key")
+            if hashes.get(it.size - 1) != it.head:
+                problems.append(f"checkpoint {it.size}: head mismatch")
+            covered = max(covered, it.size)
+    if covered <= last_seq:
+        problems.append("last records not covered by a checkpoint")
+    return problems

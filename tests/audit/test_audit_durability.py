@@ -27,7 +27,8 @@ def test_kill_9_never_loses_an_acknowledged_record(tmp_path: Path) -> None:
     audit, key = tmp_path / "audit", tmp_path / "k.key"
     acked: dict[int, tuple[int, int, int]] = {}
     rng = random.Random(int(os.environ.get("GW_AUDIT_CRASH_SEED", "4")))
-    rounds = 6
+    rounds = 9
+    opened_after_crash = 0
     for r in range(rounds):
         proc = subprocess.Popen(
             [sys.executable, str(HERE / "crash_writer.py"), str(audit), str(key), str(r)],
@@ -38,21 +39,29 @@ def test_kill_9_never_loses_an_acknowledged_record(tmp_path: Path) -> None:
         lines: list[str] = []
         reader = threading.Thread(target=lambda: lines.extend(proc.stdout))  # type: ignore[arg-type]
         reader.start()
-        deadline = time.monotonic() + 10
-        while len(lines) < 20 and time.monotonic() < deadline:  # let it open and write a while
-            time.sleep(0.01)
-        time.sleep(rng.uniform(0.0, 0.4))
+        if r % 3 == 2:
+            # Anywhere from interpreter start-up through open/recovery to the first appends.
+            time.sleep(rng.uniform(0.05, 0.6))
+        else:
+            deadline = time.monotonic() + 10
+            while len(lines) < 20 and time.monotonic() < deadline:  # let it write a while
+                time.sleep(0.01)
+            time.sleep(rng.uniform(0.0, 0.4))
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
         reader.join()
-        assert lines and lines[0].startswith("open ")
-        assert lines[0].strip() == f"open {r > 0}"  # every restart after a kill writes audit.recovery
+        if lines and lines[0].startswith("open "):
+            assert lines[0].strip() == f"open {r > 0}"  # every restart after a kill recovers
+            opened_after_crash += r > 0
         for line in lines[1:]:
             parts = line.split()
             if len(parts) == 4:  # a line cut by the kill is not an acknowledgement
                 acked[int(parts[0])] = (int(parts[1]), int(parts[2]), int(parts[3]))
+        if not (audit / "w0").exists():
+            continue
         # Right after the crash: intact or a torn tail, never tampering.
-        assert verify(audit).exit_code in (0, 2)
+        rep = verify(audit)
+        assert rep.exit_code in (0, 2), rep.findings
         stored = {rec.seq: json.loads(rec.body) for rec in read_records(audit) if rec.kind == "test.event"}
         for seq, (rr, k, i) in acked.items():
             assert seq in stored, f"acknowledged record {seq} lost"
@@ -64,7 +73,7 @@ def test_kill_9_never_loses_an_acknowledged_record(tmp_path: Path) -> None:
     rep = verify(audit)
     assert rep.exit_code == 0, rep.findings
     kinds = [rec.kind for rec in read_records(audit)]
-    assert kinds.count("audit.recovery") == rounds
+    assert opened_after_crash + 1 <= kinds.count("audit.recovery") <= rounds
     assert pv.verify_chain(audit / "w0").ok
 
 
@@ -149,8 +158,10 @@ def test_async_waiters_on_uvloop(tmp_path: Path) -> None:
         t = asyncio.create_task(ticker())
         per_client = await asyncio.gather(*(client(c) for c in range(20)))
         t.cancel()
-        # The loop kept running while records were being fdatasync'ed: no long stall.
-        assert len(gaps) > 50 and max(gaps) < 0.1
+        # The loop kept running while records were being fdatasync'ed: the ticker got many more
+        # turns than there were records (a loop blocked in a sync per record would give it
+        # at most one turn per record). Max gaps are not asserted: the CI machine is shared.
+        assert len(gaps) > 2 * 2000
         return [s for seqs in per_client for s in seqs]
 
     seqs = uvloop.run(main())

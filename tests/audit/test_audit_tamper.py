@@ -8,7 +8,7 @@ import shutil
 from pathlib import Path
 
 import pyverify as pv
-from conftest import Log, fill, rehash_from
+from audit_helpers import Log, fill, interior_seq, make_log, rehash_from  # noqa: F401 (fixture)
 from graphwarden.audit import AuditLog
 
 
@@ -28,33 +28,35 @@ def test_untouched_log_is_intact_and_spans_segments(make_log) -> None:
 
 def test_byte_edited_in_a_record(make_log) -> None:
     lg = make_log()
-    seg, idx = lg.record_locations()[57]
+    seq = interior_seq(lg, 57)
+    seg, idx = lg.record_locations()[seq]
     data = bytearray(seg.read_bytes())
     frames, _ = pv.split(bytes(data))
     off = frames[idx][0]
-    pos = data.index(b'"i":56', off) + 5  # seq 57 holds i=56 (seq 0 is the genesis record)
-    data[pos] = ord("8")
+    pos = data.index(b'"i":%d' % (seq - 1), off) + 5  # record seq holds i=seq-1 (seq 0 is the genesis)
+    data[pos] ^= 1
     seg.write_bytes(bytes(data))
     rep = lg.verify()
     assert rep.exit_code == 1
     assert "frame_corrupt" in rep.kinds()
-    assert rep.data["chains"][0]["verified_through"] == 56
+    assert rep.data["chains"][0]["verified_through"] == seq - 1
 
 
 def test_record_edited_and_rehashed(make_log) -> None:
     lg = make_log()
-    seg, idx = lg.record_locations()[57]
+    seq = interior_seq(lg, 57)
+    seg, idx = lg.record_locations()[seq]
     items = pv.read_items(seg)
     rec = items[idx]
     assert isinstance(rec, pv.Record) and rec.body is not None
-    items[idx] = dataclasses.replace(rec, body=rec.body.replace(b'"i":56', b'"i":99'))
+    items[idx] = dataclasses.replace(rec, body=rec.body.replace(b'"i":%d' % (seq - 1), b'"i":999'))
     assert items[idx] != rec
     pv.write_items(seg, items)  # valid CRC, valid own hash, but the next record's prev no longer matches
     rep = lg.verify(anchor=False)
     assert rep.exit_code == 1
     broken = [f for f in rep.findings if f["kind"] == "chain_broken"]
-    assert broken and broken[0]["seq"] == 58
-    assert rep.data["chains"][0]["verified_through"] == 57
+    assert broken and broken[0]["seq"] == seq + 1
+    assert rep.data["chains"][0]["verified_through"] == seq
 
 
 def test_whole_suffix_rewritten_and_rehashed(make_log) -> None:
@@ -74,20 +76,22 @@ def test_whole_suffix_rewritten_and_rehashed(make_log) -> None:
 
 def test_record_deleted(make_log) -> None:
     lg = make_log()
-    seg, idx = lg.record_locations()[57]
+    seq = interior_seq(lg, 57)
+    seg, idx = lg.record_locations()[seq]
     items = pv.read_items(seg)
     del items[idx]
     pv.write_items(seg, items)
     rep = lg.verify(anchor=False)
     assert rep.exit_code == 1
     gap = [f for f in rep.findings if f["kind"] == "seq_gap"]
-    assert gap and gap[0]["seq"] == 57
+    assert gap and gap[0]["seq"] == seq
 
 
 def test_two_records_swapped(make_log) -> None:
     lg = make_log()
-    seg, idx = lg.record_locations()[57]
-    seg2, idx2 = lg.record_locations()[58]
+    seq = interior_seq(lg, 57)
+    seg, idx = lg.record_locations()[seq]
+    seg2, idx2 = lg.record_locations()[seq + 1]
     assert seg == seg2
     items = pv.read_items(seg)
     items[idx], items[idx2] = items[idx2], items[idx]
@@ -95,7 +99,7 @@ def test_two_records_swapped(make_log) -> None:
     rep = lg.verify(anchor=False)
     assert rep.exit_code == 1
     assert {"seq_gap", "reordered"} & rep.kinds()
-    assert rep.data["chains"][0]["verified_through"] == 56
+    assert rep.data["chains"][0]["verified_through"] == seq - 1
 
 
 def test_tail_records_truncated(make_log) -> None:
@@ -148,14 +152,24 @@ def test_middle_segment_deleted(make_log) -> None:
 
 def test_middle_segment_replaced(make_log) -> None:
     lg = make_log()
-    other = make_log()  # same chain id, same key file name but another key and other records
     mid = lg.segments()[len(lg.segments()) // 2]
-    twin = other.chain_dir / mid.name
-    assert twin.exists(), "both logs rotate at the same seqs"
-    shutil.copyfile(twin, mid)
+    # A fabricated, self-consistent segment: same header, same seqs, other content, own hashes.
+    items = pv.read_items(mid)
+    header = items[0]
+    assert isinstance(header, pv.SegHeader)
+    prev = header.prev
+    fake: list[pv.Item] = [header]
+    for it in items[1:]:
+        if isinstance(it, pv.Record):
+            assert it.body is not None
+            it = dataclasses.replace(it, prev=prev, body=it.body.replace(b"req-", b"REQ-"))
+            prev = it.hash
+            fake.append(it)
+    pv.write_items(mid, fake)
     rep = lg.verify(anchor=False)
     assert rep.exit_code == 1
-    assert {"segment_replaced", "chain_broken", "wrong_key"} & rep.kinds()
+    assert "segment_replaced" in rep.kinds()
+    assert rep.data["chains"][0]["verified_through"] < header.first_seq + len(fake) - 1
 
 
 def test_records_spliced_from_another_chain(tmp_path: Path) -> None:
@@ -321,4 +335,30 @@ def test_export_bundle_verifies_on_its_own(make_log, tmp_path: Path) -> None:
     pos = data.index(b"run-1", data.index(b"GWAUDSEG"))  # past the bundle header
     data[pos + 4] = ord("2")
     out.write_bytes(bytes(data))
+    assert verify(out).exit_code == 1
+
+
+def test_pyverify_checks_export_bundles_from_the_document_alone(make_log, tmp_path: Path) -> None:
+    from graphwarden.audit._verify import export_bundle
+
+    lg = make_log(150)
+    key = bytes.fromhex((lg.key_file.parent / (lg.key_file.name + ".pub")).read_text())
+    out = tmp_path / "t0.bundle"
+    assert export_bundle(lg.audit, out, lambda r: b'"thread_id":"t-0"' in r.body, {"thread_id": "t-0"}) == 75
+    assert pv.verify_bundle(out, key) == []
+    assert pv.verify_bundle(out, os.urandom(32))  # another key: rejected
+    data = bytearray(out.read_bytes())
+    frames, _ = pv.split(bytes(data))
+    # Re-encode one elided record with a different body hash: CRC fine, chain broken.
+    for off, p in frames:
+        if p[0] == 0x03:
+            rec = pv.decode(p)
+            assert isinstance(rec, pv.Record)
+            forged = pv.frame(dataclasses.replace(rec, body_hash=bytes(32)).payload())
+            data[off : off + len(forged)] = forged
+            break
+    out.write_bytes(bytes(data))
+    assert pv.verify_bundle(out, key)
+    from graphwarden.audit import verify
+
     assert verify(out).exit_code == 1

@@ -3,8 +3,8 @@ extension (docs/AUDIT_FORMAT.md). One chain per worker process.
 
 Integration: `open_from_config(config, worker_index)` once per worker; `log.append(kind, body)`
 per event (body carries `request_id`, `thread_id`, `run_id` when known); in strict mode
-`await log.wait_durable(seq)` before releasing the response; `log.readiness()` as a readiness
-check; `AuditUnavailable` (503) when the trail cannot be written.
+`await log.wait_durable(seq)` before releasing the response; `log.readiness_problem` as
+`gateway.readiness_checks["audit"]`; `AuditUnavailable` (503) when the trail cannot be written.
 """
 
 from __future__ import annotations

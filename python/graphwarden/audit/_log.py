@@ -215,12 +215,12 @@ class AuditLog:
     def last_error(self) -> str | None:
         return self._writer.error()
 
-    def readiness(self) -> tuple[bool, str]:
-        """(ok, reason) for the gateway's readiness checks."""
-        err = self._writer.error()
+    def readiness_problem(self) -> str | None:
+        """For `Gateway.readiness_checks["audit"]`: None when writable, else the reason."""
         if self._closed:
-            return False, "audit log closed"
-        return (True, "audit log writable") if err is None else (False, f"audit log unavailable: {err}")
+            return "audit log closed"
+        err = self._writer.error()
+        return None if err is None else f"audit log unavailable: {err}"
 
     @property
     def chain(self) -> str:

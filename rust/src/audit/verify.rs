@@ -490,7 +490,7 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
     }
     rep.signed_through = signed_size.checked_sub(1);
     if let Some(last) = rep.last_seq {
-        if signed_size <= last {
+        if signed_size <= last && !broken {
             let sev = if bundle { Severity::Incomplete } else { Severity::Info };
             find(&mut rep, Some(signed_size), "", "unsigned_tail", sev, format!("records {signed_size}..{last} are not yet covered by a signed checkpoint"));
         }
@@ -499,8 +499,13 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
     (rep, data)
 }
 
-fn load_anchor(anchor: &Path) -> BTreeMap<String, Vec<(String, Result<Checkpoint, String>)>> {
-    let mut out: BTreeMap<String, Vec<(String, Result<Checkpoint, String>)>> = BTreeMap::new();
+/// Anchor checkpoints of one chain: (file name, parsed checkpoint or why not).
+type AnchorCps = Vec<(String, Result<Checkpoint, String>)>;
+/// A frame as split: (offset, decoded item or why not).
+type FrameAt = (usize, Result<Item, String>);
+
+fn load_anchor(anchor: &Path) -> BTreeMap<String, AnchorCps> {
+    let mut out: BTreeMap<String, AnchorCps> = BTreeMap::new();
     let Ok(rd) = fs::read_dir(anchor) else { return out };
     for ent in rd.flatten() {
         let chain = ent.file_name().to_string_lossy().into_owned();
@@ -633,7 +638,7 @@ pub fn verify_bundle(path: &Path, pinned: Option<[u8; 32]>) -> Result<Report, St
         Some((_, Ok(Item::Bundle(_)))) => {}
         _ => return Err(format!("{} is not an audit bundle (no bundle header)", path.display())),
     }
-    let mut sections: Vec<(String, Vec<(usize, Result<Item, String>)>)> = Vec::new();
+    let mut sections: Vec<(String, Vec<FrameAt>)> = Vec::new();
     for (off, item) in it {
         if let Ok(Item::Segment(h)) = &item {
             sections.push((h.chain.clone(), Vec::new()));
@@ -746,4 +751,96 @@ pub fn read_records(dir: &Path, chain: Option<&str>, from_seq: u64) -> Result<Ve
         }
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::audit::writer::{Durability, Options, Writer};
+    use ed25519_dalek::SigningKey;
+    use std::time::Duration;
+
+    fn tmpdir(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("gw-audit-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn write(dir: &Path, n: u64) -> Writer {
+        let opts = Options {
+            dir: dir.join("audit"),
+            chain: "c0".into(),
+            durability: Durability::Strict,
+            batch_window: Duration::from_millis(10),
+            checkpoint_every: 25,
+            checkpoint_interval: Duration::from_secs(10),
+            idle: Duration::from_secs(10),
+            segment_max_bytes: 4096,
+            anchor_dir: Some(dir.join("anchor")),
+            retention: None,
+        };
+        let w = Writer::open(opts, SigningKey::from_bytes(&[9u8; 32])).unwrap();
+        for i in 0..n {
+            let s = w.append("t", format!("{{\"i\":{i}}}").as_bytes()).unwrap();
+            if i % 10 == 9 {
+                assert!(w.wait_durable(s, Some(Duration::from_secs(5))).unwrap());
+            }
+        }
+        w
+    }
+
+    #[test]
+    fn written_chain_verifies_and_edits_are_caught() {
+        let d = tmpdir("edit");
+        let w = write(&d, 300);
+        w.close().unwrap();
+        let r = verify_path(&d.join("audit"), Some(&d.join("anchor")), None).unwrap();
+        assert_eq!(r.exit_code(), 0, "{}", r.to_json());
+        assert_eq!(r.chains[0].verified_through, Some(300));
+        let seg = fs::read_dir(d.join("audit/c0")).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).min().unwrap();
+        let mut b = fs::read(&seg).unwrap();
+        let pos = b.windows(6).position(|w| w == b"\"i\":5}").unwrap();
+        b[pos + 4] = b'6';
+        fs::write(&seg, b).unwrap();
+        let r = verify_path(&d.join("audit"), None, None).unwrap();
+        assert_eq!(r.exit_code(), 1);
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn torn_tail_is_incomplete_and_chains_are_independent() {
+        let d = tmpdir("recover");
+        let w = write(&d, 40);
+        let n = w.appended_count();
+        assert!(w.wait_durable(n - 1, Some(Duration::from_secs(5))).unwrap());
+        // Simulate a crash: leak the writer so no close checkpoint is written, then add a torn frame.
+        std::mem::forget(w);
+        let dir = d.join("audit/c0");
+        let last = fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).max().unwrap();
+        let mut b = fs::read(&last).unwrap();
+        b.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3]);
+        fs::write(&last, b).unwrap();
+        assert_eq!(verify_path(&d.join("audit"), None, None).unwrap().exit_code(), 2);
+        let _ = fs::remove_file(dir.join("LOCK")); // the leaked writer still holds the flock on its fd
+        let opts = Options {
+            dir: d.join("audit"),
+            chain: "c1".into(),
+            durability: Durability::Batch,
+            batch_window: Duration::from_millis(10),
+            checkpoint_every: 25,
+            checkpoint_interval: Duration::from_secs(10),
+            idle: Duration::from_secs(10),
+            segment_max_bytes: 4096,
+            anchor_dir: None,
+            retention: None,
+        };
+        // Another chain in the same directory is independent of the torn one.
+        let w2 = Writer::open(opts, SigningKey::from_bytes(&[9u8; 32])).unwrap();
+        w2.close().unwrap();
+        let r = verify_path(&d.join("audit"), None, None).unwrap();
+        assert_eq!(r.chains.len(), 2);
+        assert_eq!(r.exit_code(), 2);
+        let _ = fs::remove_dir_all(&d);
+    }
 }

@@ -329,12 +329,12 @@ impl Writer {
         let pk = key.verifying_key().to_bytes();
         let tail = recover_tail(&chain_dir, &opts.chain)?;
         let mut recovered = None;
-        let (seg, next_seq, head, head_time, last_cp, initial): (Segment, u64, [u8; 32], u64, Option<Checkpoint>, Vec<(String, Vec<u8>)>) =
+        let (seg, next_seq, head, head_time, last_cp, initial) =
             match tail {
                 None => {
                     let seg = create_segment(&chain_dir, &opts.chain, 0, &ZERO32)?;
                     let body = format!("{{\"chain\":\"{}\",\"format\":1,\"public_key\":\"{}\"}}", opts.chain, hex(&pk));
-                    (seg, 0, ZERO32, 0, None, vec![("audit.genesis".into(), body.into_bytes())])
+                    (seg, 0, ZERO32, 0, None, vec![("audit.genesis".to_string(), body.into_bytes())])
                 }
                 Some(t) => {
                     if let Some(c) = &t.last_cp {
@@ -363,7 +363,9 @@ impl Writer {
                         recovered = Some(body.clone());
                         initial.push(("audit.recovery".to_string(), body.into_bytes()));
                     }
-                    (seg, t.next_seq, t.head, t.head_time, t.last_cp, initial)
+                    // Times never go backwards across restarts either (even if the clock did).
+                    let floor = t.head_time.max(t.last_cp.as_ref().map_or(0, |c| c.time_ns));
+                    (seg, t.next_seq, t.head, floor, t.last_cp, initial)
                 }
             };
         // SAFETY: plain eventfd creation.
@@ -561,6 +563,9 @@ impl Writer {
         loop {
             if let Some(r) = st.prune_result.take() {
                 return r;
+            }
+            if st.closed {
+                return Err("the audit log was closed before pruning ran".into());
             }
             st = self.shared.durable.wait_timeout(st, Duration::from_millis(100)).unwrap_or_else(|p| p.into_inner()).0;
         }

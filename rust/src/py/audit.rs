@@ -162,6 +162,9 @@ fn audit_verify(py: Python<'_>, path: PathBuf, anchor: Option<PathBuf>, key: Opt
         .map_err(AuditError::new_err)
 }
 
+/// (chain, seq, time_ns, kind, body).
+type RecordRow<'py> = (String, u64, u64, String, Bound<'py, PyBytes>);
+
 /// Records as (chain, seq, time_ns, kind, body) with seq >= from_seq.
 #[pyfunction]
 #[pyo3(signature = (dir, chain=None, from_seq=0))]
@@ -170,7 +173,7 @@ fn audit_read_records<'py>(
     dir: PathBuf,
     chain: Option<String>,
     from_seq: u64,
-) -> PyResult<Vec<(String, u64, u64, String, Bound<'py, PyBytes>)>> {
+) -> PyResult<Vec<RecordRow<'py>>> {
     let recs = py.detach(|| verify::read_records(&dir, chain.as_deref(), from_seq)).map_err(AuditError::new_err)?;
     Ok(recs.into_iter().map(|r| (r.chain, r.seq, r.time_ns, r.kind, PyBytes::new(py, &r.body))).collect())
 }

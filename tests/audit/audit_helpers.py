@@ -1,5 +1,7 @@
-"""Helpers for the audit tests: build real logs with the Rust writer, then tamper with them as an
-attacker holding the format document (tests/audit/pyverify.py) would."""
+"""Helpers and the `make_log` fixture for the audit tests: build real logs with the Rust writer,
+then tamper with them as an attacker holding the format document (tests/audit/pyverify.py)
+would. Test modules import `make_log` from here: a conftest.py in this folder would shadow
+tests/conftest.py for `from conftest import ...` in other areas' tests."""
 
 from __future__ import annotations
 
@@ -115,3 +117,16 @@ def rehash_from(lg: Log, seq: int, edit: Callable[[pv.Record], pv.Record] | None
 
 def copytree(src: Path, dst: Path) -> None:
     shutil.copytree(src, dst)
+
+
+def interior_seq(lg: Log, start: int) -> int:
+    """The first seq >= start whose record has records right before it and two right after it in
+    the same segment, so an edit there yields one plain finding rather than a boundary case."""
+    locs = lg.record_locations()
+    seq = start
+    while True:
+        seg, idx = locs[seq]
+        items = pv.read_items(seg)
+        if idx + 2 < len(items) and all(isinstance(items[j], pv.Record) for j in (idx - 1, idx + 1, idx + 2)):
+            return seq
+        seq += 1
