@@ -77,7 +77,8 @@ class Assembly:
             log.warning("audit.enabled is false: this gateway keeps no evidence")
             return
         audit = self.audit
-        gateway.readiness_checks["audit"] = lambda: None if audit.healthy() else (audit.last_error() or "audit log unavailable")
+        gateway.readiness_checks["audit"] = audit.readiness_problem
+        gateway.on_close.append(self._close_audit)
         mc = config.masking
         policy = MaskingPolicy(
             [(r.routes, r.groups, r.requests, r.responses) for r in mc.rules],
@@ -102,6 +103,17 @@ class Assembly:
             guard.on_decision.append(self.evidence.note_decision)
         audit.append("gateway", {"event": "start", "worker": gateway.worker, "ts": _now(),
                                  "upstream": config.upstream.url, "chain": audit.chain})
+
+    def _close_audit(self) -> None:
+        """Worker shutdown: a `gateway stop` record, then the signed close checkpoint."""
+        audit = self.audit
+        if audit is None:
+            return
+        try:
+            audit.append("gateway", {"event": "stop", "ts": _now(), "chain": audit.chain})
+        except Exception:
+            log.exception("could not record the gateway stop")
+        audit.close()
 
     def _approval_observer(self, kind: str, a: Any) -> None:
         """Every approval transition becomes an `approval` audit record (comments masked)."""

@@ -157,6 +157,8 @@ class Gateway:
         self.local_handlers: dict[str, LocalHandler] = {}
         #: Masking and audit in the request path; None = plain proxy.
         self.hooks: ExchangeHooks | None = None
+        #: Called (last registered first) when the gateway closes after draining.
+        self.on_close: list[Callable[[], None]] = []
 
     # -- entry point --------------------------------------------------------------------------
     async def handle(self, client: ClientConnection, req: h11.Request, body: RequestBody) -> None:
@@ -519,6 +521,11 @@ class Gateway:
 
     def close(self) -> None:
         self.pool.close()
+        for fn in reversed(self.on_close):
+            try:
+                fn()
+            except Exception:
+                log.exception("closing a gateway part failed")
 
 
 _CODES = {408: "request_timeout", 413: "payload_too_large", 431: "header_too_large", 501: "not_implemented"}
