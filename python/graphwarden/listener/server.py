@@ -157,6 +157,7 @@ def run_gateway(config: GatewayConfig, guard_factory: GuardFactory, hooks: tuple
                 reserve.close()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
+                signal.signal(signal.SIGHUP, signal.SIG_DFL)  # the worker's guard installs its own
                 sock = make_socket(listen.host, port, reuse_port=True, listen=True, backlog=listen.backlog)
                 code = _run_worker(config, guard_factory, sock, worker, hooks)
             finally:
@@ -172,8 +173,17 @@ def run_gateway(config: GatewayConfig, guard_factory: GuardFactory, hooks: tuple
             except ProcessLookupError:
                 pass
 
+    def forward_hup(_signum: int, _frame: object) -> None:
+        # Reload (policy file) is per worker: pass SIGHUP on to each of them.
+        for pid in list(children):
+            try:
+                os.kill(pid, signal.SIGHUP)
+            except ProcessLookupError:
+                pass
+
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGHUP, forward_hup)
     for w in range(listen.workers):
         spawn(w)
     exit_code = 0
