@@ -157,7 +157,7 @@ def run_gateway(config: GatewayConfig, guard_factory: GuardFactory, hooks: tuple
                 reserve.close()
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
                 signal.signal(signal.SIGINT, signal.SIG_DFL)
-                signal.signal(signal.SIGHUP, signal.SIG_DFL)  # the worker's guard installs its own
+                signal.signal(signal.SIGHUP, signal.SIG_IGN)  # until the worker's guard installs its own
                 sock = make_socket(listen.host, port, reuse_port=True, listen=True, backlog=listen.backlog)
                 code = _run_worker(config, guard_factory, sock, worker, hooks)
             finally:
