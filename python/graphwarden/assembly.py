@@ -72,6 +72,7 @@ class Assembly:
         if self.masker is None:
             self.masker = self.build_masker()
         install_approvals(gateway, self.approvals, mask=self._mask_for_approvers)
+        gateway.on_close.append(self.approvals.close)
         self.audit = open_from_config(config, gateway.worker)
         if self.audit is None:
             log.warning("audit.enabled is false: this gateway keeps no evidence")
