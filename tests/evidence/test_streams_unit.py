@@ -11,7 +11,7 @@ import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from graphwarden.evidence.streams import RunStreamFilter, rebuild_event
+from graphwarden.evidence.streams import RunStreamFilter, native_splitter, rebuild_event
 from graphwarden.http.sse import SSEParser
 
 SECRET = re.compile(rb"SECRET-\d{6}")
@@ -91,17 +91,22 @@ def _stream() -> list[bytes]:
     ]
 
 
-def _run(chunks: list[bytes]) -> tuple[bytes, list[tuple[str, dict[str, Any]]]]:
+def _run(chunks: list[bytes], native: bool = False) -> tuple[bytes, list[tuple[str, dict[str, Any]]]]:
     records: list[tuple[str, dict[str, Any]]] = []
     m = FakeMasker()
     f = RunStreamFilter(client_mask=m, audit_mask=m, record=lambda k, b: records.append((k, b)),
-                        injected_modes=frozenset({"tasks"}), context={"request_id": "q1", "thread_id": "th"})
+                        injected_modes=frozenset({"tasks"}), context={"request_id": "q1", "thread_id": "th"},
+                        native_splitter=native_splitter if native else None)
     out = b"".join(f.feed(c) for c in chunks) + f.finish()
     return out, records
 
 
-def test_masks_drops_injected_and_records() -> None:
-    out, records = _run(_stream())
+import pytest
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_masks_drops_injected_and_records(native: bool) -> None:
+    out, records = _run(_stream(), native)
     assert b"SECRET-" not in out
     events = SSEParser().feed(out)
     names = [e.event for e in events]
@@ -121,12 +126,12 @@ def test_masks_drops_injected_and_records() -> None:
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.integers(1, 300), max_size=15))
-def test_any_chunking_gives_the_same_stream(cuts: list[int]) -> None:
+@given(st.lists(st.integers(1, 300), max_size=15), st.booleans())
+def test_any_chunking_gives_the_same_stream(cuts: list[int], native: bool) -> None:
     whole = b"".join(_stream())
     points = sorted({min(c, len(whole)) for c in cuts})
     chunks = [whole[a:b] for a, b in zip([0, *points], [*points, len(whole)])]
-    assert _run(chunks) == _run([whole])
+    assert _run(chunks, native) == _run([whole], False)
 
 
 def test_held_back_text_leaves_at_stream_end() -> None:

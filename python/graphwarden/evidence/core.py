@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import orjson
 
 from graphwarden.errors import GatewayError
-from graphwarden.evidence.streams import JsonMasker, RunStreamFilter, StreamMasker
+from graphwarden.evidence.streams import JsonMasker, RunStreamFilter, StreamMasker, native_splitter
 from graphwarden.evidence.upstream import upstream_json
 from graphwarden.guard import Admit, Decision, Operation, Principal, Reject, RequestInfo
 from graphwarden.ops import get_logger
@@ -331,6 +331,7 @@ class Evidence:
                 injected_modes=ex.notes.get("injected_modes", frozenset()),  # type: ignore[arg-type]
                 context=ctx,
                 payload=self.payload,
+                native_splitter=native_splitter,
             )
             ex.notes["stream"] = filt
             return filt

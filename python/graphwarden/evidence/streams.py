@@ -95,6 +95,7 @@ class RunStreamFilter:
         injected_modes: frozenset[str] = frozenset(),
         context: dict[str, Any] | None = None,
         payload: Callable[[bytes], Any] | None = None,
+        native_splitter: Callable[[list[bytes], JsonMasker | None], Any] | None = None,
     ) -> None:
         self.parser = SSEParser()
         self.client_mask = client_mask
@@ -113,15 +114,35 @@ class RunStreamFilter:
         self._client_streams: dict[str, tuple[StreamMasker, int]] = {}
         self._safe_prefix: dict[str, bytes] = {}
         self._runs_seen: set[str] = set()
+        #: Native splitting: bulk events (values, updates, custom, ...) are masked in Rust one
+        #: chunk at a time; only the events this filter must look at come back to Python.
+        self.splitter: Any = None
+        if native_splitter is not None:
+            routed = [b"metadata", b"tasks", b"error"]
+            if client_mask is not None:
+                routed += [b"messages", b"messages/partial"]
+            self.splitter = native_splitter(routed, client_mask)
         self._last_messages_event: str = "messages"
 
     # -- BodyFilter -------------------------------------------------------------------------
     def feed(self, chunk: bytes) -> bytes:
-        out = [self._event(ev) for ev in self.parser.feed(chunk)]
+        splitter = self.splitter
+        if splitter is None:
+            return b"".join([self._event(ev) for ev in self.parser.feed(chunk)])
+        out: list[bytes] = []
+        if type(chunk) is not bytes:  # h11 may hand over a bytearray
+            chunk = bytes(chunk)
+        for seg in splitter.feed(chunk):
+            if type(seg) is bytes:
+                out.append(seg)
+                self.events_out += seg.count(b"\n\n") + seg.count(b"\r\r")
+            else:
+                for ev in self.parser.feed(seg[1]):  # one complete routed event
+                    out.append(self._event(ev))
         return b"".join(out)
 
     def finish(self) -> bytes:
-        rest = self.parser.finish()
+        rest = self.parser.finish() if self.splitter is None else self.splitter.finish()
         out: list[bytes] = []
         if rest:  # an unterminated final event: never passed unmasked
             masker = self.client_mask
@@ -305,4 +326,24 @@ def _mask_except_content(doc: bytes, masker: JsonMasker, n_messages: int) -> byt
     return orjson.dumps(masked)
 
 
-__all__ = ["JsonMasker", "RecordSink", "RunStreamFilter", "StreamMasker", "rebuild_event"]
+def native_splitter(routed: list[bytes], masker: JsonMasker | None) -> Any:
+    """A native SSE splitter for `routed` event names; bulk events' data is masked as JSON with
+    `masker` (block-masked when it is not JSON), or left alone when `masker` is None."""
+    from graphwarden import _native
+
+    fast = getattr(masker, "native_sse_rewriter", None)
+    if fast is not None:
+        return fast(routed)
+    if masker is None:
+        return _native.SseSplitter(routed)
+
+    def rewrite(_name: bytes, data: bytes) -> bytes:
+        try:
+            return masker.mask_json(data)
+        except ValueError:
+            return masker.mask(data)
+
+    return _native.SseSplitter(routed, rewrite)
+
+
+__all__ = ["JsonMasker", "RecordSink", "RunStreamFilter", "StreamMasker", "native_splitter", "rebuild_event"]

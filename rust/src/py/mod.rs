@@ -4,9 +4,11 @@ use pyo3::prelude::*;
 
 mod audit;
 mod masking;
+pub(crate) mod sse;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     masking::register(m)?;
     audit::register(m)?;
+    sse::register(m)?;
     Ok(())
 }

@@ -1,0 +1,118 @@
+//! Bindings for the SSE splitter: `SseSplitter(routed, rewrite, max_event_bytes)`.
+//!
+//! `feed(chunk)` returns a list of `bytes` (ready for the client) and `(name, raw)` tuples
+//! (routed events, for the caller), in stream order. The rewrite step for the bulk events is a
+//! Python callable `rewrite(name, data) -> bytes | None` or, much faster, a native masker
+//! (see `crate::py::masking`) that rewrites without calling back into Python.
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyList, PyTuple};
+
+use crate::sse::{DataRewriter, Segment, SseSplitter as Inner};
+
+/// What rewrites bulk events' data.
+pub(crate) enum Rewrite {
+    /// A Python callable (slow path, used by tests and custom filters).
+    Callable(Py<PyAny>),
+    /// A native rewriter (masking engine).
+    Native(Box<dyn FnMut(&[u8], &[u8]) -> Option<Vec<u8>> + Send + Sync>),
+    /// Leave events as they are (only routing and framing).
+    Keep,
+}
+
+struct CallRewriter<'py, 'a> {
+    py: Python<'py>,
+    rw: &'a mut Rewrite,
+    err: Option<PyErr>,
+}
+
+impl DataRewriter for CallRewriter<'_, '_> {
+    fn rewrite(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+        if self.err.is_some() {
+            return None;
+        }
+        match self.rw {
+            Rewrite::Keep => None,
+            Rewrite::Native(f) => f(name, data),
+            Rewrite::Callable(f) => {
+                let r = f.call1(self.py, (PyBytes::new(self.py, name), PyBytes::new(self.py, data)));
+                match r {
+                    Ok(v) if v.is_none(self.py) => None,
+                    Ok(v) => match v.extract::<Vec<u8>>(self.py) {
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            self.err = Some(e);
+                            None
+                        }
+                    },
+                    Err(e) => {
+                        self.err = Some(e);
+                        None
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Incremental SSE splitter with native rewriting of bulk events.
+#[pyclass(module = "graphwarden._native")]
+pub(crate) struct SseSplitter {
+    inner: Inner,
+    rewrite: Rewrite,
+}
+
+impl SseSplitter {
+    pub(crate) fn with_rewrite(routed: Vec<Vec<u8>>, rewrite: Rewrite, max_event_bytes: usize) -> Self {
+        SseSplitter { inner: Inner::new(routed, max_event_bytes), rewrite }
+    }
+}
+
+fn to_list<'py>(py: Python<'py>, segs: Vec<Segment>) -> PyResult<Bound<'py, PyList>> {
+    let out = PyList::empty(py);
+    for seg in segs {
+        match seg {
+            Segment::Bytes(b) => out.append(PyBytes::new(py, &b))?,
+            Segment::Event { name, raw } => {
+                out.append(PyTuple::new(py, [PyBytes::new(py, &name), PyBytes::new(py, &raw)])?)?
+            }
+        }
+    }
+    Ok(out)
+}
+
+#[pymethods]
+impl SseSplitter {
+    #[new]
+    #[pyo3(signature = (routed, rewrite=None, max_event_bytes=64*1024*1024))]
+    fn new(routed: Vec<Vec<u8>>, rewrite: Option<Py<PyAny>>, max_event_bytes: usize) -> Self {
+        let rewrite = match rewrite {
+            Some(f) => Rewrite::Callable(f),
+            None => Rewrite::Keep,
+        };
+        Self::with_rewrite(routed, rewrite, max_event_bytes)
+    }
+
+    /// Add bytes; returns the completed segments in order.
+    fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        let mut rw = CallRewriter { py, rw: &mut self.rewrite, err: None };
+        let segs = self
+            .inner
+            .feed(chunk, &mut rw)
+            .map_err(|e| PyValueError::new_err(format!("SSE event larger than {} bytes", e.0)))?;
+        if let Some(e) = rw.err {
+            return Err(e);
+        }
+        to_list(py, segs)
+    }
+
+    /// End of stream: the bytes of an unterminated final event (not rewritten).
+    fn finish<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.finish())
+    }
+}
+
+pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_class::<SseSplitter>()?;
+    Ok(())
+}
