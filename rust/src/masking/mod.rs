@@ -1,1 +1,10 @@
-//! Masking engine (Hyperscan FFI, catalogue, streaming masker).
+//! Masking engine: a thin Hyperscan FFI, validators, span resolution and rewriting, streaming
+//! and JSON-aware masking. The catalogue (TOML) is read in Python and handed over as entries.
+
+pub mod engine;
+mod ffi;
+pub mod json;
+pub mod validators;
+
+pub use engine::{Action, CompileError, Engine, EntrySpec, Span, StreamState};
+pub use validators::Validator;

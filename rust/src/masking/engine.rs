@@ -1,0 +1,572 @@
+//! Detection and rewriting.
+//!
+//! Hyperscan runs first over the whole input with every pattern in one block-mode database,
+//! each pattern in single-match mode: it answers "which patterns occur at all" at memory
+//! bandwidth, so text without PII costs one Hyperscan pass and nothing else. Only the patterns
+//! that occurred are then resolved to exact spans with the `regex` crate (leftmost-first, the
+//! same semantics as Python's `re`, which the tests use as the oracle). This is how the start of
+//! a match is found: Hyperscan's own start-of-match tracking (SOM_LEFTMOST) is costly and fails
+//! to compile for some bounded repeats, while re-running one small regex over text known to
+//! contain a match is cheap.
+//!
+//! Validators run on each candidate before spans are merged; overlapping spans are masked as
+//! their union, labelled with the entity of the highest-priority entry (catalogue order).
+//!
+//! Streaming keeps back only what can still become part of a match: the last `base_hold` bytes
+//! (the longest match of any pattern without a literal prefix, e.g. 254 for email) and, for
+//! long patterns that start with a literal (PEM blocks, JWTs, tokens), the text from the last
+//! occurrence of that literal, or of a partial literal at the very end. A cut never falls inside
+//! a candidate match, and a few bytes of released text are kept as look-behind context, so the
+//! output for any chunking equals the block-mode output.
+
+use std::sync::Mutex;
+
+use regex::bytes::{Regex, RegexBuilder};
+
+use super::ffi::*;
+use super::validators::Validator;
+
+/// What replaces a match.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Action {
+    /// `[ENTITY]`
+    Label,
+    /// Every letter and digit but the last four becomes `*` (separators kept).
+    Partial,
+    /// `[ENTITY:<12 hex of keyed BLAKE3>]`: same value, same token.
+    Hash,
+    /// Removed.
+    Drop,
+}
+
+impl Action {
+    /// Parses a catalogue name.
+    pub fn parse(name: &str) -> Option<Action> {
+        Some(match name {
+            "label" | "redact" => Action::Label,
+            "partial" => Action::Partial,
+            "hash" => Action::Hash,
+            "drop" => Action::Drop,
+            _ => return None,
+        })
+    }
+}
+
+/// One catalogue entry, as the engine needs it.
+#[derive(Clone, Debug)]
+pub struct EntrySpec {
+    /// Unique id (error messages, findings summaries).
+    pub id: String,
+    /// Entity label, e.g. "EMAIL".
+    pub entity: String,
+    /// Regular expressions (bytes, ASCII semantics).
+    pub patterns: Vec<String>,
+    /// Check run on the matched text (or capture group).
+    pub validator: Validator,
+    /// Rewrite.
+    pub action: Action,
+    /// Capture group to mask (0 = whole match).
+    pub group: usize,
+    /// Longest possible match, in bytes (bounds streaming hold-back).
+    pub max_len: usize,
+    /// Literals every match starts with (lower-case, compared caselessly); empty = none.
+    pub prefixes: Vec<Vec<u8>>,
+}
+
+/// A pattern the library or the regex compiler refused.
+#[derive(Debug, Clone)]
+pub struct CompileError {
+    /// Catalogue id of the entry.
+    pub id: String,
+    /// What the compiler said.
+    pub message: String,
+}
+
+struct Pat {
+    entry: usize,
+    re: Regex,
+}
+
+/// A compiled pattern set.
+pub struct Engine {
+    entries: Vec<EntrySpec>,
+    pats: Vec<Pat>,
+    db: *mut hs_database_t,
+    proto: *mut hs_scratch_t,
+    pool: Mutex<Vec<*mut hs_scratch_t>>,
+    base_hold: usize,
+    prefixed: Vec<(Vec<u8>, usize)>,
+    hash_key: [u8; 32],
+}
+
+// The database is immutable after compilation and scratch spaces are handed out one per scan.
+unsafe impl Send for Engine {}
+unsafe impl Sync for Engine {}
+
+impl Drop for Engine {
+    fn drop(&mut self) {
+        unsafe {
+            for s in self.pool.get_mut().map(std::mem::take).unwrap_or_default() {
+                hs_free_scratch(s);
+            }
+            if !self.proto.is_null() {
+                hs_free_scratch(self.proto);
+            }
+            if !self.db.is_null() {
+                hs_free_database(self.db);
+            }
+        }
+    }
+}
+
+/// A detected span (validated), in input coordinates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Span {
+    /// Start byte.
+    pub start: usize,
+    /// End byte (exclusive).
+    pub end: usize,
+    /// Index of the catalogue entry that wins the label.
+    pub entry: usize,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Raw {
+    start: usize,
+    end: usize,
+    span: Option<Span>,
+}
+
+/// Keep this much released text as look-behind context for `\b`.
+const CONTEXT: usize = 16;
+
+unsafe extern "C" fn on_match(id: u32, _from: u64, _to: u64, _flags: u32, ctx: *mut std::ffi::c_void) -> i32 {
+    let hits = &mut *(ctx as *mut Vec<bool>);
+    if let Some(h) = hits.get_mut(id as usize) {
+        *h = true;
+    }
+    0
+}
+
+impl Engine {
+    /// Compiles `entries`. Errors name the entry.
+    pub fn new(entries: Vec<EntrySpec>, hash_key: [u8; 32]) -> Result<Engine, CompileError> {
+        let mut pats = Vec::new();
+        let mut exprs: Vec<std::ffi::CString> = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            if e.patterns.is_empty() {
+                return Err(CompileError { id: e.id.clone(), message: "no pattern".into() });
+            }
+            if e.max_len == 0 {
+                return Err(CompileError { id: e.id.clone(), message: "max_len must be at least 1".into() });
+            }
+            for p in &e.patterns {
+                let re = RegexBuilder::new(p)
+                    .unicode(false)
+                    .size_limit(64 << 20)
+                    .build()
+                    .map_err(|err| CompileError { id: e.id.clone(), message: err.to_string() })?;
+                if e.group >= re.captures_len() {
+                    return Err(CompileError {
+                        id: e.id.clone(),
+                        message: format!("group {} does not exist in the pattern", e.group),
+                    });
+                }
+                exprs.push(std::ffi::CString::new(p.as_bytes()).map_err(|_| CompileError {
+                    id: e.id.clone(),
+                    message: "pattern contains a NUL byte".into(),
+                })?);
+                pats.push(Pat { entry: i, re });
+            }
+        }
+        let mut db: *mut hs_database_t = std::ptr::null_mut();
+        let mut proto: *mut hs_scratch_t = std::ptr::null_mut();
+        if !exprs.is_empty() {
+            let ptrs: Vec<*const std::os::raw::c_char> = exprs.iter().map(|c| c.as_ptr()).collect();
+            let flags: Vec<u32> = vec![HS_FLAG_SINGLEMATCH; exprs.len()];
+            let ids: Vec<u32> = (0..exprs.len() as u32).collect();
+            let mut err: *mut hs_compile_error_t = std::ptr::null_mut();
+            let rc = unsafe {
+                hs_compile_multi(ptrs.as_ptr(), flags.as_ptr(), ids.as_ptr(), exprs.len() as u32, HS_MODE_BLOCK,
+                                 std::ptr::null(), &mut db, &mut err)
+            };
+            if rc != HS_SUCCESS {
+                let (idx, message) = unsafe {
+                    if err.is_null() {
+                        (-1, format!("hs_compile_multi failed ({rc})"))
+                    } else {
+                        let m = std::ffi::CStr::from_ptr((*err).message).to_string_lossy().into_owned();
+                        let i = (*err).expression;
+                        hs_free_compile_error(err);
+                        (i, m)
+                    }
+                };
+                let id = if idx >= 0 { entries[pats[idx as usize].entry].id.clone() } else { "(catalogue)".into() };
+                return Err(CompileError { id, message: format!("Hyperscan: {message}") });
+            }
+            let rc = unsafe { hs_alloc_scratch(db, &mut proto) };
+            if rc != HS_SUCCESS {
+                unsafe { hs_free_database(db) };
+                return Err(CompileError { id: "(catalogue)".into(), message: format!("hs_alloc_scratch failed ({rc})") });
+            }
+        }
+        let base_hold = entries.iter().filter(|e| e.prefixes.is_empty()).map(|e| e.max_len).max().unwrap_or(0);
+        let mut prefixed = Vec::new();
+        for e in entries.iter().filter(|e| !e.prefixes.is_empty()) {
+            for p in &e.prefixes {
+                prefixed.push((p.to_ascii_lowercase(), e.max_len));
+            }
+        }
+        Ok(Engine { entries, pats, db, proto, pool: Mutex::new(Vec::new()), base_hold, prefixed, hash_key })
+    }
+
+    /// The catalogue entries, in priority order.
+    pub fn entries(&self) -> &[EntrySpec] {
+        &self.entries
+    }
+
+    /// Which patterns occur in `text` (Hyperscan pass).
+    fn hits(&self, text: &[u8]) -> Vec<bool> {
+        let mut hits = vec![false; self.pats.len()];
+        if self.db.is_null() || text.is_empty() {
+            return hits;
+        }
+        let scratch = {
+            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+            pool.pop()
+        };
+        let scratch = match scratch {
+            Some(s) => s,
+            None => {
+                let mut s: *mut hs_scratch_t = std::ptr::null_mut();
+                let rc = unsafe { hs_clone_scratch(self.proto, &mut s) };
+                if rc != HS_SUCCESS {
+                    // Fail closed: treat every pattern as present (exact regexes decide).
+                    return vec![true; self.pats.len()];
+                }
+                s
+            }
+        };
+        let mut start = 0usize;
+        while start < text.len() {
+            // hs_scan takes a 32-bit length: scan huge inputs in overlapping windows.
+            let window = (text.len() - start).min(1 << 30);
+            let rc = unsafe {
+                hs_scan(self.db, text[start..].as_ptr() as *const _, window as u32, 0, scratch, Some(on_match),
+                        &mut hits as *mut Vec<bool> as *mut std::ffi::c_void)
+            };
+            if rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED {
+                hits.iter_mut().for_each(|h| *h = true);
+                break;
+            }
+            if start + window >= text.len() {
+                break;
+            }
+            start += window - self.max_len().min(window / 2);
+        }
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+        hits
+    }
+
+    fn max_len(&self) -> usize {
+        self.entries.iter().map(|e| e.max_len).max().unwrap_or(0)
+    }
+
+    /// Every candidate match of every occurring pattern starting at or after `from` (the bytes
+    /// before `from` are look-behind context only).
+    fn raw_matches(&self, hay: &[u8], from: usize) -> Vec<Raw> {
+        let hits = self.hits(&hay[from..]);
+        let mut out = Vec::new();
+        for (i, pat) in self.pats.iter().enumerate() {
+            if !hits[i] {
+                continue;
+            }
+            let entry = &self.entries[pat.entry];
+            let mut pos = from;
+            while pos <= hay.len() {
+                let (ms, me, gs, ge) = if entry.group == 0 {
+                    match pat.re.find_at(hay, pos) {
+                        Some(m) => (m.start(), m.end(), m.start(), m.end()),
+                        None => break,
+                    }
+                } else {
+                    match pat.re.captures_at(hay, pos) {
+                        Some(c) => {
+                            let m = c.get(0).expect("group 0");
+                            match c.get(entry.group) {
+                                Some(g) => (m.start(), m.end(), g.start(), g.end()),
+                                None => (m.start(), m.end(), m.start(), m.start()),
+                            }
+                        }
+                        None => break,
+                    }
+                };
+                let valid = ge > gs && entry.validator.check(&hay[gs..ge]);
+                out.push(Raw { start: ms, end: me, span: valid.then_some(Span { start: gs, end: ge, entry: pat.entry }) });
+                pos = if me > ms { me } else { me + 1 };
+            }
+        }
+        out
+    }
+
+    /// Validated spans merged into their union (sorted, non-overlapping).
+    fn merge(mut spans: Vec<Span>) -> Vec<Span> {
+        spans.sort_by_key(|s| (s.start, s.end));
+        let mut out: Vec<Span> = Vec::with_capacity(spans.len());
+        for s in spans {
+            if let Some(last) = out.last_mut() {
+                if s.start < last.end {
+                    last.end = last.end.max(s.end);
+                    last.entry = last.entry.min(s.entry);
+                    continue;
+                }
+            }
+            out.push(s);
+        }
+        out
+    }
+
+    /// Validated spans of `text` before merging, sorted.
+    pub fn unmerged(&self, text: &[u8]) -> Vec<Span> {
+        let mut v: Vec<Span> = self.raw_matches(text, 0).into_iter().filter_map(|r| r.span).collect();
+        v.sort_by_key(|s| (s.start, s.end, s.entry));
+        v
+    }
+
+    /// Longest hold-back for entries without a literal prefix.
+    pub fn base_hold(&self) -> usize {
+        self.base_hold
+    }
+
+    /// Merged spans of `text`.
+    pub fn spans(&self, text: &[u8]) -> Vec<Span> {
+        Self::merge(self.raw_matches(text, 0).into_iter().filter_map(|r| r.span).collect())
+    }
+
+    fn replacement(&self, span: &Span, value: &[u8], out: &mut Vec<u8>) {
+        let e = &self.entries[span.entry];
+        match e.action {
+            Action::Label => {
+                out.push(b'[');
+                out.extend_from_slice(e.entity.as_bytes());
+                out.push(b']');
+            }
+            Action::Drop => {}
+            Action::Hash => {
+                let h = blake3::keyed_hash(&self.hash_key, value);
+                out.push(b'[');
+                out.extend_from_slice(e.entity.as_bytes());
+                out.push(b':');
+                out.extend_from_slice(&h.to_hex().as_bytes()[..12]);
+                out.push(b']');
+            }
+            Action::Partial => {
+                let total = value.iter().filter(|b| b.is_ascii_alphanumeric()).count();
+                let keep_from = total.saturating_sub(4);
+                let mut seen = 0;
+                for &b in value {
+                    if b.is_ascii_alphanumeric() {
+                        out.push(if seen >= keep_from { b } else { b'*' });
+                        seen += 1;
+                    } else {
+                        out.push(b);
+                    }
+                }
+            }
+        }
+    }
+
+    fn rewrite(&self, text: &[u8], spans: &[Span], out: &mut Vec<u8>) {
+        let mut pos = 0;
+        for s in spans {
+            out.extend_from_slice(&text[pos..s.start]);
+            self.replacement(s, &text[s.start..s.end], out);
+            pos = s.end;
+        }
+        out.extend_from_slice(&text[pos..]);
+    }
+
+    /// Block mode.
+    pub fn mask(&self, text: &[u8]) -> Vec<u8> {
+        let spans = self.spans(text);
+        if spans.is_empty() {
+            return text.to_vec();
+        }
+        let mut out = Vec::with_capacity(text.len());
+        self.rewrite(text, &spans, &mut out);
+        out
+    }
+
+    /// `mask`, but None when nothing matched (saves a copy).
+    pub fn mask_if_needed(&self, text: &[u8]) -> Option<Vec<u8>> {
+        let spans = self.spans(text);
+        if spans.is_empty() {
+            return None;
+        }
+        let mut out = Vec::with_capacity(text.len());
+        self.rewrite(text, &spans, &mut out);
+        Some(out)
+    }
+
+    /// Where it is safe to release up to, in `hay` coordinates (`from` = start of unreleased).
+    fn safe_cut(&self, hay: &[u8], from: usize, raws: &[Raw]) -> usize {
+        let n = hay.len();
+        let mut cut = n.saturating_sub(self.base_hold).max(from);
+        for (prefix, max_len) in &self.prefixed {
+            let lo = n.saturating_sub(*max_len).max(from);
+            // a full occurrence within reach of the end
+            if let Some(i) = find_caseless_last(&hay[lo..], prefix) {
+                cut = cut.min(lo + i);
+            }
+            // a partial prefix at the very end
+            for k in (1..prefix.len()).rev() {
+                if n >= from + k && hay[n - k..].eq_ignore_ascii_case(&prefix[..k]) {
+                    cut = cut.min(n - k);
+                    break;
+                }
+            }
+        }
+        // never inside a candidate
+        loop {
+            let mut moved = false;
+            for r in raws {
+                if r.start < cut && cut < r.end {
+                    cut = r.start;
+                    moved = true;
+                }
+            }
+            if !moved {
+                return cut;
+            }
+        }
+    }
+
+    /// Streaming: add `data`, return what can be released now.
+    pub fn feed(&self, st: &mut StreamState, data: &[u8]) -> Vec<u8> {
+        st.buf.extend_from_slice(data);
+        let c = st.ctx.len();
+        if st.buf.len() <= self.base_hold {
+            return Vec::new(); // all of it could still be part of a match
+        }
+        let mut hay = Vec::with_capacity(c + st.buf.len());
+        hay.extend_from_slice(&st.ctx);
+        hay.extend_from_slice(&st.buf);
+        let raws = self.raw_matches(&hay, c);
+        let cut = self.safe_cut(&hay, c, &raws);
+        let mut spans: Vec<Span> = raws.iter().filter(|r| r.start < cut).filter_map(|r| r.span).collect();
+        spans = Self::merge(spans);
+        let mut out = Vec::with_capacity(cut - c);
+        let shifted: Vec<Span> = spans.iter().map(|s| Span { start: s.start - c, end: s.end - c, entry: s.entry }).collect();
+        self.rewrite(&hay[c..cut], &shifted, &mut out);
+        st.ctx = hay[cut.saturating_sub(CONTEXT)..cut].to_vec();
+        st.buf = hay[cut..].to_vec();
+        out
+    }
+
+    /// Streaming: end of input.
+    pub fn finish(&self, st: &mut StreamState) -> Vec<u8> {
+        let c = st.ctx.len();
+        let mut hay = std::mem::take(&mut st.ctx);
+        hay.extend_from_slice(&std::mem::take(&mut st.buf));
+        let raws = self.raw_matches(&hay, c);
+        let spans = Self::merge(raws.into_iter().filter_map(|r| r.span).collect());
+        let shifted: Vec<Span> = spans.iter().map(|s| Span { start: s.start - c, end: s.end - c, entry: s.entry }).collect();
+        let mut out = Vec::new();
+        self.rewrite(&hay[c..], &shifted, &mut out);
+        out
+    }
+
+    /// JSON-aware masking: every string (decoded) is masked; the result is valid JSON.
+    pub fn mask_json(&self, doc: &[u8]) -> Result<Vec<u8>, String> {
+        super::json::mask_json(doc, |text| self.mask_if_needed(text))
+    }
+
+    /// `mask_json`, but `Ok(None)` when nothing changed.
+    pub fn mask_json_if_needed(&self, doc: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        super::json::mask_json_opt(doc, |text| self.mask_if_needed(text))
+    }
+}
+
+/// State of one streaming masker.
+#[derive(Default)]
+pub struct StreamState {
+    buf: Vec<u8>,
+    ctx: Vec<u8>,
+}
+
+fn find_caseless_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    if needle.is_empty() || hay.len() < needle.len() {
+        return None;
+    }
+    (0..=hay.len() - needle.len()).rev().find(|&i| hay[i..i + needle.len()].eq_ignore_ascii_case(needle))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn engine() -> Engine {
+        let e = |id: &str, ent: &str, p: &str, v: Validator, max: usize, pre: &[&str]| EntrySpec {
+            id: id.into(),
+            entity: ent.into(),
+            patterns: vec![p.into()],
+            validator: v,
+            action: Action::Label,
+            group: 0,
+            max_len: max,
+            prefixes: pre.iter().map(|s| s.as_bytes().to_vec()).collect(),
+        };
+        Engine::new(
+            vec![
+                e("gh", "GITHUB_TOKEN", r"\bghp_[A-Za-z0-9]{36}\b", Validator::None, 40, &["ghp_"]),
+                e("email", "EMAIL", r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b", Validator::None, 254, &[]),
+                e("card", "CARD", r"\b(?:\d[ -]?){12,18}\d\b", Validator::Luhn, 23, &[]),
+            ],
+            [7; 32],
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn block_masks_and_validates() {
+        let m = engine();
+        let out = m.mask(b"mail a.b@example.com card 4111 1111 1111 1111 not 4111 1111 1111 1112");
+        assert_eq!(out, b"mail [EMAIL] card [CARD] not 4111 1111 1111 1112".to_vec());
+    }
+
+    #[test]
+    fn stream_equals_block_for_every_split() {
+        let m = engine();
+        let text = b"x ghp_abcdefghijklmnopqrstuvwxyz0123456789 y jo@ex.io z 4111-1111-1111-1111.";
+        let whole = m.mask(text);
+        for a in 0..text.len() {
+            for b in a..text.len() {
+                let mut st = StreamState::default();
+                let mut out = m.feed(&mut st, &text[..a]);
+                out.extend(m.feed(&mut st, &text[a..b]));
+                out.extend(m.feed(&mut st, &text[b..]));
+                out.extend(m.finish(&mut st));
+                assert_eq!(out, whole, "split {a},{b}");
+            }
+        }
+    }
+
+    #[test]
+    fn bad_pattern_names_the_entry() {
+        let r = Engine::new(
+            vec![EntrySpec {
+                id: "broken".into(),
+                entity: "X".into(),
+                patterns: vec!["(unclosed".into()],
+                validator: Validator::None,
+                action: Action::Label,
+                group: 0,
+                max_len: 10,
+                prefixes: vec![],
+            }],
+            [0; 32],
+        );
+        let err = r.err().expect("error");
+        assert_eq!(err.id, "broken");
+    }
+}

@@ -1,0 +1,170 @@
+//! JSON-aware masking: string values (and keys) are decoded, masked as text and re-encoded, so
+//! escapes (`\n`, `\"`, `\u0040`) neither hide a secret nor create one, and everything else is
+//! copied byte for byte. The input is validated first; the output is always valid JSON.
+
+/// Masks `doc`. `mask` returns the masked text, or None when nothing changed.
+pub fn mask_json(doc: &[u8], mask: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Result<Vec<u8>, String> {
+    Ok(mask_json_opt(doc, mask)?.unwrap_or_else(|| doc.to_vec()))
+}
+
+/// Like `mask_json`, but `Ok(None)` when no string changed.
+pub fn mask_json_opt(doc: &[u8], mut mask: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Result<Option<Vec<u8>>, String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(doc).map_err(|e| format!("not valid JSON: {e}"))?;
+    let mut out: Vec<u8> = Vec::with_capacity(doc.len());
+    let mut i = 0;
+    let n = doc.len();
+    let mut copied = 0;
+    let mut decoded: Vec<u8> = Vec::new();
+    while i < n {
+        let b = doc[i];
+        if b != b'"' {
+            i += 1;
+            continue;
+        }
+        // a string token from i to its closing quote
+        let start = i;
+        i += 1;
+        let mut escaped = false;
+        while i < n {
+            let c = doc[i];
+            if c == b'\\' {
+                escaped = true;
+                i += 2;
+                continue;
+            }
+            if c == b'"' {
+                break;
+            }
+            i += 1;
+        }
+        let end = i + 1; // past the closing quote
+        let inner = &doc[start + 1..i];
+        i = end;
+        let text: &[u8] = if escaped {
+            decoded.clear();
+            decode_into(inner, &mut decoded);
+            &decoded
+        } else {
+            inner
+        };
+        if let Some(masked) = mask(text) {
+            out.extend_from_slice(&doc[copied..start]);
+            encode_into(&String::from_utf8_lossy(&masked), &mut out);
+            copied = end;
+        }
+    }
+    if copied == 0 {
+        return Ok(None);
+    }
+    out.extend_from_slice(&doc[copied..]);
+    Ok(Some(out))
+}
+
+fn hex4(s: &[u8]) -> Option<u32> {
+    if s.len() < 4 {
+        return None;
+    }
+    let t = std::str::from_utf8(&s[..4]).ok()?;
+    u32::from_str_radix(t, 16).ok()
+}
+
+/// JSON string escapes to UTF-8 (lone surrogates become U+FFFD).
+fn decode_into(s: &[u8], out: &mut Vec<u8>) {
+    let mut i = 0;
+    while i < s.len() {
+        let c = s[i];
+        if c != b'\\' || i + 1 >= s.len() {
+            out.push(c);
+            i += 1;
+            continue;
+        }
+        let e = s[i + 1];
+        i += 2;
+        let simple = match e {
+            b'"' => Some(b'"'),
+            b'\\' => Some(b'\\'),
+            b'/' => Some(b'/'),
+            b'b' => Some(8),
+            b'f' => Some(12),
+            b'n' => Some(b'\n'),
+            b'r' => Some(b'\r'),
+            b't' => Some(b'\t'),
+            _ => None,
+        };
+        if let Some(v) = simple {
+            out.push(v);
+            continue;
+        }
+        // \uXXXX, maybe a surrogate pair
+        let Some(hi) = hex4(&s[i..]) else {
+            out.extend_from_slice("\u{FFFD}".as_bytes());
+            continue;
+        };
+        i += 4;
+        let cp = if (0xD800..0xDC00).contains(&hi) {
+            if s.len() >= i + 6 && s[i] == b'\\' && s[i + 1] == b'u' {
+                match hex4(&s[i + 2..]) {
+                    Some(lo) if (0xDC00..0xE000).contains(&lo) => {
+                        i += 6;
+                        0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+                    }
+                    _ => 0xFFFD,
+                }
+            } else {
+                0xFFFD
+            }
+        } else if (0xDC00..0xE000).contains(&hi) {
+            0xFFFD
+        } else {
+            hi
+        };
+        let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
+        let mut buf = [0u8; 4];
+        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+    }
+}
+
+/// A JSON string literal for `s`.
+fn encode_into(s: &str, out: &mut Vec<u8>) {
+    out.push(b'"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.extend_from_slice(b"\\\""),
+            '\\' => out.extend_from_slice(b"\\\\"),
+            '\n' => out.extend_from_slice(b"\\n"),
+            '\r' => out.extend_from_slice(b"\\r"),
+            '\t' => out.extend_from_slice(b"\\t"),
+            c if (c as u32) < 0x20 => out.extend_from_slice(format!("\\u{:04x}", c as u32).as_bytes()),
+            c => {
+                let mut buf = [0u8; 4];
+                out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+            }
+        }
+    }
+    out.push(b'"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn star_at(t: &[u8]) -> Option<Vec<u8>> {
+        if t.windows(5).any(|w| w == b"a@b.c") {
+            Some(b"[E]".to_vec())
+        } else {
+            None
+        }
+    }
+
+    #[test]
+    fn escapes_neither_hide_nor_create() {
+        let doc = br#"{"x":"a\u0040b.c","y":["q\"","a@b\\.c"],"a@b.c":1,"n":1.50}"#;
+        let out = mask_json(doc, star_at).unwrap();
+        assert_eq!(out, br#"{"x":"[E]","y":["q\"","a@b\\.c"],"[E]":1,"n":1.50}"#.to_vec());
+    }
+
+    #[test]
+    fn invalid_json_is_refused() {
+        assert!(mask_json(b"{\"a\":", star_at).is_err());
+    }
+}

@@ -1,0 +1,117 @@
+//! Checks a candidate must pass before it is masked (so look-alikes survive).
+
+/// A validator named in the catalogue.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Validator {
+    /// Always true.
+    None,
+    /// Payment card: 13-19 digits (spaces/dashes ignored) with a valid Luhn checksum.
+    Luhn,
+    /// US SSN: area not 000, 666 or 9xx; group not 00; serial not 0000.
+    Ssn,
+    /// IBAN: country code, check digits, mod-97 == 1.
+    Iban,
+}
+
+impl Validator {
+    /// Parses a catalogue name.
+    pub fn parse(name: &str) -> Option<Validator> {
+        Some(match name {
+            "" | "none" => Validator::None,
+            "luhn" => Validator::Luhn,
+            "ssn" => Validator::Ssn,
+            "iban" => Validator::Iban,
+            _ => return None,
+        })
+    }
+
+    /// True when `text` passes.
+    pub fn check(self, text: &[u8]) -> bool {
+        match self {
+            Validator::None => true,
+            Validator::Luhn => luhn(text),
+            Validator::Ssn => ssn(text),
+            Validator::Iban => iban(text),
+        }
+    }
+}
+
+/// Luhn checksum over the digits of `text` (13 to 19 of them).
+pub fn luhn(text: &[u8]) -> bool {
+    let digits: Vec<u32> = text.iter().filter(|b| b.is_ascii_digit()).map(|b| u32::from(b - b'0')).collect();
+    if !(13..=19).contains(&digits.len()) {
+        return false;
+    }
+    let mut sum = 0;
+    for (i, d) in digits.iter().rev().enumerate() {
+        let mut v = *d;
+        if i % 2 == 1 {
+            v *= 2;
+            if v > 9 {
+                v -= 9;
+            }
+        }
+        sum += v;
+    }
+    sum % 10 == 0
+}
+
+/// US Social Security Number rules (SSA): 9 digits, area 001-665 or 667-899, group 01-99,
+/// serial 0001-9999.
+pub fn ssn(text: &[u8]) -> bool {
+    let d: Vec<u8> = text.iter().filter(|b| b.is_ascii_digit()).map(|b| b - b'0').collect();
+    if d.len() != 9 {
+        return false;
+    }
+    let area = u32::from(d[0]) * 100 + u32::from(d[1]) * 10 + u32::from(d[2]);
+    let group = u32::from(d[3]) * 10 + u32::from(d[4]);
+    let serial = d[5..].iter().fold(0u32, |a, &x| a * 10 + u32::from(x));
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+/// IBAN mod-97 (ISO 13616): move the first four characters to the end, letters to numbers.
+pub fn iban(text: &[u8]) -> bool {
+    let s: Vec<u8> = text.iter().filter(|b| !b.is_ascii_whitespace() && **b != b'-').map(|b| b.to_ascii_uppercase()).collect();
+    if s.len() < 15 || s.len() > 34 || !s[..2].iter().all(u8::is_ascii_uppercase) || !s[2..4].iter().all(u8::is_ascii_digit) {
+        return false;
+    }
+    let mut rem: u32 = 0;
+    for &c in s[4..].iter().chain(s[..4].iter()) {
+        let v = match c {
+            b'0'..=b'9' => u32::from(c - b'0'),
+            b'A'..=b'Z' => u32::from(c - b'A') + 10,
+            _ => return false,
+        };
+        rem = if v >= 10 { (rem * 100 + v) % 97 } else { (rem * 10 + v) % 97 };
+    }
+    rem == 1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_cases() {
+        assert!(luhn(b"4111 1111 1111 1111"));
+        assert!(luhn(b"5500-0000-0000-0004"));
+        assert!(!luhn(b"4111 1111 1111 1112"));
+        assert!(!luhn(b"1234"));
+    }
+
+    #[test]
+    fn ssn_cases() {
+        assert!(ssn(b"123-45-6789"));
+        for bad in [&b"000-12-3456"[..], b"666-12-3456", b"912-12-3456", b"123-00-4567", b"123-45-0000"] {
+            assert!(!ssn(bad), "{:?}", std::str::from_utf8(bad));
+        }
+    }
+
+    #[test]
+    fn iban_cases() {
+        assert!(iban(b"GB82 WEST 1234 5698 7654 32"));
+        assert!(iban(b"DE89370400440532013000"));
+        assert!(!iban(b"GB82 WEST 1234 5698 7654 33"));
+        assert!(!iban(b"XX00"));
+    }
+}
