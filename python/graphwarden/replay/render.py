@@ -272,6 +272,7 @@ def _e(value: Any) -> str:
     if value is None:
         return '<span class="none">none</span>'
     s = value if isinstance(value, str) else _compact(value)
+    s = _UNSAFE_CHARS.sub(lambda m: f"\\u{ord(m.group()):04x}", s)
     return html.escape(s, quote=True)
 
 
@@ -288,8 +289,9 @@ code,pre,.mono{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size
 .banner.ok{background:#1e7a3c}.banner.bad{background:#b3261e}.banner.warn{background:#a15c00}
 .banner ul{margin:6px 0 0 18px;padding:0}
 .meta{color:#5a6473;font-size:13px}
-.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(260px,1fr));gap:12px}
-.card{background:#fff;border:1px solid #d5dbe4;border-radius:8px;padding:12px 14px;min-width:0}
+.cards{display:grid;grid-template-columns:1fr;gap:12px}
+@media (min-width:860px){.cards{grid-template-columns:repeat(3,minmax(0,1fr))}.card.approval{grid-column:1/-1}}
+.card{background:#fff;border:1px solid #d5dbe4;border-radius:8px;padding:12px 14px;min-width:0;overflow-wrap:anywhere}
 .card h4{margin:0 0 8px;font-size:13px;color:#5a6473;text-transform:uppercase;letter-spacing:.05em}
 .card dl{display:grid;grid-template-columns:max-content 1fr;gap:3px 10px;margin:0}
 .card dt{color:#5a6473}.card dd{margin:0;overflow-wrap:anywhere}
@@ -331,13 +333,24 @@ def _pill(value: str | None) -> str:
     return f'<span class="pill {cls}">{_e(value)}</span>'
 
 
+def _hts(ts: str | None, *, time_only: bool = False) -> str:
+    """A readable timestamp as HTML, with the exact recorded value in the tooltip."""
+    t = parse_ts(ts)
+    if t is None:
+        return _e(ts)
+    if t.tzinfo is not None:
+        t = t.astimezone(timezone.utc)
+    shown = t.strftime("%H:%M:%S.%f")[:-3] if time_only else t.strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    return f'<time datetime="{_a(ts)}" title="{_a(ts)}">{_e(shown)}</time>'
+
+
 def _json_details(label: str, value: Any, *, open_: bool = False) -> str:
     if value is None:
         return f'<div class="meta">{_e(label)}: <span class="none">none</span></div>'
     if isinstance(value, dict) and set(value) == {"digest", "bytes"}:
         return f'<div class="meta">{_e(label)}: digest <code>{_e(value["digest"])}</code> ({_e(str(value["bytes"]))} bytes, level "digest")</div>'
     attr = " open" if open_ else ""
-    return f"<details{attr}><summary>{_e(label)}</summary><pre>{html.escape(_pretty(value))}</pre></details>"
+    return f"<details{attr}><summary>{_e(label)}</summary><pre>{_e(_pretty(value))}</pre></details>"
 
 
 def _dl(rows: list[tuple[str, str]]) -> str:
@@ -361,7 +374,7 @@ def _identity_card(rv: RequestView) -> str:
 def _decision_card(rv: RequestView) -> str:
     rows = [
         ("request", f'<span class="mono">{_e(rv.request_id)}</span>'),
-        ("at", _e(rv.ts)),
+        ("at", _hts(rv.ts)),
         ("call", _e(f"{rv.method or '?'} {rv.path or '?'}")),
         ("route", _e(rv.route)),
         ("decision", _pill(rv.decision)),
@@ -382,16 +395,16 @@ def _approval_card(a: ApprovalView) -> str:
         ("state", _pill(a.state)),
         ("rule", _e(a.rule)),
         ("requested by", _e(_who(a.requester))),
-        ("created", _e(a.created_at)),
-        ("used", _e(f"yes, {a.used_at}") if a.used else _e("no")),
+        ("created", _hts(a.created_at)),
+        ("used", ("yes, " + _hts(a.used_at)) if a.used else _e("no")),
     ]
     votes = []
     for ev in a.events:
         actor = f" by <b>{_e(_who(ev.actor))}</b>" if ev.actor is not None else ""
         comment = f'<span class="comment">&ldquo;{_e(ev.comment)}&rdquo;</span>' if ev.comment is not None else ""
-        votes.append(f"<li>{_pill(ev.transition)}{actor} <span class=\"meta\">{_e(ev.ts)}</span>{comment}</li>")
+        votes.append(f"<li>{_pill(ev.transition)}{actor} <span class=\"meta\">{_hts(ev.ts)}</span>{comment}</li>")
     return (
-        f'<div class="card"><h4>Approval</h4>{_dl(rows)}'
+        f'<div class="card approval"><h4>Approval</h4>{_dl(rows)}'
         f'<ol class="votes">{"".join(votes)}</ol></div>'
     )
 
@@ -406,7 +419,7 @@ def _outcome_card(run: RunView) -> str:
         ("duration", _e(f"{o.duration_ms} ms" if o.duration_ms is not None else None)),
         ("bytes", _e(f"{o.bytes_in} in / {o.bytes_out} out")),
         ("events", _e(str(o.events) if o.events is not None else None)),
-        ("ended", _e(o.ended_at)),
+        ("ended", _hts(o.ended_at)),
     ]
     return f'<div class="card"><h4>Outcome</h4>{_dl(rows)}{_json_details("masked output", o.output)}</div>'
 
@@ -426,7 +439,7 @@ def _html_run(replay: Replay, run: RunView) -> str:
     parts = [
         f'<section class="run" id="run-{_a(run.run_id)}">',
         f'<h2>Run <span class="mono">{_e(run.run_id)}</span></h2>',
-        f'<div class="meta">thread <span class="mono">{_e(run.thread_id)}</span> &middot; assistant {_e(run.assistant_id)} &middot; started {_e(run.started_at)}</div>',
+        f'<div class="meta">thread <span class="mono">{_e(run.thread_id)}</span> &middot; assistant {_e(run.assistant_id)} &middot; started {_hts(run.started_at)}</div>',
         '<h3>Identity, decision, approval, outcome</h3><div class="cards">',
     ]
     if run.started_by is not None:
@@ -434,16 +447,16 @@ def _html_run(replay: Replay, run: RunView) -> str:
         parts.append(_decision_card(run.started_by))
     else:
         parts.append('<div class="card"><h4>Who started it</h4><span class="none">no request record</span></div>')
+    parts.append(_outcome_card(run))
     a = _approval_by_id(replay, run.approval_id)
     if a is not None:
         parts.append(_approval_card(a))
-    parts.append(_outcome_card(run))
     parts.append("</div>")
     if run.resumed_from is not None:
         rf = run.resumed_from
         parts.append(
             f'<p class="meta">Resumes the interrupt at <b>{_e(rf.node)}</b> of run '
-            f'<a href="#run-{_a(rf.run_id)}" class="mono">{_e(rf.run_id)}</a> ({_e(rf.ts)}).</p>'
+            f'<a href="#run-{_a(rf.run_id)}" class="mono">{_e(rf.run_id)}</a> ({_hts(rf.ts)}).</p>'
         )
         parts.append(_json_details("resume value (masked)", run.resume))
     parts.append("<h3>Input</h3>")
@@ -460,7 +473,7 @@ def _html_run(replay: Replay, run: RunView) -> str:
         when = f'<div class="when">{_e(_secs(ev.offset_ms))}'
         if isinstance(ev, StepView):
             when += f"<small>&Delta; {_e(_secs(ev.delta_ms))}</small>"
-        when += f"<small>{_e(ev.ts)}</small></div>"
+        when += f"<small>{_hts(ev.ts, time_only=True)}</small></div>"
         bar = _bar(prev, ev.offset_ms, span)
         if isinstance(ev, StepView):
             ns = "/".join(ev.namespace)
@@ -483,7 +496,7 @@ def _html_run(replay: Replay, run: RunView) -> str:
                 appr = f", approval <span class=\"mono\">{_e(rb.approval_id)}</span>" if rb.approval_id else ""
                 body += (
                     f'<div class="meta">resumed by request <span class="mono">{_e(rb.request_id)}</span> of <b>{_e(rb.subject)}</b> '
-                    f'at {_e(rb.ts)} &rarr; run <a class="mono" href="#run-{_a(rb.run_id)}">{_e(rb.run_id)}</a>{appr}</div>'
+                    f'at {_hts(rb.ts)} &rarr; run <a class="mono" href="#run-{_a(rb.run_id)}">{_e(rb.run_id)}</a>{appr}</div>'
                 )
             else:
                 body += '<div class="meta">not resumed in this trail</div>'
