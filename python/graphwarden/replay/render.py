@@ -284,6 +284,7 @@ h1{font-size:20px;margin:0 0 4px}
 h2{font-size:18px;margin:28px 0 10px;padding-bottom:6px;border-bottom:2px solid #d5dbe4}
 h3{font-size:14px;text-transform:uppercase;letter-spacing:.05em;color:#5a6473;margin:18px 0 8px}
 code,pre,.mono{font-family:"DejaVu Sans Mono",Menlo,Consolas,monospace;font-size:12.5px}
+h1 .mono,h2 .mono{font-size:.9em}
 .banner{padding:14px 24px;color:#fff}
 .banner .inner{max-width:1180px;margin:0 auto}
 .banner.ok{background:#1e7a3c}.banner.bad{background:#b3261e}.banner.warn{background:#a15c00}
