@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ from graphwarden.cli import main
 from graphwarden.replay.source import write_jsonl
 
 
-def _fixture(tmp_path: Path, t: Trail, verification: dict[str, object] | None) -> list[str]:
+def _fixture(tmp_path: Path, t: Trail, verification: Mapping[str, object] | None) -> list[str]:
     records = tmp_path / "records.jsonl"
     write_jsonl(records, t.records)
     args = ["--records", str(records)]

@@ -172,3 +172,32 @@ def test_views_are_plain_dataclasses() -> None:
     replay = build_replay(t.records, t.intact(), QueryKind.RUN, "R20")
     assert dataclasses.is_dataclass(replay)
     assert to_dict(replay)["schema_version"] == 1
+
+
+def test_join_stream_duplicates_are_merged_and_denied_requests_listed() -> None:
+    t = Trail()
+    t.request("c", "/threads/T/runs", thread="T", route="threads.create_run")
+    t.add("run", {"request_id": "c", "thread_id": "T", "run_id": "R", "assistant_id": "agent"})
+    t.response("c", thread="T", run="R", run_status=None)
+    # A client joins the background run's stream; the gateway records the steps it sees.
+    t.request("j", "/threads/T/runs/R/stream", thread="T", method="GET", route="threads.join_run_stream",
+              action="join_run")
+    t.step("j", "T", "R", 1, "a", {"x": 1})
+    t.step("j", "T", "R", 2, "b", {"x": 2})
+    t.response("j", thread="T", run="R", run_status="success")
+    # After the run the gateway collected the history too.
+    t.step("c", "T", "R", 1, "a", {"x": 1}, source="history")
+    t.step("c", "T", "R", 2, "b", {"x": 2}, source="history")
+    t.request("d", "/threads/T/runs", thread="T", decision="deny", rule="no-night-runs", status=403)
+    t.response("d", status=403, run_status=None, thread="T")
+    replay = build_replay(t.records, t.intact(), QueryKind.THREAD, "T")
+    [run] = replay.runs
+    assert run.started_by is not None and run.started_by.request_id == "c"
+    assert [rv.request_id for rv in run.other_requests] == ["j"]
+    assert [(s.step, s.node, s.source, s.in_history) for s in run.steps] == [(1, "a", "stream", True), (2, "b", "stream", True)]
+    # The creating response carried no final status; the join's response did.
+    assert run.outcome is not None and run.outcome.run_status == "success"
+    assert [(rv.request_id, rv.decision, rv.rule) for rv in replay.requests] == [("d", "deny", "no-night-runs")]
+    assert run.gaps == [] and replay.gaps == []
+    # --request of the join request replays the run it joined.
+    assert [r.run_id for r in build_replay(t.records, t.intact(), QueryKind.REQUEST, "j").runs] == ["R"]

@@ -96,3 +96,11 @@ def test_html_banner_reflects_verification() -> None:
     page = render(build_replay(t.records, bad, QueryKind.RUN, "R1"), "html")
     assert 'class="banner bad"' in page and "INCOMPLETE" in page and "record 4 truncated" in page
     assert "unverified" in page
+
+
+def test_digest_payloads_are_shown_as_digests() -> None:
+    t = interrupted_then_approved_resume()
+    replay = build_replay(t.records, t.intact(), QueryKind.RUN, "R2")
+    page = render(replay, "html")
+    assert "digest <code>" + "ab" * 32 + "</code> (2048 bytes" in page
+    assert "digest " + "ab" * 32 + " (2048 bytes)" in render(replay, "text")

@@ -238,6 +238,8 @@ def render_text(replay: Replay) -> str:
                 f"{o.duration_ms} ms, {o.bytes_in} B in / {o.bytes_out} B out"
                 + (f", {o.events} events" if o.events is not None else "")
             )
+            if o.output is not None:
+                out.append(f"  output: {_payload(o.output)}")
         else:
             out.append("  outcome: not recorded")
         for rv in run.other_requests:
