@@ -104,3 +104,12 @@ def test_digest_payloads_are_shown_as_digests() -> None:
     page = render(replay, "html")
     assert "digest <code>" + "ab" * 32 + "</code> (2048 bytes" in page
     assert "digest " + "ab" * 32 + " (2048 bytes)" in render(replay, "text")
+
+
+def test_library_render_of_a_tampered_trail_is_loudly_marked() -> None:
+    t = interrupted_then_approved_resume()
+    v = Verification("tampered", "hash mismatch at gw-0 seq 3", {"gw-0": 2}, ["gw-0 seq 3: digest differs"])
+    replay = build_replay(t.records, v, QueryKind.RUN, "R1")
+    page = render(replay, "html")
+    assert 'class="banner bad"' in page and "TAMPERED trail: hash mismatch at gw-0 seq 3" in page
+    assert render(replay, "text").splitlines()[1] == "TAMPERED: hash mismatch at gw-0 seq 3"

@@ -606,8 +606,11 @@ class _Builder:
         if resume_value is not None:
             resumed_from = self._interrupt_before(thread, started_at, run)
 
+        # Requests the trail knows (by request or response record) that joined, read or
+        # cancelled this run; ids seen only on steps (internal collection) are not requests.
         other_ids = [
-            rid for rid, rr in ix.run_of_request.items() if rr == run and rid != starter
+            rid for rid, rr in ix.run_of_request.items()
+            if rr == run and rid != starter and (rid in ix.requests or rid in ix.responses)
         ]
         other_ids += [
             rid for rid, r in ix.requests.items()
