@@ -201,3 +201,24 @@ def test_join_stream_duplicates_are_merged_and_denied_requests_listed() -> None:
     assert run.gaps == [] and replay.gaps == []
     # --request of the join request replays the run it joined.
     assert [r.run_id for r in build_replay(t.records, t.intact(), QueryKind.REQUEST, "j").runs] == ["R"]
+
+
+def test_stream_positions_are_paired_with_history_supersteps() -> None:
+    # A resumed run: the stream numbers its updates 1, 2 by position; the thread history has
+    # the real supersteps 4, 5, 6, and the stream missed `finish`.
+    t = Trail()
+    t.request("q", "/threads/T/runs/stream", thread="T", resume={"value": "ok"})
+    t.add("run", {"request_id": "q", "thread_id": "T", "run_id": "R", "assistant_id": "agent"})
+    t.step("q", "T", "R", 1, "review", {"approved": "ok"})
+    t.step("q", "T", "R", 2, "explode", {"steps": ["explode"]})
+    t.response("q", thread="T", run="R")
+    for n, node in ((4, "review"), (5, "explode"), (6, "finish")):
+        t.step("q", "T", "R", n, node, {"from": "history"}, source="history", after_ms=1)
+    run = build_replay(t.records, t.intact(), QueryKind.RUN, "R").runs[0]
+    assert [(s.step, s.node, s.source, s.in_stream, s.in_history) for s in run.steps] == [
+        (4, "review", "stream", True, True),
+        (5, "explode", "stream", True, True),
+        (6, "finish", "history", False, True),
+    ]
+    assert run.steps[0].data == {"approved": "ok"}
+    assert [g.code for g in run.gaps] == ["step_missing_from_stream"]

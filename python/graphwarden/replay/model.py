@@ -648,64 +648,82 @@ class _Builder:
         )
 
     def _steps(self, run: str, recs: list[AuditRecord], started_at: str | None, gaps: list[Gap]) -> list[StepView]:
-        # Key a step by (namespace, step number, node): the same node can run in several
-        # supersteps and several nodes can share one superstep.
-        chosen: dict[tuple[tuple[str, ...], int | None, str | None], AuditRecord] = {}
-        seen_stream: set[tuple[tuple[str, ...], int | None, str | None]] = set()
-        seen_history: set[tuple[tuple[str, ...], int | None, str | None]] = set()
-        for r in recs:
-            b = r.body
-            ns = b.get("namespace")
-            key = (
-                tuple(str(x) for x in ns) if isinstance(ns, list) else (),
-                _i(b.get("step")),
-                _s(b.get("node")),
-            )
-            source = _s(b.get("source"))
-            if source == "history":
-                seen_history.add(key)
-            else:
-                seen_stream.add(key)
-            prev = chosen.get(key)
-            if prev is None:
-                chosen[key] = r
-            elif _s(prev.body.get("source")) == "history" and source != "history":
-                self.use(prev)
-                chosen[key] = r  # prefer what the client actually saw
-            else:
-                self.use(r)  # duplicate observation, still part of the evidence
-        if seen_stream:
-            for key in sorted(seen_history - seen_stream, key=lambda k: (k[1] if k[1] is not None else -1, k[2] or "")):
-                gaps.append(
-                    Gap(
-                        "step_missing_from_stream",
-                        f"run {run}: step {key[1]} ({key[2]}) is in the thread history but was not seen in the stream",
-                    )
-                )
+        def ns_of(r: AuditRecord) -> tuple[str, ...]:
+            ns = r.body.get("namespace")
+            return tuple(str(x) for x in ns) if isinstance(ns, list) else ()
+
+        def num(r: AuditRecord) -> int | None:
+            return _i(r.body.get("step"))
 
         def order(r: AuditRecord) -> tuple[int, float, str, int]:
-            step = _i(r.body.get("step"))
-            return (step if step is not None else 1 << 30, *_sort_key(r))
+            n = num(r)
+            return (n if n is not None else 1 << 30, *_sort_key(r))
+
+        def once(rs: list[AuditRecord]) -> list[AuditRecord]:
+            # The same (namespace, step, node) seen twice by one source (the run's stream and a
+            # join stream, or two history collections) is one step; the copies stay evidence.
+            seen: set[tuple[tuple[str, ...], int | None, str | None]] = set()
+            out: list[AuditRecord] = []
+            for r in rs:
+                key = (ns_of(r), num(r), _s(r.body.get("node")))
+                if key in seen:
+                    self.use(r)
+                    continue
+                seen.add(key)
+                out.append(r)
+            return out
+
+        stream = once(sorted((r for r in recs if _s(r.body.get("source")) != "history"), key=order))
+        history = once(sorted((r for r in recs if _s(r.body.get("source")) == "history"), key=order))
+        # Pair the k-th run of a node in the stream with its k-th run in the history: stream
+        # step numbers can be positions in the stream while history numbers are LangGraph
+        # supersteps, so numbers alone do not match. A paired step shows the stream copy (what
+        # the client saw) with the history's superstep number.
+        by_node: dict[tuple[tuple[str, ...], str | None], list[AuditRecord]] = defaultdict(list)
+        for r in history:
+            by_node[(ns_of(r), _s(r.body.get("node")))].append(r)
+        taken: dict[tuple[tuple[str, ...], str | None], int] = defaultdict(int)
+        merged: list[tuple[int | None, AuditRecord, bool, bool]] = []
+        for r in stream:
+            key = (ns_of(r), _s(r.body.get("node")))
+            k = taken[key]
+            taken[key] += 1
+            twins = by_node.get(key, [])
+            if k < len(twins):
+                h = twins[k]
+                self.use(h)
+                merged.append((num(h) if num(h) is not None else num(r), r, True, True))
+            else:
+                merged.append((num(r), r, True, False))
+        for key, twins in by_node.items():
+            for h in twins[taken.get(key, 0):]:
+                merged.append((num(h), h, False, True))
+                if stream:
+                    gaps.append(
+                        Gap(
+                            "step_missing_from_stream",
+                            f"run {run}: step {num(h)} ({key[1]}) is in the thread history but was not seen in the stream",
+                        )
+                    )
+        merged.sort(key=lambda m: (m[0] if m[0] is not None else 1 << 30, *_sort_key(m[1])))
 
         views: list[StepView] = []
         prev_ts = started_at
-        for r in sorted(chosen.values(), key=order):
+        for step_no, r, in_stream, in_history in merged:
             b = r.body
-            ns = b.get("namespace")
-            key = (tuple(str(x) for x in ns) if isinstance(ns, list) else (), _i(b.get("step")), _s(b.get("node")))
             views.append(
                 StepView(
-                    step=_i(b.get("step")),
+                    step=step_no,
                     node=_s(b.get("node")),
-                    namespace=list(key[0]),
+                    namespace=list(ns_of(r)),
                     source=_s(b.get("source")),
                     ts=_ts(r),
                     offset_ms=_ms_between(started_at, _ts(r)),
                     delta_ms=_ms_between(prev_ts, _ts(r)),
                     data=b.get("data"),
                     request_id=_s(b.get("request_id")),
-                    in_stream=key in seen_stream,
-                    in_history=key in seen_history,
+                    in_stream=in_stream,
+                    in_history=in_history,
                     verified=self.verified(r),
                     ref=self.use(r),
                 )
