@@ -113,3 +113,12 @@ def test_library_render_of_a_tampered_trail_is_loudly_marked() -> None:
     page = render(replay, "html")
     assert 'class="banner bad"' in page and "TAMPERED trail: hash mismatch at gw-0 seq 3" in page
     assert render(replay, "text").splitlines()[1] == "TAMPERED: hash mismatch at gw-0 seq 3"
+
+
+def test_approval_gating_a_later_resume_is_shown_with_the_interrupted_run() -> None:
+    t = interrupted_then_approved_resume()
+    replay = build_replay(t.records, t.intact(), QueryKind.RUN, "R1")
+    text = render(replay, "text")
+    assert "approvals referenced by this replay:" in text and 'approved by carol "Carol Diaz"' in text
+    page = render(replay, "html")
+    assert "Approvals referenced by this replay" in page and "Carol Diaz" in page

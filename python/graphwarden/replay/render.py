@@ -135,6 +135,12 @@ def _approval_by_id(replay: Replay, aid: str | None) -> ApprovalView | None:
     return None
 
 
+def _unplaced_approvals(replay: Replay) -> list[ApprovalView]:
+    """Approvals referenced only indirectly (e.g. the one that gated a resume in another run)."""
+    placed = {run.approval_id for run in replay.runs} | {rv.approval_id for rv in replay.requests}
+    return [a for a in replay.approvals if a.approval_id not in placed]
+
+
 # --- text -------------------------------------------------------------------------------------
 
 
@@ -255,6 +261,12 @@ def render_text(replay: Replay) -> str:
             a = _approval_by_id(replay, rv.approval_id)
             if a is not None and not any(run.approval_id == a.approval_id for run in replay.runs):
                 out += _text_approval(a, "    ")
+    others = _unplaced_approvals(replay)
+    if others:
+        out.append("")
+        out.append("approvals referenced by this replay:")
+        for a in others:
+            out += _text_approval(a, "  ")
     if replay.gaps:
         out.append("")
         for g in replay.gaps:
@@ -563,6 +575,11 @@ def render_html(replay: Replay) -> str:
             a = _approval_by_id(replay, rv.approval_id)
             if a is not None and not any(run.approval_id == a.approval_id for run in replay.runs):
                 body.append(_approval_card(a))
+        body.append("</div>")
+    others = _unplaced_approvals(replay)
+    if others:
+        body.append('<h2>Approvals referenced by this replay</h2><div class="cards">')
+        body += [_approval_card(a) for a in others]
         body.append("</div>")
     if replay.gaps:
         body.append('<h2>Gaps in the evidence</h2><ul class="gaps">')
