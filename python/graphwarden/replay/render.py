@@ -450,6 +450,13 @@ def _bar(start_ms: float | None, end_ms: float | None, span_ms: float) -> str:
     return f'<div class="bar" title="{end_ms - s:.1f} ms"><span style="left:{left:.2f}%;width:{width:.2f}%"></span></div>'
 
 
+def _run_link(replay: Replay, run_id: str | None) -> str:
+    """A link to a run shown in this file; plain text for a run outside the replay."""
+    if run_id is not None and any(r.run_id == run_id for r in replay.runs):
+        return f'<a class="mono" href="#run-{_a(run_id)}">{_e(run_id)}</a>'
+    return f'<span class="mono">{_e(run_id)}</span>'
+
+
 def _html_run(replay: Replay, run: RunView) -> str:
     parts = [
         f'<section class="run" id="run-{_a(run.run_id)}">',
@@ -471,7 +478,7 @@ def _html_run(replay: Replay, run: RunView) -> str:
         rf = run.resumed_from
         parts.append(
             f'<p class="meta">Resumes the interrupt at <b>{_e(rf.node)}</b> of run '
-            f'<a href="#run-{_a(rf.run_id)}" class="mono">{_e(rf.run_id)}</a> ({_hts(rf.ts)}).</p>'
+            f'{_run_link(replay, rf.run_id)} ({_hts(rf.ts)}).</p>'
         )
         parts.append(_json_details("resume value (masked)", run.resume))
     parts.append("<h3>Input</h3>")
@@ -511,7 +518,7 @@ def _html_run(replay: Replay, run: RunView) -> str:
                 appr = f", approval <span class=\"mono\">{_e(rb.approval_id)}</span>" if rb.approval_id else ""
                 body += (
                     f'<div class="meta">resumed by request <span class="mono">{_e(rb.request_id)}</span> of <b>{_e(rb.subject)}</b> '
-                    f'at {_hts(rb.ts)} &rarr; run <a class="mono" href="#run-{_a(rb.run_id)}">{_e(rb.run_id)}</a>{appr}</div>'
+                    f'at {_hts(rb.ts)} &rarr; run {_run_link(replay, rb.run_id)}{appr}</div>'
                 )
             else:
                 body += '<div class="meta">not resumed in this trail</div>'
