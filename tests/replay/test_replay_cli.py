@@ -103,3 +103,12 @@ def test_one_selector_is_required(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["replay", "--audit", "x"])
     assert exc.value.code == 2
+
+
+def test_html_file_for_a_thread(tmp_path: Path) -> None:
+    t = interrupted_then_approved_resume()
+    out = tmp_path / "t1.html"
+    assert main(["replay", "--thread", "T1", *_fixture(tmp_path, t, _intact(t)), "--format", "html", "--out", str(out)]) == 0
+    page = out.read_text(encoding="utf-8")
+    assert page.startswith("<!DOCTYPE html>") and "Carol Diaz" in page and 'data-status="intact"' in page
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".t1.html.")] == []  # no temp file left
