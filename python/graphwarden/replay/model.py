@@ -367,6 +367,19 @@ class _Index:
             if rid is not None and tid is not None:
                 self.thread_of_request.setdefault(rid, tid)
 
+        # Second pass, once every link is known: the run events of each run, in time order.
+        self.run_events: dict[str, list[AuditRecord]] = defaultdict(list)
+        for kind in ("step", "interrupt", "error", "resume"):
+            for r in self.by_kind[kind]:
+                run = self.run_of(r)
+                if run is not None:
+                    self.run_events[run].append(r)
+        for events in self.run_events.values():
+            events.sort(key=_sort_key)
+        self.requests_of_run: dict[str, list[str]] = defaultdict(list)
+        for rid, run in self.run_of_request.items():
+            self.requests_of_run[run].append(rid)
+
     def run_of(self, r: AuditRecord) -> str | None:
         run = _s(r.body.get("run_id"))
         if run is not None:
@@ -385,15 +398,7 @@ class _Index:
         return self.thread_of_request.get(rid) if rid is not None else None
 
     def known_runs(self) -> set[str]:
-        runs: set[str] = set(self.run_records)
-        for kind in ("step", "interrupt", "error", "resume"):
-            for r in self.by_kind[kind]:
-                run = self.run_of(r)
-                if run is not None:
-                    runs.add(run)
-        for rid, run in self.run_of_request.items():
-            runs.add(run)
-        return runs
+        return set(self.run_records) | set(self.run_events) | set(self.run_of_request.values())
 
     def starter_of(self, run: str) -> str | None:
         """The request that started `run`: named by the first `run` record, else inferred."""
@@ -401,7 +406,7 @@ class _Index:
             rid = _s(r.body.get("request_id"))
             if rid is not None:
                 return rid
-        candidates = [rid for rid, rr in self.run_of_request.items() if rr == run]
+        candidates = self.requests_of_run.get(run, [])
         creating = [c for c in candidates if c in self.requests and _is_run_creating(self.requests[c].body)]
         pool = creating or candidates
         if not pool:
@@ -487,7 +492,7 @@ class _Builder:
     def approval_view(self, aid: str) -> ApprovalView | None:
         recs = self.ix.approvals.get(aid, [])
         attempts = [
-            rid for rid, r in sorted(self.ix.requests.items(), key=lambda kv: _sort_key(kv[1]))
+            rid for rid, r in self.ix.requests.items()  # insertion order is time order
             if _s(r.body.get("approval_id")) == aid
         ]
         if not recs:
@@ -535,7 +540,7 @@ class _Builder:
         if thread is None:
             return None
         t0 = parse_ts(after)
-        for rid, r in sorted(self.ix.requests.items(), key=lambda kv: _sort_key(kv[1])):
+        for rid, r in self.ix.requests.items():  # insertion order is time order
             b = r.body
             if b.get("resume") is None or self.ix.thread_of(r) != thread:
                 continue
@@ -565,7 +570,7 @@ class _Builder:
             self.use(r)
         started_by = self.request_view(starter) if starter is not None else None
         thread = ix.thread_of_run.get(run) or (started_by.thread_id if started_by else None)
-        mine = [r for r in ix.all if r.kind in ("step", "interrupt", "error", "resume") and ix.run_of(r) == run]
+        mine = ix.run_events.get(run, [])
         started_at = started_by.ts if started_by and started_by.ts else (_ts(mine[0]) if mine else None)
         if starter is None:
             gaps.append(Gap("missing_run_start", f"run {run}: no record names the request that started it"))
@@ -609,12 +614,8 @@ class _Builder:
         # Requests the trail knows (by request or response record) that joined, read or
         # cancelled this run; ids seen only on steps (internal collection) are not requests.
         other_ids = [
-            rid for rid, rr in ix.run_of_request.items()
-            if rr == run and rid != starter and (rid in ix.requests or rid in ix.responses)
-        ]
-        other_ids += [
-            rid for rid, r in ix.requests.items()
-            if _s(r.body.get("run_id")) == run and rid != starter and rid not in other_ids
+            rid for rid in ix.requests_of_run.get(run, [])
+            if rid != starter and (rid in ix.requests or rid in ix.responses)
         ]
         other_ids.sort(key=lambda rid: _sort_key(ix.requests[rid]) if rid in ix.requests else (0.0, "", 0))
         other_requests = [self.request_view(rid) for rid in other_ids]
@@ -759,9 +760,9 @@ class _Builder:
         if run_status is None:
             # A background run's creating response precedes the run's end; a later response
             # for the same run (join, wait) may carry it.
-            for rid, rr in self.ix.run_of_request.items():
+            for rid in self.ix.requests_of_run.get(run, []):
                 other = self.ix.responses.get(rid)
-                if rr == run and other is not None and _s(other.body.get("run_status")):
+                if other is not None and _s(other.body.get("run_status")):
                     run_status = _s(other.body.get("run_status"))
         if resp is None:
             return OutcomeView(
@@ -782,7 +783,7 @@ def _runs_of_thread(ix: _Index, thread: str) -> list[str]:
         s = ix.starter_of(run)
         if s is not None and s in ix.requests:
             return _sort_key(ix.requests[s])
-        recs = [r for r in ix.all if ix.run_of(r) == run]
+        recs = ix.run_events.get(run) or ix.run_records.get(run) or []
         return _sort_key(recs[0]) if recs else (0.0, "", 0)
     return sorted(runs, key=start)
 
