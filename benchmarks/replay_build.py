@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "replay")
 
 from trail import Trail  # noqa: E402
 
-from graphwarden.replay import JsonlSource, QueryKind, build_replay  # noqa: E402
+from graphwarden.replay import JsonlSource, QueryKind, build_replay, select_records  # noqa: E402
 from graphwarden.replay.render import render  # noqa: E402
 from graphwarden.replay.source import write_jsonl  # noqa: E402
 
@@ -45,6 +45,11 @@ def main() -> None:
         t1 = time.perf_counter()
         replay = build_replay(records, t.intact(), QueryKind.RUN, f"R{runs // 2}")
         t2 = time.perf_counter()
+        source = JsonlSource(path, t.intact())
+        selected = select_records(source.records, QueryKind.RUN, f"R{runs // 2}")
+        two_pass = build_replay(selected, t.intact(), QueryKind.RUN, f"R{runs // 2}")
+        t3 = time.perf_counter()
+        assert [s.node for s in two_pass.runs[0].steps] == [s.node for s in replay.runs[0].steps]
         peak_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         timings = {}
         for fmt in ("text", "json", "html", "text"):
@@ -55,6 +60,7 @@ def main() -> None:
     print(f"trail: {n} records, {size / 1e6:.1f} MB JSON lines, {runs} runs")
     print(f"load (JsonlSource):   {t1 - t0:7.3f} s  ({(t1 - t0) / n * 1e6:.2f} us/record)")
     print(f"build_replay (1 run): {t2 - t1:7.3f} s  ({(t2 - t1) / n * 1e6:.2f} us/record)")
+    print(f"CLI path, two passes (select_records + build, incl. reading twice): {t3 - t2:7.3f} s, kept {len(selected)} records")
     print(f"peak RSS of the process (includes building the synthetic trail): {peak_rss / 1e6:.0f} MB")
     print("render: " + ", ".join(f"{k} {v * 1e3:.2f} ms" for k, v in timings.items()))
     assert [s.node for s in replay.runs[0].steps] == ["greet", "tool", "review", "finish"]

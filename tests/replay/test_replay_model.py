@@ -222,3 +222,34 @@ def test_stream_positions_are_paired_with_history_supersteps() -> None:
     ]
     assert run.steps[0].data == {"approved": "ok"}
     assert [g.code for g in run.gaps] == ["step_missing_from_stream"]
+
+
+def test_two_pass_selection_gives_the_same_replay_as_the_whole_trail() -> None:
+    from dataclasses import replace
+
+    from trail import hostile_run
+
+    from graphwarden.replay.model import select_records
+
+    fixtures = [interrupted_then_approved_resume(), wait_run_from_history(), failed_run(), hostile_run()]
+    # One trail with every fixture, each on its own chains (ids do not collide across fixtures).
+    records = [replace(r, chain=f"{r.chain}-f{i}") for i, t in enumerate(fixtures) for r in t.records]
+    verification = Verification(
+        "intact", "ok", {f"{c}-f{i}": s for i, t in enumerate(fixtures) for c, s in t.last_seq().items()}, [])
+    queries: list[tuple[QueryKind, str]] = []
+    for r in records:
+        b = r.body
+        if r.kind == "request":
+            queries.append((QueryKind.REQUEST, b["request_id"]))
+        if r.kind == "run":
+            queries.append((QueryKind.RUN, b["run_id"]))
+        if isinstance(b.get("thread_id"), str):
+            queries.append((QueryKind.THREAD, b["thread_id"]))
+    assert len(set(queries)) == 15  # 6 requests, 5 runs, 4 threads
+    for kind, ident in sorted(set(queries), key=lambda q: (q[0].value, q[1])):
+        selected = select_records(lambda: iter(records), kind, ident)
+        assert len(selected) < len(records)
+        assert to_dict(build_replay(selected, verification, kind, ident)) == to_dict(
+            build_replay(records, verification, kind, ident)), (kind, ident)
+    with pytest.raises(UnknownId):
+        build_replay(select_records(lambda: iter(records), QueryKind.RUN, "nope"), verification, QueryKind.RUN, "nope")

@@ -1,6 +1,6 @@
 """Session replay: rebuild a graph execution from the audit trail (see docs/REPLAY.md)."""
 
-from graphwarden.replay.model import QueryKind, Replay, UnknownId, build_replay
+from graphwarden.replay.model import QueryKind, Replay, UnknownId, build_replay, select_records
 from graphwarden.replay.source import (
     AuditRecord,
     JsonlSource,
@@ -21,4 +21,5 @@ __all__ = [
     "Verification",
     "build_replay",
     "open_source",
+    "select_records",
 ]

@@ -21,7 +21,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from graphwarden.replay.model import QueryKind, UnknownId, build_replay
+from graphwarden.replay.model import QueryKind, UnknownId, build_replay, select_records
 from graphwarden.replay.render import FORMATS, render
 from graphwarden.replay.source import (
     JsonlSource,
@@ -88,7 +88,8 @@ def run_replay(args: argparse.Namespace) -> int:
                 print(f"  {problem}", file=sys.stderr)
             print("  nothing was replayed; run `graphwarden audit verify` for details", file=sys.stderr)
             return EXIT_TAMPERED
-        replay = build_replay(source.records(), verification, kind, ident)
+        # Two passes over the trail keep memory bounded by its requests, not its payloads.
+        replay = build_replay(select_records(source.records, kind, ident), verification, kind, ident)
     except ReplaySourceError as exc:
         print(f"graphwarden replay: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -855,3 +855,92 @@ def build_replay(
         gaps=gaps,
         unverified_refs=unverified,
     )
+
+
+def select_records(
+    records: Callable[[], Iterable[AuditRecord]], kind: QueryKind, ident: str
+) -> list[AuditRecord]:
+    """The records a replay of (`kind`, `ident`) needs, in two passes over the trail.
+
+    `records` is called twice (e.g. `source.records`). The first pass keeps only the links
+    (request -> run, thread, approval; run -> thread); the second keeps the records of the
+    threads in scope, plus those of the runs, requests and approvals in scope that carry no
+    thread. Memory then grows with the number of requests in the trail, not with its records
+    and payloads. `build_replay` on the result equals `build_replay` on the whole trail.
+    """
+    req_run: dict[str, str] = {}
+    req_thread: dict[str, str] = {}
+    req_approval: dict[str, str] = {}
+    run_thread: dict[str, str] = {}
+    for r in records():
+        b = r.body
+        rid, tid, run = _s(b.get("request_id")), _s(b.get("thread_id")), _s(b.get("run_id"))
+        if rid is not None and run is not None and r.kind != "approval":
+            if r.kind == "run":
+                req_run[rid] = run
+            else:
+                req_run.setdefault(rid, run)
+        if rid is not None and tid is not None:
+            req_thread.setdefault(rid, tid)
+        if run is not None and tid is not None:
+            run_thread.setdefault(run, tid)
+        aid = _s(b.get("approval_id"))
+        if r.kind == "request" and rid is not None and aid is not None:
+            req_approval[rid] = aid
+
+    def run_of(b: dict[str, Any]) -> str | None:
+        run = _s(b.get("run_id"))
+        rid = _s(b.get("request_id"))
+        return run if run is not None else (req_run.get(rid) if rid is not None else None)
+
+    def thread_of(b: dict[str, Any]) -> str | None:
+        tid = _s(b.get("thread_id"))
+        if tid is not None:
+            return tid
+        run = run_of(b)
+        if run is not None and run in run_thread:
+            return run_thread[run]
+        rid = _s(b.get("request_id"))
+        return req_thread.get(rid) if rid is not None else None
+
+    threads: set[str] = set()
+    runs: set[str] = set()
+    requests: set[str] = set()
+    if kind is QueryKind.THREAD:
+        threads.add(ident)
+    elif kind is QueryKind.RUN:
+        runs.add(ident)
+        if ident in run_thread:
+            threads.add(run_thread[ident])
+    else:
+        requests.add(ident)
+        run = req_run.get(ident)
+        if run is not None:
+            runs.add(run)
+        tid = req_thread.get(ident) or (run_thread.get(run) if run is not None else None)
+        if tid is not None:
+            threads.add(tid)
+    for rid, run in req_run.items():
+        if run in runs:
+            requests.add(rid)
+    for rid, tid in req_thread.items():
+        if tid in threads:
+            requests.add(rid)
+            if rid in req_run:
+                runs.add(req_run[rid])
+    approvals = {req_approval[rid] for rid in requests if rid in req_approval}
+    # Requests elsewhere that carried the same approval are listed as its attempts.
+    requests |= {rid for rid, aid in req_approval.items() if aid in approvals}
+
+    kept: list[AuditRecord] = []
+    for r in records():
+        b = r.body
+        rid = _s(b.get("request_id"))
+        if (
+            thread_of(b) in threads
+            or run_of(b) in runs
+            or (rid is not None and rid in requests)
+            or (r.kind == "approval" and _s(b.get("approval_id")) in approvals)
+        ):
+            kept.append(r)
+    return kept

@@ -61,7 +61,8 @@ class Verification:
 
 class RecordSource(Protocol):
     def records(self) -> Iterator[AuditRecord]:
-        """All records of all chains, in any order."""
+        """All records of all chains, in any order; a fresh iterator on each call (replay reads
+        the trail twice: once for links, once for the records in scope)."""
         ...
 
     def verify(self) -> Verification:
