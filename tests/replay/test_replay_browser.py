@@ -21,11 +21,6 @@ from graphwarden.replay.render import render
 
 CHROMIUM_TIMEOUT_S = 120
 
-# Chromium's own background services (component updater, account probes) show up in the net log
-# even with background networking disabled; they are not initiated by the page.
-_BROWSER_SERVICE_HOSTS = ("google.com", "googleapis.com", "gvt1.com", "~notfound")
-
-
 def _chromium() -> str:
     for name in ("chromium", "chromium-browser"):
         path = shutil.which(name)
@@ -57,18 +52,35 @@ def _run_chromium(tmp_path: Path, page: Path, *extra: str) -> subprocess.Complet
     return proc
 
 
-def _page_requests(netlog: Path) -> set[str]:
-    """Hosts/URLs in the net log other than the browser's own service endpoints and file://."""
+def _page_requests(netlog: Path, page: Path) -> set[str]:
+    """Network requests the page caused, from chromium's net log.
+
+    Loads initiated by a file:// page carry it in their network isolation key / site for
+    cookies; chromium's own service traffic does not. As a second net, any host contacted
+    that is named in the page counts too.
+    """
+    text = page.read_text(encoding="utf-8")
     data = json.loads(netlog.read_text())
-    seen: set[str] = set()
+    found: set[str] = set()
     for event in data.get("events", []):
         params = event.get("params") or {}
-        for key in ("url", "host", "original_url"):
-            value = params.get(key)
-            if isinstance(value, str) and not value.startswith("file://"):
-                if not any(h in value for h in _BROWSER_SERVICE_HOSTS):
-                    seen.add(value)
-    return seen
+        url = params.get("url")
+        host = params.get("host")
+        context = str(params.get("network_isolation_key", "")) + str(params.get("site_for_cookies", ""))
+        if isinstance(url, str) and not url.startswith("file:") and "file://" in context:
+            found.add(url)
+        if isinstance(host, str) and host and host in text:
+            found.add(host)
+    return found
+
+
+def test_net_log_detector_sees_a_page_fetch(tmp_path: Path) -> None:
+    """Control: the detector used below does catch a page that loads an external image."""
+    page = tmp_path / "control.html"
+    page.write_text('<!DOCTYPE html><html><body><img src="http://evil.test/x.png">x</body></html>')
+    netlog = tmp_path / "netlog.json"
+    _run_chromium(tmp_path, page, f"--log-net-log={netlog}", "--dump-dom")
+    assert "http://evil.test/x.png" in _page_requests(netlog, page)
 
 
 def test_thread_replay_in_headless_chromium(tmp_path: Path) -> None:
@@ -83,7 +95,7 @@ def test_thread_replay_in_headless_chromium(tmp_path: Path) -> None:
         assert needle in dom, needle
     # Steps appear in order in the rendered document.
     assert dom.index("ingest") < dom.index("lookup") < dom.index("interrupt at") < dom.index("refund</b>")
-    assert _page_requests(netlog) == set()
+    assert _page_requests(netlog, page) == set()
 
     shot = tmp_path / "replay-T1.png"
     _run_chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1280,2000")
@@ -104,7 +116,7 @@ def test_hostile_values_stay_text_in_the_browser(tmp_path: Path) -> None:
     assert dom.count("<script") == 0
     assert "&lt;img src=x onerror=alert(1)&gt;" in dom
     assert "INCOMPLETE trail" in dom
-    assert _page_requests(netlog) == set()
+    assert _page_requests(netlog, page) == set()
     shot = tmp_path / "replay-hostile.png"
     _run_chromium(tmp_path, page, f"--screenshot={shot}", "--window-size=1280,1400")
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
