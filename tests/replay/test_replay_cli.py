@@ -87,9 +87,9 @@ def test_unknown_id_exits_3(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     assert "no request with id 'req-404'" in capsys.readouterr().err
 
 
-def test_audit_dir_without_reader_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["replay", "--run", "R1", "--audit", str(tmp_path)]) == 2
-    assert "no audit chain reader" in capsys.readouterr().err
+def test_missing_audit_dir_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "--run", "R1", "--audit", str(tmp_path / "nope")]) == 2
+    assert "no such audit directory" in capsys.readouterr().err
 
 
 def test_malformed_records_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

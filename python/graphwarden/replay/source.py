@@ -6,8 +6,7 @@ independently of the on-disk audit format:
 - `RecordSource.records()` yields every record of every chain (any order; replay sorts).
 - `RecordSource.verify()` checks the chain(s) and says how far each chain verified.
 
-`open_source()` is the production entry point; it is connected to the real audit reader
-(`graphwarden.audit`) by the integrator. `JsonlSource` is a fixture source for tests and for
+`open_source()` is the production entry point, over the real audit reader (`graphwarden.audit`). `JsonlSource` is a fixture source for tests and for
 hand-made examples: it reads records from a JSON-lines file and reports whatever verification
 result it was given. It does no cryptographic checking and must never be used as evidence.
 """
@@ -71,16 +70,12 @@ class RecordSource(Protocol):
 
 
 def open_source(audit_dir: str, anchor_dir: str | None = None) -> RecordSource:
-    """Open the audit trail in `audit_dir` (anchors in `anchor_dir`) for replay.
+    """Open the audit trail in `audit_dir` (anchors in `anchor_dir`) for replay: the chain
+    directory written by the gateway, or an export bundle, read and verified by the native
+    verifier (graphwarden.audit)."""
+    from graphwarden.replay.audit_source import AuditDirSource
 
-    Integration point: replace this body with an adapter over `graphwarden.audit`'s reader and
-    verifier that yields `AuditRecord`s and returns a `Verification`.
-    """
-    raise ReplaySourceError(
-        f"cannot open audit directory {audit_dir!r}: this build has no audit chain reader "
-        "connected to replay (graphwarden.replay.source.open_source is not wired to "
-        "graphwarden.audit yet)"
-    )
+    return AuditDirSource(audit_dir, anchor_dir)
 
 
 def record_from_json(obj: Any, where: str) -> AuditRecord:

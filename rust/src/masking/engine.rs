@@ -71,6 +71,9 @@ pub struct EntrySpec {
     pub max_len: usize,
     /// Literals every match starts with (lower-case, compared caselessly); empty = none.
     pub prefixes: Vec<Vec<u8>>,
+    /// A cheaper Hyperscan expression that matches wherever any of `patterns` does (a superset),
+    /// used instead of the patterns for the "does it occur at all" pass.
+    pub prefilter: Option<String>,
 }
 
 /// A pattern the library or the regex compiler refused.
@@ -91,9 +94,7 @@ struct Pat {
 pub struct Engine {
     entries: Vec<EntrySpec>,
     pats: Vec<Pat>,
-    db: *mut hs_database_t,
-    proto: *mut hs_scratch_t,
-    pool: Mutex<Vec<*mut hs_scratch_t>>,
+    dbs: Vec<Db>,
     base_hold: usize,
     prefixed: Vec<(Vec<u8>, usize)>,
     hash_key: [u8; 32],
@@ -103,7 +104,16 @@ pub struct Engine {
 unsafe impl Send for Engine {}
 unsafe impl Sync for Engine {}
 
-impl Drop for Engine {
+/// One Hyperscan database with its scratch spaces.
+struct Db {
+    db: *mut hs_database_t,
+    proto: *mut hs_scratch_t,
+    pool: Mutex<Vec<*mut hs_scratch_t>>,
+    /// The catalogue entry each expression reports for.
+    expr_entry: Vec<usize>,
+}
+
+impl Drop for Db {
     fn drop(&mut self) {
         unsafe {
             for s in self.pool.get_mut().map(std::mem::take).unwrap_or_default() {
@@ -114,6 +124,81 @@ impl Drop for Engine {
             }
             if !self.db.is_null() {
                 hs_free_database(self.db);
+            }
+        }
+    }
+}
+
+impl Db {
+    fn compile(exprs: &[std::ffi::CString], expr_entry: Vec<usize>, entries: &[EntrySpec]) -> Result<Db, CompileError> {
+        let mut db: *mut hs_database_t = std::ptr::null_mut();
+        let mut proto: *mut hs_scratch_t = std::ptr::null_mut();
+        let ptrs: Vec<*const std::os::raw::c_char> = exprs.iter().map(|c| c.as_ptr()).collect();
+        let flags: Vec<u32> = vec![HS_FLAG_SINGLEMATCH; exprs.len()];
+        let ids: Vec<u32> = (0..exprs.len() as u32).collect();
+        let mut err: *mut hs_compile_error_t = std::ptr::null_mut();
+        let rc = unsafe {
+            hs_compile_multi(ptrs.as_ptr(), flags.as_ptr(), ids.as_ptr(), exprs.len() as u32, HS_MODE_BLOCK,
+                             std::ptr::null(), &mut db, &mut err)
+        };
+        if rc != HS_SUCCESS {
+            let (idx, message) = unsafe {
+                if err.is_null() {
+                    (-1, format!("hs_compile_multi failed ({rc})"))
+                } else {
+                    let m = std::ffi::CStr::from_ptr((*err).message).to_string_lossy().into_owned();
+                    let i = (*err).expression;
+                    hs_free_compile_error(err);
+                    (i, m)
+                }
+            };
+            let id = if idx >= 0 { entries[expr_entry[idx as usize]].id.clone() } else { "(catalogue)".into() };
+            return Err(CompileError { id, message: format!("Hyperscan: {message}") });
+        }
+        if unsafe { hs_alloc_scratch(db, &mut proto) } != HS_SUCCESS {
+            unsafe { hs_free_database(db) };
+            return Err(CompileError { id: "(catalogue)".into(), message: "hs_alloc_scratch failed".into() });
+        }
+        Ok(Db { db, proto, pool: Mutex::new(Vec::new()), expr_entry })
+    }
+
+    /// Marks in `hits` (by entry) what occurs in `text`.
+    fn scan(&self, text: &[u8], hits: &mut [bool], max_len: usize) {
+        let mut exprs = vec![false; self.expr_entry.len()];
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let scratch = match pooled {
+            Some(s) => s,
+            None => {
+                let mut s: *mut hs_scratch_t = std::ptr::null_mut();
+                if unsafe { hs_clone_scratch(self.proto, &mut s) } != HS_SUCCESS {
+                    // Fail closed: treat every entry as present (the exact regexes decide).
+                    self.expr_entry.iter().for_each(|&e| hits[e] = true);
+                    return;
+                }
+                s
+            }
+        };
+        let mut start = 0usize;
+        while start < text.len() {
+            // hs_scan takes a 32-bit length: scan huge inputs in overlapping windows.
+            let window = (text.len() - start).min(1 << 30);
+            let rc = unsafe {
+                hs_scan(self.db, text[start..].as_ptr() as *const _, window as u32, 0, scratch, Some(on_match),
+                        &mut exprs as *mut Vec<bool> as *mut std::ffi::c_void)
+            };
+            if rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED {
+                exprs.iter_mut().for_each(|h| *h = true);
+                break;
+            }
+            if start + window >= text.len() {
+                break;
+            }
+            start += window - max_len.min(window / 2);
+        }
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+        for (i, hit) in exprs.into_iter().enumerate() {
+            if hit {
+                hits[self.expr_entry[i]] = true;
             }
         }
     }
@@ -153,6 +238,11 @@ impl Engine {
     pub fn new(entries: Vec<EntrySpec>, hash_key: [u8; 32]) -> Result<Engine, CompileError> {
         let mut pats = Vec::new();
         let mut exprs: Vec<std::ffi::CString> = Vec::new();
+        let mut expr_entry: Vec<usize> = Vec::new();
+        let cstr = |id: &str, p: &str| {
+            std::ffi::CString::new(p.as_bytes())
+                .map_err(|_| CompileError { id: id.to_string(), message: "pattern contains a NUL byte".into() })
+        };
         for (i, e) in entries.iter().enumerate() {
             if e.patterns.is_empty() {
                 return Err(CompileError { id: e.id.clone(), message: "no pattern".into() });
@@ -172,42 +262,30 @@ impl Engine {
                         message: format!("group {} does not exist in the pattern", e.group),
                     });
                 }
-                exprs.push(std::ffi::CString::new(p.as_bytes()).map_err(|_| CompileError {
-                    id: e.id.clone(),
-                    message: "pattern contains a NUL byte".into(),
-                })?);
+                if e.prefilter.is_none() {
+                    exprs.push(cstr(&e.id, p)?);
+                    expr_entry.push(i);
+                }
                 pats.push(Pat { entry: i, re });
             }
-        }
-        let mut db: *mut hs_database_t = std::ptr::null_mut();
-        let mut proto: *mut hs_scratch_t = std::ptr::null_mut();
-        if !exprs.is_empty() {
-            let ptrs: Vec<*const std::os::raw::c_char> = exprs.iter().map(|c| c.as_ptr()).collect();
-            let flags: Vec<u32> = vec![HS_FLAG_SINGLEMATCH; exprs.len()];
-            let ids: Vec<u32> = (0..exprs.len() as u32).collect();
-            let mut err: *mut hs_compile_error_t = std::ptr::null_mut();
-            let rc = unsafe {
-                hs_compile_multi(ptrs.as_ptr(), flags.as_ptr(), ids.as_ptr(), exprs.len() as u32, HS_MODE_BLOCK,
-                                 std::ptr::null(), &mut db, &mut err)
-            };
-            if rc != HS_SUCCESS {
-                let (idx, message) = unsafe {
-                    if err.is_null() {
-                        (-1, format!("hs_compile_multi failed ({rc})"))
-                    } else {
-                        let m = std::ffi::CStr::from_ptr((*err).message).to_string_lossy().into_owned();
-                        let i = (*err).expression;
-                        hs_free_compile_error(err);
-                        (i, m)
-                    }
-                };
-                let id = if idx >= 0 { entries[pats[idx as usize].entry].id.clone() } else { "(catalogue)".into() };
-                return Err(CompileError { id, message: format!("Hyperscan: {message}") });
+            if let Some(pf) = &e.prefilter {
+                exprs.push(cstr(&e.id, pf)?);
+                expr_entry.push(i);
             }
-            let rc = unsafe { hs_alloc_scratch(db, &mut proto) };
-            if rc != HS_SUCCESS {
-                unsafe { hs_free_database(db) };
-                return Err(CompileError { id: "(catalogue)".into(), message: format!("hs_alloc_scratch failed ({rc})") });
+        }
+        // Patterns led by a literal (tokens, keys, keyword-anchored secrets) and patterns led by
+        // a character class (cards, SSNs, IBANs, phones) go to separate databases: on ordinary
+        // text, scanning the two is several times faster than one combined database.
+        let mut groups: [(Vec<std::ffi::CString>, Vec<usize>); 2] = [(Vec::new(), Vec::new()), (Vec::new(), Vec::new())];
+        for (x, e) in exprs.into_iter().zip(expr_entry) {
+            let g = usize::from(entries[e].prefixes.is_empty() && entries[e].prefilter.is_none());
+            groups[g].0.push(x);
+            groups[g].1.push(e);
+        }
+        let mut dbs = Vec::new();
+        for (x, ee) in groups {
+            if !x.is_empty() {
+                dbs.push(Db::compile(&x, ee, &entries)?);
             }
         }
         let base_hold = entries.iter().filter(|e| e.prefixes.is_empty()).map(|e| e.max_len).max().unwrap_or(0);
@@ -217,7 +295,7 @@ impl Engine {
                 prefixed.push((p.to_ascii_lowercase(), e.max_len));
             }
         }
-        Ok(Engine { entries, pats, db, proto, pool: Mutex::new(Vec::new()), base_hold, prefixed, hash_key })
+        Ok(Engine { entries, pats, dbs, base_hold, prefixed, hash_key })
     }
 
     /// The catalogue entries, in priority order.
@@ -225,46 +303,16 @@ impl Engine {
         &self.entries
     }
 
-    /// Which patterns occur in `text` (Hyperscan pass).
+    /// Which entries occur in `text` (Hyperscan pass).
     fn hits(&self, text: &[u8]) -> Vec<bool> {
-        let mut hits = vec![false; self.pats.len()];
-        if self.db.is_null() || text.is_empty() {
+        let mut hits = vec![false; self.entries.len()];
+        if text.is_empty() {
             return hits;
         }
-        let scratch = {
-            let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
-            pool.pop()
-        };
-        let scratch = match scratch {
-            Some(s) => s,
-            None => {
-                let mut s: *mut hs_scratch_t = std::ptr::null_mut();
-                let rc = unsafe { hs_clone_scratch(self.proto, &mut s) };
-                if rc != HS_SUCCESS {
-                    // Fail closed: treat every pattern as present (exact regexes decide).
-                    return vec![true; self.pats.len()];
-                }
-                s
-            }
-        };
-        let mut start = 0usize;
-        while start < text.len() {
-            // hs_scan takes a 32-bit length: scan huge inputs in overlapping windows.
-            let window = (text.len() - start).min(1 << 30);
-            let rc = unsafe {
-                hs_scan(self.db, text[start..].as_ptr() as *const _, window as u32, 0, scratch, Some(on_match),
-                        &mut hits as *mut Vec<bool> as *mut std::ffi::c_void)
-            };
-            if rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED {
-                hits.iter_mut().for_each(|h| *h = true);
-                break;
-            }
-            if start + window >= text.len() {
-                break;
-            }
-            start += window - self.max_len().min(window / 2);
+        let max_len = self.max_len();
+        for db in &self.dbs {
+            db.scan(text, &mut hits, max_len);
         }
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
         hits
     }
 
@@ -277,8 +325,8 @@ impl Engine {
     fn raw_matches(&self, hay: &[u8], from: usize) -> Vec<Raw> {
         let hits = self.hits(&hay[from..]);
         let mut out = Vec::new();
-        for (i, pat) in self.pats.iter().enumerate() {
-            if !hits[i] {
+        for pat in &self.pats {
+            if !hits[pat.entry] {
                 continue;
             }
             let entry = &self.entries[pat.entry];
@@ -515,6 +563,7 @@ mod tests {
             group: 0,
             max_len: max,
             prefixes: pre.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            prefilter: None,
         };
         Engine::new(
             vec![
@@ -563,6 +612,7 @@ mod tests {
                 group: 0,
                 max_len: 10,
                 prefixes: vec![],
+                prefilter: None,
             }],
             [0; 32],
         );

@@ -11,6 +11,8 @@ pub enum Validator {
     Ssn,
     /// IBAN: country code, check digits, mod-97 == 1.
     Iban,
+    /// HTTP Basic credentials: base64 that decodes to printable `user:password`.
+    BasicAuth,
 }
 
 impl Validator {
@@ -21,6 +23,7 @@ impl Validator {
             "luhn" => Validator::Luhn,
             "ssn" => Validator::Ssn,
             "iban" => Validator::Iban,
+            "basic_auth" => Validator::BasicAuth,
             _ => return None,
         })
     }
@@ -32,6 +35,7 @@ impl Validator {
             Validator::Luhn => luhn(text),
             Validator::Ssn => ssn(text),
             Validator::Iban => iban(text),
+            Validator::BasicAuth => basic_auth(text),
         }
     }
 }
@@ -87,6 +91,32 @@ pub fn iban(text: &[u8]) -> bool {
     rem == 1
 }
 
+/// Base64 (standard alphabet, padding optional) decoding to printable ASCII with a colon.
+pub fn basic_auth(text: &[u8]) -> bool {
+    let mut bits: u32 = 0;
+    let mut nbits = 0;
+    let mut out = Vec::with_capacity(text.len());
+    for &c in text {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            b'=' => break,
+            _ => return false,
+        };
+        bits = (bits << 6) | u32::from(v);
+        nbits += 6;
+        if nbits >= 8 {
+            nbits -= 8;
+            out.push((bits >> nbits) as u8);
+            bits &= (1 << nbits) - 1;
+        }
+    }
+    out.len() >= 3 && out.contains(&b':') && out.iter().all(|b| (0x20..0x7f).contains(b))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,6 +135,12 @@ mod tests {
         for bad in [&b"000-12-3456"[..], b"666-12-3456", b"912-12-3456", b"123-00-4567", b"123-45-0000"] {
             assert!(!ssn(bad), "{:?}", std::str::from_utf8(bad));
         }
+    }
+
+    #[test]
+    fn basic_auth_cases() {
+        assert!(basic_auth(b"dXNlcjpzM2NyZXQ="));
+        assert!(!basic_auth(b"understanding"));
     }
 
     #[test]

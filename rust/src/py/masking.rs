@@ -17,11 +17,11 @@ struct MaskEngine {
     inner: Arc<Engine>,
 }
 
-type EntryTuple = (String, String, Vec<String>, String, String, usize, usize, Vec<String>);
+type EntryTuple = (String, String, Vec<String>, String, String, usize, usize, Vec<String>, Option<String>);
 
 #[pymethods]
 impl MaskEngine {
-    /// `entries`: (id, entity, patterns, validator, action, group, max_len, prefixes) in
+    /// `entries`: (id, entity, patterns, validator, action, group, max_len, prefixes, prefilter) in
     /// priority order; `hash_key`: 32 bytes for the keyed-hash action.
     #[new]
     fn new(py: Python<'_>, entries: Vec<EntryTuple>, hash_key: Vec<u8>) -> PyResult<Self> {
@@ -29,7 +29,7 @@ impl MaskEngine {
             .try_into()
             .map_err(|_| PyValueError::new_err("hash_key must be exactly 32 bytes"))?;
         let mut specs = Vec::with_capacity(entries.len());
-        for (id, entity, patterns, validator, action, group, max_len, prefixes) in entries {
+        for (id, entity, patterns, validator, action, group, max_len, prefixes, prefilter) in entries {
             let v = Validator::parse(&validator)
                 .ok_or_else(|| PyValueError::new_err(format!("entry {id}: unknown validator {validator:?}")))?;
             let a = Action::parse(&action)
@@ -43,6 +43,7 @@ impl MaskEngine {
                 group,
                 max_len,
                 prefixes: prefixes.into_iter().map(|p| p.into_bytes()).collect(),
+                prefilter,
             });
         }
         let engine = py
@@ -51,24 +52,32 @@ impl MaskEngine {
         Ok(MaskEngine { inner: Arc::new(engine) })
     }
 
-    /// Block mode.
-    fn mask<'py>(&self, py: Python<'py>, data: &[u8]) -> Bound<'py, PyBytes> {
-        let out = if data.len() >= DETACH_BYTES {
-            py.detach(|| self.inner.mask(data))
+    /// Block mode. Returns the input object itself when nothing is masked (no copy).
+    fn mask<'py>(&self, py: Python<'py>, data: Bound<'py, PyBytes>) -> Bound<'py, PyBytes> {
+        let bytes = data.as_bytes();
+        let out = if bytes.len() >= DETACH_BYTES {
+            py.detach(|| self.inner.mask_if_needed(bytes))
         } else {
-            self.inner.mask(data)
+            self.inner.mask_if_needed(bytes)
         };
-        PyBytes::new(py, &out)
+        match out {
+            Some(v) => PyBytes::new(py, &v),
+            None => data,
+        }
     }
 
-    /// JSON-aware; ValueError when `data` is not JSON.
-    fn mask_json<'py>(&self, py: Python<'py>, data: &[u8]) -> PyResult<Bound<'py, PyBytes>> {
-        let res = if data.len() >= DETACH_BYTES {
-            py.detach(|| self.inner.mask_json(data))
+    /// JSON-aware; ValueError when `data` is not JSON. The input object itself when unchanged.
+    fn mask_json<'py>(&self, py: Python<'py>, data: Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyBytes>> {
+        let bytes = data.as_bytes();
+        let res = if bytes.len() >= DETACH_BYTES {
+            py.detach(|| self.inner.mask_json_if_needed(bytes))
         } else {
-            self.inner.mask_json(data)
+            self.inner.mask_json_if_needed(bytes)
         };
-        res.map(|v| PyBytes::new(py, &v)).map_err(PyValueError::new_err)
+        match res.map_err(PyValueError::new_err)? {
+            Some(v) => Ok(PyBytes::new(py, &v)),
+            None => Ok(data),
+        }
     }
 
     /// (entity, start, end) of each merged span; never the value.
