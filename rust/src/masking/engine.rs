@@ -351,7 +351,9 @@ impl Engine {
                 };
                 let valid = ge > gs && entry.validator.check(&hay[gs..ge]);
                 out.push(Raw { start: ms, end: me, span: valid.then_some(Span { start: gs, end: ge, entry: pat.entry }) });
-                pos = if me > ms { me } else { me + 1 };
+                // A candidate the validator rejects may hide a valid one that overlaps it (a
+                // card number glued to an order number): search again from its next byte.
+                pos = if valid && me > ms { me } else { ms + 1 };
             }
         }
         out

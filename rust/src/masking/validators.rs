@@ -5,7 +5,7 @@
 pub enum Validator {
     /// Always true.
     None,
-    /// Payment card: 13-19 digits (spaces/dashes ignored) with a valid Luhn checksum.
+    /// Payment card: 12-19 digits (spaces/dashes ignored) with a valid Luhn checksum.
     Luhn,
     /// US SSN: area not 000, 666 or 9xx; group not 00; serial not 0000.
     Ssn,
@@ -40,10 +40,10 @@ impl Validator {
     }
 }
 
-/// Luhn checksum over the digits of `text` (13 to 19 of them).
+/// Luhn checksum over the digits of `text` (12 to 19 of them).
 pub fn luhn(text: &[u8]) -> bool {
     let digits: Vec<u32> = text.iter().filter(|b| b.is_ascii_digit()).map(|b| u32::from(b - b'0')).collect();
-    if !(13..=19).contains(&digits.len()) {
+    if !(12..=19).contains(&digits.len()) {
         return false;
     }
     let mut sum = 0;
