@@ -170,8 +170,8 @@ def parse_catalogue(text: str, where: str, base: Catalogue | None = None) -> Cat
             if name not in by_id:
                 raise ValueError(f"{where}.{key}: no entry {name!r}; known: {sorted(by_id)}")
             entries[by_id[name]] = replace(entries[by_id[name]], enabled=flag)
-    key = _hash_key(doc.get("hash_key"), f"{where}.hash_key") or (base.hash_key if base else b"")
-    return Catalogue(tuple(entries), key)
+    hash_key = _hash_key(doc.get("hash_key"), f"{where}.hash_key") or (base.hash_key if base else b"")
+    return Catalogue(tuple(entries), hash_key)
 
 
 @functools.cache
