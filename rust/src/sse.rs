@@ -25,6 +25,11 @@ pub enum Segment {
 pub trait DataRewriter {
     /// The new data for an event named `name`, or `None` to pass the event unchanged.
     fn rewrite(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>>;
+
+    /// False when `rewrite` would always answer `None` (events are only routed).
+    fn wants_data(&self) -> bool {
+        true
+    }
 }
 
 impl<F: FnMut(&[u8], &[u8]) -> Option<Vec<u8>>> DataRewriter for F {
@@ -123,6 +128,19 @@ impl SseSplitter {
     }
 
     fn emit<R: DataRewriter>(&self, raw: &[u8], rw: &mut R, out: &mut Vec<Segment>, pending: &mut Vec<u8>) {
+        if !rw.wants_data() {
+            // Routing only: the event name decides, the data is never looked at.
+            let (name, has_data) = name_only(raw);
+            if has_data && self.is_routed(&name) {
+                if !pending.is_empty() {
+                    out.push(Segment::Bytes(std::mem::take(pending)));
+                }
+                out.push(Segment::Event { name, raw: raw.to_vec() });
+            } else {
+                pending.extend_from_slice(raw);
+            }
+            return;
+        }
         let parsed = parse_event(raw);
         if parsed.data_lines == 0 {
             pending.extend_from_slice(raw); // comments, heartbeats, fields without data
@@ -151,21 +169,10 @@ struct Parsed {
 fn lines(raw: &[u8]) -> Vec<&[u8]> {
     let mut out = Vec::new();
     let mut s = 0;
-    let mut i = 0;
-    while i < raw.len() {
-        match raw[i] {
-            b'\n' => {
-                out.push(&raw[s..i]);
-                i += 1;
-                s = i;
-            }
-            b'\r' => {
-                out.push(&raw[s..i]);
-                i += if i + 1 < raw.len() && raw[i + 1] == b'\n' { 2 } else { 1 };
-                s = i;
-            }
-            _ => i += 1,
-        }
+    while let Some(off) = memchr2(b'\n', b'\r', &raw[s..]) {
+        let i = s + off;
+        out.push(&raw[s..i]);
+        s = if raw[i] == b'\r' && raw.get(i + 1) == Some(&b'\n') { i + 2 } else { i + 1 };
     }
     if s < raw.len() {
         out.push(&raw[s..]);
@@ -203,6 +210,24 @@ fn parse_event(raw: &[u8]) -> Parsed {
         }
     }
     Parsed { name, data, data_lines }
+}
+
+/// The `event:` field and whether the event has a `data:` line, without copying the data.
+fn name_only(raw: &[u8]) -> (Vec<u8>, bool) {
+    let mut name = Vec::new();
+    let mut has_data = false;
+    for line in lines(raw) {
+        if line.is_empty() || line[0] == b':' {
+            continue;
+        }
+        let (k, v) = field(line);
+        if k == b"data" {
+            has_data = true;
+        } else if k == b"event" {
+            name = v.to_vec();
+        }
+    }
+    (name, has_data)
 }
 
 fn line_end(raw: &[u8]) -> &'static [u8] {
@@ -245,7 +270,7 @@ pub fn rebuild_into(raw: &[u8], data: &[u8], out: &mut Vec<u8>) {
 }
 
 fn memchr2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
-    hay.iter().position(|&c| c == a || c == b)
+    memchr::memchr2(a, b, hay)
 }
 
 #[cfg(test)]

@@ -316,6 +316,11 @@ impl Engine {
         hits
     }
 
+    /// True when some entry may occur in `text` (the Hyperscan pass only).
+    pub fn may_match(&self, text: &[u8]) -> bool {
+        self.hits(text).into_iter().any(|h| h)
+    }
+
     fn max_len(&self) -> usize {
         self.entries.iter().map(|e| e.max_len).max().unwrap_or(0)
     }

@@ -27,6 +27,10 @@ struct CallRewriter<'py, 'a> {
 }
 
 impl DataRewriter for CallRewriter<'_, '_> {
+    fn wants_data(&self) -> bool {
+        !matches!(self.rw, Rewrite::Keep)
+    }
+
     fn rewrite(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
         if self.err.is_some() {
             return None;
