@@ -18,6 +18,7 @@ Expect is answered by the gateway (100-continue) and not forwarded.
 from __future__ import annotations
 
 import fnmatch
+import os
 import re
 import uuid
 from collections.abc import Iterable, Sequence
@@ -68,11 +69,31 @@ STRIPPED_RESPONSE_HEADERS = frozenset({b"x-request-id"})
 _REQUEST_ID_RE = re.compile(rb"[A-Za-z0-9._:-]{8,128}")
 
 
+class _RequestIds:
+    """New request ids: 16 random hex digits drawn once per process (re-drawn after fork) and a
+    counter, unique without a system call per request (uuid4 reads os.urandom each time)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self._prefix = uuid.uuid4().hex[:16]
+        self._n = 0
+
+    def next(self) -> str:
+        self._n += 1
+        return f"{self._prefix}{self._n:012x}"
+
+
+_ids = _RequestIds()
+os.register_at_fork(after_in_child=_ids.reset)
+
+
 def valid_request_id(value: bytes | None) -> str:
     """The client's x-request-id if well formed (8-128 of [A-Za-z0-9._:-]), else a new one."""
     if value is not None and _REQUEST_ID_RE.fullmatch(value):
         return value.decode("ascii")
-    return uuid.uuid4().hex
+    return _ids.next()
 
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
