@@ -470,7 +470,8 @@ class Gateway:
                             client.send_data(tail)
                             ex.bytes_out += len(tail)
                     if hooks is not None:
-                        client.flush()
+                        # Still corked: in strict durability nothing of the end of this
+                        # response leaves before its records are on disk.
                         await hooks.before_end(ex)
                     client.send_end()
                     done = True
