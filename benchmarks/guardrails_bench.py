@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import statistics
 import json
 import os
 import shutil
@@ -144,10 +145,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=6.0)
     ap.add_argument("--only", default="passthrough,policy,audit-batch,audit-strict,all")
+    ap.add_argument("--rounds", type=int, default=1, help="interleaved rounds; medians are reported")
     ap.add_argument("--profile", help="py-spy record this configuration's gateway during its JSON load (raw output to /tmp)")
     args = ap.parse_args()
     names = args.only.split(",")
     results: dict[str, dict[str, dict[str, float]]] = {}
+    samples: dict[str, dict[str, list[dict[str, float]]]] = {}
     with tempfile.TemporaryDirectory(prefix="gw-guard-bench-") as tmp:
         d = Path(tmp)
         os.chmod(d, 0o755)
@@ -166,7 +169,7 @@ def main() -> int:
             wait_port(up)
             hdr = d / "auth.lua"
             hdr.write_text(f'wrk.headers["Authorization"] = "Bearer {token}"\n')
-            for name in names:
+            for rnd, name in [(r, n) for r in range(args.rounds) for n in names]:
                 port = free_port()
                 cfg = d / f"gw-{name}.toml"
                 cfg.write_text(gateway_toml(port, up, d, name))
@@ -191,8 +194,13 @@ def main() -> int:
                         spy.wait(30)
                     r_sse = wrk(f"{base}/threads/{THREAD}/runs/{RUN}/stream", connections=4,
                                 duration=args.duration, script=script)
-                    results[name] = {"json": r_json, "sse": r_sse}
-                    print(f"{name:<14} json {r_json['rps']:>8.0f} req/s p99 {r_json['p99_ms']:7.2f} ms | "
+                    samples.setdefault(name, {}).setdefault("json", []).append(r_json)
+                    samples[name].setdefault("sse", []).append(r_sse)
+                    results[name] = {
+                        load: {k: statistics.median(x[k] for x in runs) for k in ("rps", "p99_ms", "mb_s")}
+                        for load, runs in samples[name].items()
+                    }
+                    print(f"[round {rnd + 1}] {name:<14} json {r_json['rps']:>8.0f} req/s p99 {r_json['p99_ms']:7.2f} ms | "
                           f"sse {r_sse['mb_s']:8.1f} MB/s", flush=True)
                     if "errors" in r_json or "errors" in r_sse:
                         print(f"  ! {name}: non-2xx answers, see {d / (name + '.log')}:")
@@ -212,7 +220,7 @@ def main() -> int:
             return "n/a"
         return f"{results[a][load][key] / results[b][load][key]:.2f}"
 
-    print("\nsummary (ratios of req/s, or MB/s for SSE)")
+    print(f"\nsummary (ratios of medians over {args.rounds} round(s); req/s, or MB/s for SSE)")
     print(f"  policy / passthrough, small JSON         = {ratio('policy', 'passthrough', 'json', 'rps')}   (target >= 0.85)")
     print(f"  audit-batch / policy, small JSON         = {ratio('audit-batch', 'policy', 'json', 'rps')}   (target >= 0.90)")
     print(f"  audit-strict / policy, small JSON        = {ratio('audit-strict', 'policy', 'json', 'rps')}   (target >= 0.75)")
