@@ -48,6 +48,8 @@ pub struct SseSplitter {
     /// Event-name prefixes handed to the caller.
     routed: Vec<Vec<u8>>,
     max_event_bytes: usize,
+    /// Complete events seen so far (comments included).
+    pub events: u64,
 }
 
 /// The stream broke a limit.
@@ -57,7 +59,7 @@ pub struct EventTooLarge(pub usize);
 impl SseSplitter {
     /// A splitter routing events whose names start with one of `routed`.
     pub fn new(routed: Vec<Vec<u8>>, max_event_bytes: usize) -> Self {
-        SseSplitter { buf: Vec::new(), scanned: 0, routed, max_event_bytes }
+        SseSplitter { buf: Vec::new(), scanned: 0, routed, max_event_bytes, events: 0 }
     }
 
     fn is_routed(&self, name: &[u8]) -> bool {
@@ -127,7 +129,8 @@ impl SseSplitter {
         std::mem::take(&mut self.buf)
     }
 
-    fn emit<R: DataRewriter>(&self, raw: &[u8], rw: &mut R, out: &mut Vec<Segment>, pending: &mut Vec<u8>) {
+    fn emit<R: DataRewriter>(&mut self, raw: &[u8], rw: &mut R, out: &mut Vec<Segment>, pending: &mut Vec<u8>) {
+        self.events += 1;
         if !rw.wants_data() {
             // Routing only: the event name decides, the data is never looked at.
             let (name, has_data) = name_only(raw);

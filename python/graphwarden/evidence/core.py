@@ -395,7 +395,7 @@ class Evidence:
             "run_id": ctx.get("run_id"),
         }
         if isinstance(stream, RunStreamFilter):
-            rec["events"] = stream.events_out
+            rec["events"] = stream.events
             rec["run_status"] = stream.run_status or ("success" if ex.outcome == "ok" else None)
             rec["thread_id"] = stream.ctx.get("thread_id", rec["thread_id"])
             rec["run_id"] = stream.ctx.get("run_id", rec["run_id"])

@@ -135,11 +135,17 @@ class RunStreamFilter:
         for seg in splitter.feed(chunk):
             if type(seg) is bytes:
                 out.append(seg)
-                self.events_out += seg.count(b"\n\n") + seg.count(b"\r\r")
             else:
                 for ev in self.parser.feed(seg[1]):  # one complete routed event
                     out.append(self._event(ev))
         return b"".join(out)
+
+    @property
+    def events(self) -> int:
+        """Events the upstream sent (comments included)."""
+        if self.splitter is not None:
+            return int(self.splitter.events)
+        return self.events_out
 
     def finish(self) -> bytes:
         rest = self.parser.finish() if self.splitter is None else self.splitter.finish()

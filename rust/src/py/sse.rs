@@ -110,6 +110,12 @@ impl SseSplitter {
         to_list(py, segs)
     }
 
+    /// Complete events seen so far.
+    #[getter]
+    fn events(&self) -> u64 {
+        self.inner.events
+    }
+
     /// End of stream: the bytes of an unterminated final event (not rewritten).
     fn finish<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyBytes> {
         PyBytes::new(py, &self.inner.finish())
