@@ -363,3 +363,50 @@ def history_has_both(world: World, tid: str, first: str, second: str) -> bool:
 def test_gateway_logs_hold_no_unmasked_values(world: World) -> None:
     # runs last in this module: everything above has been logged by now
     _no_secrets("the gateway's logs", world.logs.buf.getvalue())
+
+
+def _replay(world: World, *args: str) -> tuple[int, str, str]:
+    import subprocess
+    import sys
+
+    time.sleep(0.3)  # let the writer finish the frame it may be writing
+    r = subprocess.run([sys.executable, "-m", "graphwarden", "replay", *args], capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_replay_of_a_gateway_trail_lists_the_servers_steps(world: World, tmp_path: Path) -> None:
+    token = world.token("alice", ["user"])
+    status, _, thread = call(world.gw.url, "POST", "/threads", token=token, body={})
+    tid = thread["thread_id"]
+    raw = _stream_raw(world, token, f"/threads/{tid}/runs/stream",
+                      {"assistant_id": "agent", "input": {"text": f"hi {EMAIL_IN}", "chunks": 2}, "stream_mode": ["values"]})
+    run_id = next(d["run_id"] for n, d in _events(raw) if n == "metadata")
+    history = _history_steps(world.upstream, tid, run_id)
+    _wait_for(lambda: _recorded_steps(world, run_id) == history)
+    code, out, err = _replay(world, "--run", run_id, "--audit", str(world.audit_dir), "--format", "json")
+    assert code == 0, err
+    doc = json.loads(out)
+    assert doc["verification"]["status"] in ("intact", "incomplete") and not doc["unverified_refs"]
+    (run,) = doc["runs"]
+    assert {(s["node"], s["step"]) for s in run["steps"]} == history
+    assert run["started_by"]["principal"]["subject"] == f"alice-{world.tag}"
+    assert run["started_by"]["decision"] == "allow"
+    _no_secrets("the replay", out)
+    # HTML and text render from the same trail
+    html = tmp_path / "run.html"
+    code, _, err = _replay(world, "--run", run_id, "--audit", str(world.audit_dir), "--format", "html", "--out", str(html))
+    assert code == 0, err
+    assert "greet" in html.read_text() and "http://" not in html.read_text().split("<body", 1)[1].replace("http://127.0.0.1", "")
+
+    # a copy of the trail with one byte changed is refused, not replayed
+    import shutil
+
+    copy = tmp_path / "tampered"
+    shutil.copytree(world.audit_dir, copy)
+    seg = max(copy.rglob("*.seg"), key=lambda p: p.stat().st_size)
+    data = bytearray(seg.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    seg.write_bytes(bytes(data))
+    code, out, err = _replay(world, "--run", run_id, "--audit", str(copy), "--format", "json")
+    assert code == 1 and out == "", (code, err)
+    assert "tamper" in err.lower()
