@@ -104,6 +104,28 @@ pub struct Engine {
 unsafe impl Send for Engine {}
 unsafe impl Sync for Engine {}
 
+/// A 64-byte aligned copy of a byte string, followed by 64 zero bytes.
+struct AlignedCopy {
+    buf: Vec<[u8; 64]>,
+    len: usize,
+}
+
+impl AlignedCopy {
+    fn new(data: &[u8]) -> AlignedCopy {
+        let blocks = data.len() / 64 + 2;
+        let mut buf = vec![[0u8; 64]; blocks];
+        // SAFETY: `buf` is `blocks * 64` contiguous, initialised bytes.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, blocks * 64) };
+        bytes[..data.len()].copy_from_slice(data);
+        AlignedCopy { buf, len: data.len() }
+    }
+
+    fn as_slice(&self) -> &[u8] {
+        // SAFETY: as above; `len` is within the allocation.
+        unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) }
+    }
+}
+
 /// One Hyperscan database with its scratch spaces.
 struct Db {
     db: *mut hs_database_t,
@@ -163,6 +185,7 @@ impl Db {
     }
 
     /// Marks in `hits` (by entry) what occurs in `text`.
+    /// `text` must be 64-byte aligned and followed by 64 readable bytes (see `AlignedCopy`).
     fn scan(&self, text: &[u8], hits: &mut [bool], max_len: usize) {
         let mut exprs = vec![false; self.expr_entry.len()];
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
@@ -309,9 +332,14 @@ impl Engine {
         if text.is_empty() {
             return hits;
         }
+        // vectorscan 5.4.9 was seen to miss matches depending on where the input buffer sits
+        // in memory (same bytes, different results from call to call, found by the streaming
+        // property test). Scanning a 64-byte aligned, zero-padded copy made results stable;
+        // the copy costs one memcpy per call.
+        let aligned = AlignedCopy::new(text);
         let max_len = self.max_len();
         for db in &self.dbs {
-            db.scan(text, &mut hits, max_len);
+            db.scan(aligned.as_slice(), &mut hits, max_len);
         }
         hits
     }
