@@ -156,7 +156,8 @@ impl Db {
         let mut db: *mut hs_database_t = std::ptr::null_mut();
         let mut proto: *mut hs_scratch_t = std::ptr::null_mut();
         let ptrs: Vec<*const std::os::raw::c_char> = exprs.iter().map(|c| c.as_ptr()).collect();
-        let flags: Vec<u32> = vec![HS_FLAG_SINGLEMATCH; exprs.len()];
+        // Every match end is reported: exact spans are then searched only around them.
+        let flags: Vec<u32> = vec![0; exprs.len()];
         let ids: Vec<u32> = (0..exprs.len() as u32).collect();
         let mut err: *mut hs_compile_error_t = std::ptr::null_mut();
         let rc = unsafe {
@@ -186,16 +187,17 @@ impl Db {
 
     /// Marks in `hits` (by entry) what occurs in `text`.
     /// `text` must be 64-byte aligned and followed by 64 readable bytes (see `AlignedCopy`).
-    fn scan(&self, text: &[u8], hits: &mut [bool], max_len: usize) {
-        let mut exprs = vec![false; self.expr_entry.len()];
+    /// Adds (entry, match end) pairs to `found`.
+    fn scan(&self, text: &[u8], found: &mut Vec<(usize, usize)>, everywhere: &mut [bool], max_len: usize) {
+        let mut ends = Ends { ends: Vec::new(), overflow: false, base: 0 };
         let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
         let scratch = match pooled {
             Some(s) => s,
             None => {
                 let mut s: *mut hs_scratch_t = std::ptr::null_mut();
                 if unsafe { hs_clone_scratch(self.proto, &mut s) } != HS_SUCCESS {
-                    // Fail closed: treat every entry as present (the exact regexes decide).
-                    self.expr_entry.iter().for_each(|&e| hits[e] = true);
+                    // Fail closed: search every entry everywhere (the exact regexes decide).
+                    self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
                     return;
                 }
                 s
@@ -205,12 +207,13 @@ impl Db {
         while start < text.len() {
             // hs_scan takes a 32-bit length: scan huge inputs in overlapping windows.
             let window = (text.len() - start).min(1 << 30);
+            ends.base = start;
             let rc = unsafe {
                 hs_scan(self.db, text[start..].as_ptr() as *const _, window as u32, 0, scratch, Some(on_match),
-                        &mut exprs as *mut Vec<bool> as *mut std::ffi::c_void)
+                        &mut ends as *mut Ends as *mut std::ffi::c_void)
             };
             if rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED {
-                exprs.iter_mut().for_each(|h| *h = true);
+                ends.overflow = true;
                 break;
             }
             if start + window >= text.len() {
@@ -219,10 +222,12 @@ impl Db {
             start += window - max_len.min(window / 2);
         }
         self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
-        for (i, hit) in exprs.into_iter().enumerate() {
-            if hit {
-                hits[self.expr_entry[i]] = true;
-            }
+        if ends.overflow {
+            self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
+            return;
+        }
+        for (expr, end) in ends.ends {
+            found.push((self.expr_entry[expr as usize], end));
         }
     }
 }
@@ -248,12 +253,33 @@ struct Raw {
 /// Keep this much released text as look-behind context for `\b`.
 const CONTEXT: usize = 16;
 
-unsafe extern "C" fn on_match(id: u32, _from: u64, _to: u64, _flags: u32, ctx: *mut std::ffi::c_void) -> i32 {
-    let hits = &mut *(ctx as *mut Vec<bool>);
-    if let Some(h) = hits.get_mut(id as usize) {
-        *h = true;
+/// Match ends reported by one scan; past `MAX_ENDS` the entry is searched whole.
+struct Ends {
+    ends: Vec<(u32, usize)>,
+    overflow: bool,
+    /// Offset of the scanned window in the text.
+    base: usize,
+}
+
+const MAX_ENDS: usize = 1 << 16;
+
+unsafe extern "C" fn on_match(id: u32, _from: u64, to: u64, _flags: u32, ctx: *mut std::ffi::c_void) -> i32 {
+    let ends = &mut *(ctx as *mut Ends);
+    if ends.ends.len() < MAX_ENDS {
+        ends.ends.push((id, ends.base + to as usize));
+    } else {
+        ends.overflow = true;
     }
     0
+}
+
+/// Where an entry's exact regexes must look.
+#[derive(Clone, Debug)]
+enum Where {
+    Nowhere,
+    /// Sorted, merged [lo, hi] ranges of possible match starts.
+    Windows(Vec<(usize, usize)>),
+    Everywhere,
 }
 
 impl Engine {
@@ -326,11 +352,12 @@ impl Engine {
         &self.entries
     }
 
-    /// Which entries occur in `text` (Hyperscan pass).
-    fn hits(&self, text: &[u8]) -> Vec<bool> {
-        let mut hits = vec![false; self.entries.len()];
+    /// Where each entry's exact regexes must search (Hyperscan pass over `text`, whose
+    /// offsets are relative to `text`).
+    fn hits(&self, text: &[u8]) -> Vec<Where> {
+        let n = self.entries.len();
         if text.is_empty() {
-            return hits;
+            return vec![Where::Nowhere; n];
         }
         // vectorscan 5.4.9 was seen to miss matches depending on where the input buffer sits
         // in memory (same bytes, different results from call to call, found by the streaming
@@ -338,15 +365,47 @@ impl Engine {
         // the copy costs one memcpy per call.
         let aligned = AlignedCopy::new(text);
         let max_len = self.max_len();
+        let mut found: Vec<(usize, usize)> = Vec::new();
+        let mut everywhere = vec![false; n];
         for db in &self.dbs {
-            db.scan(aligned.as_slice(), &mut hits, max_len);
+            db.scan(aligned.as_slice(), &mut found, &mut everywhere, max_len);
         }
-        hits
+        let mut per: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
+        for (entry, end) in found {
+            // a match ending at `end` (or, for a prefilter, containing it) starts in this range
+            let lo = end.saturating_sub(self.entries[entry].max_len);
+            per[entry].push((lo, end));
+        }
+        per.into_iter()
+            .enumerate()
+            .map(|(e, mut w)| {
+                if everywhere[e] {
+                    return Where::Everywhere;
+                }
+                if w.is_empty() {
+                    return Where::Nowhere;
+                }
+                w.sort_unstable();
+                let mut merged: Vec<(usize, usize)> = Vec::with_capacity(w.len());
+                for (lo, hi) in w {
+                    match merged.last_mut() {
+                        Some(last) if lo <= last.1 + 1 => last.1 = last.1.max(hi),
+                        _ => merged.push((lo, hi)),
+                    }
+                }
+                // Many scattered windows cost more than one pass of the regex over the text.
+                let covered: usize = merged.iter().map(|(lo, hi)| hi - lo + 1).sum();
+                if merged.len() > 32 || covered > text.len() / 4 {
+                    return Where::Everywhere;
+                }
+                Where::Windows(merged)
+            })
+            .collect()
     }
 
     /// True when some entry may occur in `text` (the Hyperscan pass only).
     pub fn may_match(&self, text: &[u8]) -> bool {
-        self.hits(text).into_iter().any(|h| h)
+        self.hits(text).into_iter().any(|h| !matches!(h, Where::Nowhere))
     }
 
     fn max_len(&self) -> usize {
@@ -359,34 +418,46 @@ impl Engine {
         let hits = self.hits(&hay[from..]);
         let mut out = Vec::new();
         for pat in &self.pats {
-            if !hits[pat.entry] {
-                continue;
-            }
+            let windows: Vec<(usize, usize)> = match &hits[pat.entry] {
+                Where::Nowhere => continue,
+                Where::Everywhere => vec![(from, hay.len())],
+                Where::Windows(w) => w.iter().map(|&(lo, hi)| (from + lo, from + hi)).collect(),
+            };
             let entry = &self.entries[pat.entry];
+            // The same iteration as over the whole text (leftmost-first, a rejected candidate
+            // searched again from its next byte), skipping the stretches where no match can
+            // start: every match ends at (or contains) a reported end, so it starts inside one
+            // of the windows.
             let mut pos = from;
-            while pos <= hay.len() {
-                let (ms, me, gs, ge) = if entry.group == 0 {
-                    match pat.re.find_at(hay, pos) {
-                        Some(m) => (m.start(), m.end(), m.start(), m.end()),
-                        None => break,
-                    }
-                } else {
-                    match pat.re.captures_at(hay, pos) {
-                        Some(c) => {
-                            let m = c.get(0).expect("group 0");
-                            match c.get(entry.group) {
-                                Some(g) => (m.start(), m.end(), g.start(), g.end()),
-                                None => (m.start(), m.end(), m.start(), m.start()),
-                            }
+            'windows: for (lo, hi) in windows {
+                pos = pos.max(lo);
+                while pos <= hi && pos <= hay.len() {
+                    let (ms, me, gs, ge) = if entry.group == 0 {
+                        match pat.re.find_at(hay, pos) {
+                            Some(m) => (m.start(), m.end(), m.start(), m.end()),
+                            None => break 'windows,
                         }
-                        None => break,
+                    } else {
+                        match pat.re.captures_at(hay, pos) {
+                            Some(c) => {
+                                let m = c.get(0).expect("group 0");
+                                match c.get(entry.group) {
+                                    Some(g) => (m.start(), m.end(), g.start(), g.end()),
+                                    None => (m.start(), m.end(), m.start(), m.start()),
+                                }
+                            }
+                            None => break 'windows,
+                        }
+                    };
+                    if ms > hi {
+                        break; // starts in a later window: found again there
                     }
-                };
-                let valid = ge > gs && entry.validator.check(&hay[gs..ge]);
-                out.push(Raw { start: ms, end: me, span: valid.then_some(Span { start: gs, end: ge, entry: pat.entry }) });
-                // A candidate the validator rejects may hide a valid one that overlaps it (a
-                // card number glued to an order number): search again from its next byte.
-                pos = if valid && me > ms { me } else { ms + 1 };
+                    let valid = ge > gs && entry.validator.check(&hay[gs..ge]);
+                    out.push(Raw { start: ms, end: me, span: valid.then_some(Span { start: gs, end: ge, entry: pat.entry }) });
+                    // A candidate the validator rejects may hide a valid one that overlaps it
+                    // (a card number glued to an order number): search again from its next byte.
+                    pos = if valid && me > ms { me } else { ms + 1 };
+                }
             }
         }
         out

@@ -21,7 +21,6 @@ pub type hs_error_t = c_int;
 pub const HS_SUCCESS: hs_error_t = 0;
 pub const HS_SCAN_TERMINATED: hs_error_t = -3;
 
-pub const HS_FLAG_SINGLEMATCH: c_uint = 8;
 pub const HS_MODE_BLOCK: c_uint = 1;
 
 pub type match_event_handler = Option<
