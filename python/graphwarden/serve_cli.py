@@ -26,12 +26,16 @@ def _serve(args: argparse.Namespace) -> int:
             overrides["host"] = args.host
         if args.workers is not None:
             overrides["workers"] = args.workers
-        if overrides:
+        if overrides or args.upstream is not None:
             import msgspec
 
-            config = msgspec.structs.replace(
-                config, listen=msgspec.structs.replace(config.listen, **overrides)
-            )
+            from graphwarden.config import convert_config
+
+            raw = msgspec.to_builtins(config)
+            raw["listen"].update(overrides)
+            if args.upstream is not None:
+                raw["upstream"]["url"] = args.upstream
+            config = convert_config(raw)  # validated like the file
         setup_logging(config.logging.level)
         from graphwarden.assembly import Assembly
 
@@ -64,6 +68,7 @@ def register(sub: Any) -> None:
     p.add_argument("--host", help="override listen.host")
     p.add_argument("--port", type=int, help="override listen.port")
     p.add_argument("--workers", type=int, help="override listen.workers")
+    p.add_argument("--upstream", help="override upstream.url (e.g. http://127.0.0.1:2024)")
     p.set_defaults(func=_serve)
     c = sub.add_parser("check-config", help="validate a config file without serving")
     c.add_argument("config", help="TOML config file")
