@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import sys
 from collections.abc import Sequence
 
@@ -32,11 +31,6 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
     for name in _AREA_MODULES:
-        try:
-            if importlib.util.find_spec(name) is None:  # area not built yet in this tree
-                continue
-        except ModuleNotFoundError:
-            continue
         importlib.import_module(name).register(sub)
     return parser
 
