@@ -187,7 +187,7 @@ def main() -> int:
                     spy = None
                     if args.profile == name and shutil.which("py-spy"):
                         spy = subprocess.Popen(["py-spy", "record", "-p", str(gw.pid), "-d", str(int(args.duration)),
-                                                "-r", "200", "-f", "raw", "-o", f"/tmp/gw-{name}.spy"],
+                                                "-r", "1000", "-f", "raw", "-o", f"/tmp/gw-{name}.spy"],
                                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     r_json = wrk(f"{base}/info", connections=50, duration=args.duration, script=script)
                     if spy is not None:

@@ -12,7 +12,7 @@ import ssl
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, cast
 
 import h11
 import orjson
@@ -54,6 +54,30 @@ class BodyFilter(Protocol):
     def feed(self, chunk: bytes) -> bytes: ...
 
     def finish(self) -> bytes: ...
+
+
+class WholeBodyFilter(BodyFilter, Protocol):
+    """A filter that needs the whole body anyway (masked JSON). When the upstream declares a
+    Content-Length of at most `whole_body_limit`, the gateway hands it the body in one piece
+    (`whole`) and answers with the new Content-Length: no chunked re-framing, and the response
+    head is not sent before the body is known (an upstream failure mid-body is still a clean
+    502)."""
+
+    whole_body_limit: int
+
+    def whole(self, body: bytes) -> bytes: ...
+
+
+def _declared_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+        if name == b"transfer-encoding":
+            return None
+    return None
 
 
 @dataclass(slots=True)
@@ -441,8 +465,16 @@ class Gateway:
                 resp_headers, request_id=ex.request_id, keep_length=filt is None
             )
             ex.response_headers = resp_headers
+            whole: list[bytes] | None = None
+            whole_limit: int = getattr(filt, "whole_body_limit", 0)
+            if whole_limit > 0 and req.method != b"HEAD" and head.status_code >= 200 \
+                    and head.status_code not in (204, 304):
+                declared = _declared_length(resp_headers)
+                if declared is not None and declared <= whole_limit:
+                    whole = []
             client.cork()
-            client.send_response(head.status_code, out_headers, head.reason)
+            if whole is None:
+                client.send_response(head.status_code, out_headers, head.reason)
             idle_s = up_cfg.read_idle_timeout_s
             flow = client.flow
             while True:
@@ -450,7 +482,9 @@ class Gateway:
                     client.flush()  # nothing more to coalesce: never delay bytes on a wait
                 event = await conn.next_event(idle_s)
                 kind = type(event)
-                if kind is h11.Data:
+                if kind is h11.Data and whole is not None:
+                    whole.append(event.data)  # bounded: h11 enforces the declared length
+                elif kind is h11.Data:
                     data = event.data if filt is None else filt.feed(event.data)
                     if data:
                         client.send_data(data)
@@ -464,7 +498,13 @@ class Gateway:
                         finally:
                             conn.resume_for_client()
                 elif kind is h11.EndOfMessage:
-                    if filt is not None:
+                    if whole is not None:
+                        out = cast("WholeBodyFilter", filt).whole(b"".join(whole))
+                        out_headers.append((b"content-length", str(len(out)).encode("ascii")))
+                        client.send_response(head.status_code, out_headers, head.reason)
+                        client.send_data(out)
+                        ex.bytes_out += len(out)
+                    elif filt is not None:
                         tail = filt.finish()
                         if tail:
                             client.send_data(tail)

@@ -109,7 +109,12 @@ class World:
     def client(self, token: str) -> Any:
         return get_client(url=self.gw.url, headers={"Authorization": f"Bearer {token}"})
 
+    def sync(self) -> None:
+        """Everything the gateway appended so far is in the files (batch mode stages records)."""
+        assert self.assembly.audit.sync(10.0)
+
     def records(self, **match: str) -> list[tuple[str, dict[str, Any]]]:
+        self.sync()
         out = []
         for r in read_records(self.audit_dir):
             body = r.json()
@@ -118,6 +123,7 @@ class World:
         return out
 
     def audit_bytes(self) -> bytes:
+        self.sync()
         return b"".join(p.read_bytes() for p in sorted(self.audit_dir.rglob("*")) if p.is_file())
 
 

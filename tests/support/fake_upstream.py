@@ -7,6 +7,7 @@ Routes:
   /slow?delay=S    → waits S seconds before the response head
   /hang-body       → sends the head, then one chunk, then nothing
   /drop            → closes the connection without answering
+  /short-json      → declares a 100-byte JSON body, sends 10 bytes, closes
   /status?code=N   → empty response with that status
 """
 
@@ -134,6 +135,11 @@ class _Conn(asyncio.Protocol):
             self.send(h11.Data(data=b"partial"))
             await asyncio.sleep(3600)
         elif path == "/drop":
+            return False
+        elif path == "/short-json":
+            self.send(h11.Response(status_code=200, headers=[("content-type", "application/json"), ("content-length", "100")]))
+            self.send(h11.Data(data=b'{"partial"'))
+            await asyncio.sleep(0.05)
             return False
         elif path == "/status":
             self.send(h11.Response(status_code=int(q.get("code", "204")), headers=[("content-length", "0")] if int(q.get("code", "204")) not in (204, 304) else []))

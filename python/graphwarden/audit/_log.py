@@ -154,6 +154,12 @@ class AuditLog:
         except NativeAuditUnavailable as exc:
             raise AuditUnavailable(f"audit log unavailable: {exc}") from None
 
+    def sync(self, timeout_s: float | None = None) -> bool:
+        """Block (GIL released) until every record appended so far is durable; False on
+        timeout. For tools and tests that read the files next; not for the event loop."""
+        appended = self._writer.appended_count()
+        return appended == 0 or self.wait_durable_blocking(appended - 1, timeout_s)
+
     async def wait_durable(self, seq: int) -> None:
         """Wait on the running event loop until record `seq` is durable.
 

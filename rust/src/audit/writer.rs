@@ -22,6 +22,12 @@ use super::format::*;
 
 /// Pause between attempts to get out of the error state.
 const RETRY_INTERVAL: Duration = Duration::from_millis(200);
+/// Batch mode: staged records wait at most this long (or `batch_window`, if shorter) before the
+/// writer thread takes them, so that a busy gateway wakes the thread once per interval rather
+/// than once per record. This is what a kill -9 can lose in batch mode.
+const STAGE_WINDOW: Duration = Duration::from_millis(10);
+/// Batch mode: wake the writer at once when this much is staged.
+const STAGE_BYTES: usize = 256 * 1024;
 /// How often retention is applied when configured.
 const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -79,6 +85,11 @@ struct State {
     prune_result: Option<Result<u64, String>>,
     checkpoints: u64,
     segments_created: u64,
+    /// When the oldest staged record was appended (batch mode).
+    staged_at: Instant,
+    /// The writer thread sleeps on a deadline that does not account for staged records:
+    /// the next append must wake it.
+    writer_idle: bool,
 }
 
 struct Shared {
@@ -388,6 +399,8 @@ impl Writer {
                 prune_result: None,
                 checkpoints: 0,
                 segments_created: 0,
+                staged_at: Instant::now(),
+                writer_idle: true,
             }),
             work: Condvar::new(),
             durable: Condvar::new(),
@@ -481,9 +494,23 @@ impl Writer {
         buf.extend_from_slice(body);
         st.next_seq = seq + 1;
         st.last_time = t;
-        st.last_append = Instant::now();
+        let now = Instant::now();
+        st.last_append = now;
+        let notify = match self.durability {
+            // Group commit: whatever arrives while the thread syncs goes into its next pass.
+            Durability::Strict => was_empty,
+            // Stage up to STAGE_WINDOW / STAGE_BYTES; wake the thread only when it sleeps on a
+            // deadline that ignores the staged records, or when the stage is full.
+            Durability::Batch => {
+                if was_empty {
+                    st.staged_at = now;
+                }
+                let len = st.buf.len();
+                (was_empty && st.writer_idle) || (len >= STAGE_BYTES && len - (13 + kind.len() + body.len()) < STAGE_BYTES)
+            }
+        };
         drop(st);
-        if was_empty {
+        if notify {
             self.shared.work.notify_one();
         }
         Ok(seq)
@@ -605,15 +632,25 @@ impl Worker {
         loop {
             let (taken, count, closing, prune, last_append) = {
                 let mut st = self.shared.lock();
+                let stage = STAGE_WINDOW.min(self.opts.batch_window);
                 loop {
-                    if !st.buf.is_empty() || st.closing || st.prune_request.is_some() {
+                    let staged_due = !st.buf.is_empty()
+                        && (self.opts.durability == Durability::Strict
+                            || st.buf.len() >= STAGE_BYTES
+                            || st.staged_at.elapsed() >= stage);
+                    if staged_due || st.closing || st.prune_request.is_some() {
                         break;
                     }
-                    let wait = self.next_deadline(st.error.is_some(), st.last_append);
-                    let (g, _) = self.shared.work.wait_timeout(st, wait).unwrap_or_else(|p| p.into_inner());
+                    let mut wait = self.next_deadline(st.error.is_some(), st.last_append);
+                    st.writer_idle = st.buf.is_empty();
+                    if !st.buf.is_empty() {
+                        wait = wait.min(stage.saturating_sub(st.staged_at.elapsed())).max(Duration::from_micros(100));
+                    }
+                    let (g, res) = self.shared.work.wait_timeout(st, wait).unwrap_or_else(|p| p.into_inner());
                     st = g;
-                    if st.buf.is_empty() && !st.closing && st.prune_request.is_none() {
-                        // Timer: fall through to the housekeeping below.
+                    st.writer_idle = false;
+                    if res.timed_out() {
+                        // Timer: stage window, batch window or housekeeping below.
                         break;
                     }
                 }
@@ -643,16 +680,21 @@ impl Worker {
             {
                 let mut st = self.shared.lock();
                 let old_err = st.error.clone();
+                let old_durable = st.durable_count;
                 st.error = res.err();
+                let mut changed = st.error != old_err || closing;
                 if let Some(w) = retention_res {
                     st.warning = Some(w);
+                    changed = true;
                 }
                 if let Some(p) = prune_res {
                     st.prune_result = Some(p);
+                    changed = true;
                 }
                 if self.unsynced.is_empty() {
                     st.durable_count = self.count;
                 }
+                changed |= st.durable_count != old_durable;
                 if closing && st.error.is_none() && st.buf.is_empty() {
                     st.closed = true;
                 }
@@ -662,8 +704,10 @@ impl Worker {
                 }
                 let done = st.closed;
                 drop(st);
-                let _ = old_err;
-                self.shared.signal();
+                if changed || done {
+                    // Waiters (the eventfd, wait_durable) only care about these changes.
+                    self.shared.signal();
+                }
                 if done {
                     return;
                 }
