@@ -30,6 +30,13 @@ pub trait DataRewriter {
     fn wants_data(&self) -> bool {
         true
     }
+
+    /// True when `rewrite` would answer `None` for every event whose data is a single line
+    /// without a backslash lying inside `region` (one pass over many events instead of one per
+    /// event). The default never claims it.
+    fn region_clear(&mut self, _region: &[u8]) -> bool {
+        false
+    }
 }
 
 impl<F: FnMut(&[u8], &[u8]) -> Option<Vec<u8>>> DataRewriter for F {
@@ -37,6 +44,9 @@ impl<F: FnMut(&[u8], &[u8]) -> Option<Vec<u8>>> DataRewriter for F {
         self(name, data)
     }
 }
+
+/// Largest incomplete event carried between feeds that is still rescanned by the region pass.
+const REGION_CARRY_MAX: usize = 64 * 1024;
 
 /// Incremental splitter. `routed` lists event-name prefixes handed to the caller; a prefix
 /// matches the whole name or the name up to a `|` (LangGraph's `tasks|subgraph:id`).
@@ -72,7 +82,11 @@ impl SseSplitter {
 
     /// Add bytes; returns the segments they complete.
     pub fn feed<R: DataRewriter>(&mut self, chunk: &[u8], rw: &mut R) -> Result<Vec<Segment>, EventTooLarge> {
+        let carried = self.buf.len();
         self.buf.extend_from_slice(chunk);
+        // One pass over the whole buffer clears most events at once. Not when a large
+        // incomplete event was carried over (it would be rescanned on every feed).
+        let clear = carried <= REGION_CARRY_MAX && rw.wants_data() && rw.region_clear(&self.buf);
         let mut out: Vec<Segment> = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
         let buf = std::mem::take(&mut self.buf);
@@ -106,7 +120,7 @@ impl SseSplitter {
             i = next;
             if empty {
                 let raw = &buf[event_start..next];
-                self.emit(raw, rw, &mut out, &mut pending);
+                self.emit(raw, rw, &mut out, &mut pending, clear);
                 event_start = next;
             }
         }
@@ -129,7 +143,7 @@ impl SseSplitter {
         std::mem::take(&mut self.buf)
     }
 
-    fn emit<R: DataRewriter>(&mut self, raw: &[u8], rw: &mut R, out: &mut Vec<Segment>, pending: &mut Vec<u8>) {
+    fn emit<R: DataRewriter>(&mut self, raw: &[u8], rw: &mut R, out: &mut Vec<Segment>, pending: &mut Vec<u8>, clear: bool) {
         self.events += 1;
         if !rw.wants_data() {
             // Routing only: the event name decides, the data is never looked at.
@@ -154,6 +168,11 @@ impl SseSplitter {
                 out.push(Segment::Bytes(std::mem::take(pending)));
             }
             out.push(Segment::Event { name: parsed.name, raw: raw.to_vec() });
+            return;
+        }
+        if clear && parsed.data_lines == 1 && memchr::memchr(b'\\', &parsed.data).is_none() {
+            // One data line is a substring of the raw event: cleared by the region pass.
+            pending.extend_from_slice(raw);
             return;
         }
         match rw.rewrite(&parsed.name, &parsed.data) {
@@ -349,5 +368,55 @@ mod tests {
         let mut s = SseSplitter::new(vec![], 16);
         let mut keep = |_: &[u8], _: &[u8]| -> Option<Vec<u8>> { None };
         assert!(s.feed(b"data: 0123456789012345678901234567890", &mut keep).is_err());
+    }
+}
+
+#[cfg(test)]
+mod region_tests {
+    use super::*;
+
+    /// Upper-cases data; claims every region clear unless it holds "SECRET".
+    struct Claims {
+        rewrites: usize,
+    }
+
+    impl DataRewriter for Claims {
+        fn rewrite(&mut self, _name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
+            self.rewrites += 1;
+            Some(data.to_ascii_uppercase())
+        }
+        fn region_clear(&mut self, region: &[u8]) -> bool {
+            !region.windows(6).any(|w| w == b"SECRET")
+        }
+    }
+
+    fn run(chunks: &[&[u8]]) -> (Vec<u8>, usize) {
+        let mut s = SseSplitter::new(vec![], 1 << 20);
+        let mut rw = Claims { rewrites: 0 };
+        let mut out = Vec::new();
+        for c in chunks {
+            for seg in s.feed(c, &mut rw).unwrap() {
+                if let Segment::Bytes(b) = seg {
+                    out.extend(b);
+                }
+            }
+        }
+        (out, rw.rewrites)
+    }
+
+    #[test]
+    fn a_clear_region_skips_single_line_events_only() {
+        let stream: &[u8] = b"data: a\n\ndata: b\ndata: c\n\ndata: d\\n\n\n";
+        let (out, rewrites) = run(&[stream]);
+        // "a" passes untouched; two data lines and a backslash still go through the rewriter
+        assert_eq!(out, b"data: a\n\ndata: B\ndata: C\n\ndata: D\\N\n\n".to_vec());
+        assert_eq!(rewrites, 2);
+    }
+
+    #[test]
+    fn a_region_that_may_match_is_rewritten_event_by_event() {
+        let (out, rewrites) = run(&[b"data: a\n\ndata: SECRET\n\n"]);
+        assert_eq!(out, b"data: A\n\ndata: SECRET\n\n".to_vec());
+        assert_eq!(rewrites, 2);
     }
 }

@@ -98,6 +98,43 @@ pub struct Engine {
     base_hold: usize,
     prefixed: Vec<(Vec<u8>, usize)>,
     hash_key: [u8; 32],
+    /// No pattern (or prefilter) uses `^`, `$`, `\A`, `\z` or `\Z`: then a match inside a JSON
+    /// string without escapes is also a match of the raw document (the quote around a string is a
+    /// non-word byte, like the edge of a text, so `\b` agrees), and one raw pass can clear it.
+    raw_superset: bool,
+}
+
+/// Whether a regex uses a text anchor (`^`/`$` outside a class, `\A`, `\z`, `\Z`).
+fn has_anchor(p: &str) -> bool {
+    let b = p.as_bytes();
+    let mut i = 0;
+    let mut in_class = false;
+    while i < b.len() {
+        match b[i] {
+            b'\\' => {
+                if !in_class && matches!(b.get(i + 1), Some(b'A' | b'z' | b'Z')) {
+                    return true;
+                }
+                i += 2;
+                continue;
+            }
+            b'[' if !in_class => {
+                in_class = true;
+                // `[^` negates and `[]` / `[^]` start with a literal `]`
+                if b.get(i + 1) == Some(&b'^') {
+                    i += 1;
+                }
+                if b.get(i + 1) == Some(&b']') {
+                    i += 1;
+                }
+            }
+            b']' if in_class => in_class = false,
+            b'^' | b'$' if !in_class => return true,
+            _ => {}
+        }
+        i += 1;
+    }
+    false
 }
 
 // The database is immutable after compilation and scratch spaces are handed out one per scan.
@@ -124,6 +161,32 @@ impl AlignedCopy {
         // SAFETY: as above; `len` is within the allocation.
         unsafe { std::slice::from_raw_parts(self.buf.as_ptr() as *const u8, self.len) }
     }
+}
+
+thread_local! {
+    /// Reused 64-byte aligned buffer for `Engine::may_match` (small texts, many calls).
+    static ALIGNED: std::cell::RefCell<Vec<[u8; 64]>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Calls `f` with a 64-byte aligned copy of `data` followed by at least 64 zero bytes, in a
+/// buffer reused by the thread (no allocation once it is large enough).
+fn with_aligned<R>(data: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    ALIGNED.with(|cell| {
+        let Ok(mut buf) = cell.try_borrow_mut() else {
+            // re-entered (cannot happen today): fall back to a fresh copy
+            let copy = AlignedCopy::new(data);
+            return f(copy.as_slice());
+        };
+        let blocks = data.len() / 64 + 2;
+        if buf.len() < blocks {
+            buf.resize(blocks, [0u8; 64]);
+        }
+        // SAFETY: `buf` holds at least `blocks * 64` contiguous, initialised bytes.
+        let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, blocks * 64) };
+        bytes[..data.len()].copy_from_slice(data);
+        bytes[data.len()..data.len() + 64].fill(0);
+        f(&bytes[..data.len()])
+    })
 }
 
 /// One Hyperscan database with its scratch spaces.
@@ -183,6 +246,31 @@ impl Db {
             return Err(CompileError { id: "(catalogue)".into(), message: "hs_alloc_scratch failed".into() });
         }
         Ok(Db { db, proto, pool: Mutex::new(Vec::new()), expr_entry })
+    }
+
+    /// Whether any expression matches in `text` (stops at the first match).
+    /// `text` must be 64-byte aligned and followed by 64 readable bytes. True on any failure.
+    fn any(&self, text: &[u8]) -> bool {
+        if text.len() >= 1 << 30 {
+            return true; // huge inputs: let the windowed scan decide
+        }
+        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        let scratch = match pooled {
+            Some(s) => s,
+            None => {
+                let mut s: *mut hs_scratch_t = std::ptr::null_mut();
+                if unsafe { hs_clone_scratch(self.proto, &mut s) } != HS_SUCCESS {
+                    return true;
+                }
+                s
+            }
+        };
+        let rc = unsafe {
+            hs_scan(self.db, text.as_ptr() as *const _, text.len() as u32, 0, scratch, Some(on_any),
+                    std::ptr::null_mut())
+        };
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+        rc != HS_SUCCESS // terminated by a match, or an error (fail closed: "may match")
     }
 
     /// Marks in `hits` (by entry) what occurs in `text`.
@@ -262,6 +350,10 @@ struct Ends {
 }
 
 const MAX_ENDS: usize = 1 << 16;
+
+unsafe extern "C" fn on_any(_id: u32, _from: u64, _to: u64, _flags: u32, _ctx: *mut std::ffi::c_void) -> i32 {
+    1 // stop at the first match
+}
 
 unsafe extern "C" fn on_match(id: u32, _from: u64, to: u64, _flags: u32, ctx: *mut std::ffi::c_void) -> i32 {
     let ends = &mut *(ctx as *mut Ends);
@@ -344,7 +436,10 @@ impl Engine {
                 prefixed.push((p.to_ascii_lowercase(), e.max_len));
             }
         }
-        Ok(Engine { entries, pats, dbs, base_hold, prefixed, hash_key })
+        let raw_superset = !entries
+            .iter()
+            .any(|e| e.patterns.iter().chain(e.prefilter.iter()).any(|p| has_anchor(p)));
+        Ok(Engine { entries, pats, dbs, base_hold, prefixed, hash_key, raw_superset })
     }
 
     /// The catalogue entries, in priority order.
@@ -405,7 +500,10 @@ impl Engine {
 
     /// True when some entry may occur in `text` (the Hyperscan pass only).
     pub fn may_match(&self, text: &[u8]) -> bool {
-        self.hits(text).into_iter().any(|h| !matches!(h, Where::Nowhere))
+        if text.is_empty() {
+            return false;
+        }
+        with_aligned(text, |t| self.dbs.iter().any(|db| db.any(t)))
     }
 
     fn max_len(&self) -> usize {
@@ -637,7 +735,23 @@ impl Engine {
 
     /// `mask_json`, but `Ok(None)` when nothing changed.
     pub fn mask_json_if_needed(&self, doc: &[u8]) -> Result<Option<Vec<u8>>, String> {
+        if self.raw_clear(doc) {
+            super::json::validate(doc)?;
+            return Ok(None);
+        }
         super::json::mask_json_opt(doc, |text| self.mask_if_needed(text))
+    }
+
+    /// Whether a match inside a JSON string or SSE data line without escapes is always also a
+    /// match of the raw bytes around it (no anchored pattern).
+    pub fn raw_superset(&self) -> bool {
+        self.raw_superset
+    }
+
+    /// True when one pass over the raw bytes proves that no JSON string in `doc` (nor the text
+    /// itself) holds a match: no escapes, anchor-free patterns, and no candidate anywhere.
+    pub fn raw_clear(&self, doc: &[u8]) -> bool {
+        self.raw_superset && memchr::memchr(b'\\', doc).is_none() && !self.may_match(doc)
     }
 }
 
@@ -704,6 +818,50 @@ mod tests {
                 assert_eq!(out, whole, "split {a},{b}");
             }
         }
+    }
+
+    #[test]
+    fn anchors_are_found_outside_classes_only() {
+        assert!(has_anchor("^abc"));
+        assert!(has_anchor("(?:^|\\s)abc"));
+        assert!(has_anchor("abc$"));
+        assert!(has_anchor("\\Aabc"));
+        assert!(has_anchor("abc\\z"));
+        assert!(!has_anchor("[^\\s:/@]{1,256}"));
+        assert!(!has_anchor("[]^$]x"));
+        assert!(!has_anchor("\\$\\^"));
+        assert!(!has_anchor("\\bghp_[A-Za-z0-9]{36}\\b"));
+    }
+
+    #[test]
+    fn raw_pass_clears_json_only_when_it_is_a_superset() {
+        let m = engine();
+        assert!(m.raw_superset);
+        assert!(m.raw_clear(br#"{"a":"nothing here","n":[1,2,3]}"#));
+        assert!(!m.raw_clear(br#"{"a":"mail jo@ex.io"}"#));
+        // an escape could hide a match from the raw bytes: never cleared by the raw pass
+        assert!(!m.raw_clear(br#"{"a":"jo@ex.io"}"#));
+        assert_eq!(m.mask_json_if_needed(br#"{"a":"jo@ex.io"}"#).unwrap().unwrap(), br#"{"a":"[EMAIL]"}"#.to_vec());
+        // invalid JSON is refused on the fast path too
+        assert!(m.mask_json_if_needed(br#"{"a":"x""#).is_err());
+        // an anchored pattern matches the decoded string, not the raw document
+        let anchored = Engine::new(
+            vec![EntrySpec {
+                id: "k".into(),
+                entity: "KEY".into(),
+                patterns: vec!["^key-[0-9]{4}".into()],
+                validator: Validator::None,
+                action: Action::Label,
+                group: 0,
+                max_len: 8,
+                prefixes: vec![],
+                prefilter: None,
+            }],
+            [7; 32],
+        )
+        .unwrap();
+        assert!(!anchored.raw_superset);
+        assert_eq!(anchored.mask_json_if_needed(br#"{"a":"key-1234"}"#).unwrap().unwrap(), br#"{"a":"[KEY]"}"#.to_vec());
     }
 
     #[test]

@@ -7,9 +7,15 @@ pub fn mask_json(doc: &[u8], mask: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Resu
     Ok(mask_json_opt(doc, mask)?.unwrap_or_else(|| doc.to_vec()))
 }
 
+/// Err when `doc` is not one valid JSON document.
+pub fn validate(doc: &[u8]) -> Result<(), String> {
+    serde_json::from_slice::<serde::de::IgnoredAny>(doc).map_err(|e| format!("not valid JSON: {e}"))?;
+    Ok(())
+}
+
 /// Like `mask_json`, but `Ok(None)` when no string changed.
 pub fn mask_json_opt(doc: &[u8], mut mask: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Result<Option<Vec<u8>>, String> {
-    serde_json::from_slice::<serde::de::IgnoredAny>(doc).map_err(|e| format!("not valid JSON: {e}"))?;
+    validate(doc)?;
     let mut out: Vec<u8> = Vec::with_capacity(doc.len());
     let mut i = 0;
     let n = doc.len();

@@ -103,17 +103,21 @@ impl MaskEngine {
     /// event's data natively (as JSON; as text when it is not JSON).
     fn sse_splitter(&self, routed: Vec<Vec<u8>>) -> SseSplitter {
         let eng = self.inner.clone();
-        let rw = Rewrite::Native(Box::new(move |_name: &[u8], data: &[u8]| {
-            // Without a backslash, JSON strings are their raw bytes: if nothing in the raw data
-            // can match, nothing decoded can either, and the event passes as is.
-            if memchr::memchr(b'\\', data).is_none() && !eng.may_match(data) {
-                return None;
-            }
-            match eng.mask_json_if_needed(data) {
-                Ok(v) => v,
-                Err(_) => eng.mask_if_needed(data),
-            }
-        }));
+        let region = self.inner.clone();
+        let rw = Rewrite::Native(
+            Box::new(move |_name: &[u8], data: &[u8]| {
+                // Without a backslash, JSON strings are their raw bytes: if nothing in the raw
+                // data can match, nothing decoded can either, and the event passes as is.
+                if eng.raw_clear(data) {
+                    return None;
+                }
+                match eng.mask_json_if_needed(data) {
+                    Ok(v) => v,
+                    Err(_) => eng.mask_if_needed(data),
+                }
+            }),
+            Some(Box::new(move |bytes: &[u8]| region.raw_superset() && !region.may_match(bytes))),
+        );
         SseSplitter::with_rewrite(routed, rw, 64 * 1024 * 1024)
     }
 

@@ -14,8 +14,9 @@ use crate::sse::{DataRewriter, Segment, SseSplitter as Inner};
 pub(crate) enum Rewrite {
     /// A Python callable (slow path, used by tests and custom filters).
     Callable(Py<PyAny>),
-    /// A native rewriter (masking engine).
-    Native(Box<dyn FnMut(&[u8], &[u8]) -> Option<Vec<u8>> + Send + Sync>),
+    /// A native rewriter (masking engine), with an optional region pass (see
+    /// `DataRewriter::region_clear`).
+    Native(Box<dyn FnMut(&[u8], &[u8]) -> Option<Vec<u8>> + Send + Sync>, Option<Box<dyn Fn(&[u8]) -> bool + Send + Sync>>),
     /// Leave events as they are (only routing and framing).
     Keep,
 }
@@ -31,13 +32,20 @@ impl DataRewriter for CallRewriter<'_, '_> {
         !matches!(self.rw, Rewrite::Keep)
     }
 
+    fn region_clear(&mut self, region: &[u8]) -> bool {
+        match self.rw {
+            Rewrite::Native(_, Some(clear)) => clear(region),
+            _ => false,
+        }
+    }
+
     fn rewrite(&mut self, name: &[u8], data: &[u8]) -> Option<Vec<u8>> {
         if self.err.is_some() {
             return None;
         }
         match self.rw {
             Rewrite::Keep => None,
-            Rewrite::Native(f) => f(name, data),
+            Rewrite::Native(f, _) => f(name, data),
             Rewrite::Callable(f) => {
                 let r = f.call1(self.py, (PyBytes::new(self.py, name), PyBytes::new(self.py, data)));
                 match r {
