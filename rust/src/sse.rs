@@ -87,6 +87,9 @@ impl SseSplitter {
         // One pass over the whole buffer clears most events at once. Not when a large
         // incomplete event was carried over (it would be rescanned on every feed).
         let clear = carried <= REGION_CARRY_MAX && rw.wants_data() && rw.region_clear(&self.buf);
+        if memchr::memchr(b'\r', &self.buf).is_none() {
+            return self.feed_lf(rw, clear);
+        }
         let mut out: Vec<Segment> = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
         let buf = std::mem::take(&mut self.buf);
@@ -130,6 +133,54 @@ impl SseSplitter {
         // Keep the incomplete tail; remember how far it was scanned (whole lines only).
         let rest = buf[event_start..].to_vec();
         self.scanned = line_start.saturating_sub(event_start).min(rest.len());
+        self.buf = rest;
+        if self.buf.len() > self.max_event_bytes {
+            return Err(EventTooLarge(self.max_event_bytes));
+        }
+        Ok(out)
+    }
+
+    /// `feed` for a buffer without CR (what LangGraph sends): events end at "\n\n", found with
+    /// one SIMD search; events that pass unchanged are copied in runs, not one by one. Makes
+    /// the same decisions as `emit`, which still handles every routed or rewritten event.
+    fn feed_lf<R: DataRewriter>(&mut self, rw: &mut R, clear: bool) -> Result<Vec<Segment>, EventTooLarge> {
+        let buf = std::mem::take(&mut self.buf);
+        let wants_data = rw.wants_data();
+        let no_backslash = clear && memchr::memchr(b'\\', &buf).is_none();
+        let mut out: Vec<Segment> = Vec::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut event_start = 0usize;
+        let mut run_start = 0usize; // start of the pass-through bytes not yet copied
+        let finder = memchr::memmem::Finder::new(b"\n\n");
+        let mut search = self.scanned.saturating_sub(1);
+        while let Some(off) = finder.find(&buf[search..]) {
+            let end = search + off + 2;
+            let raw = &buf[event_start..end];
+            let (name, data_lines) = scan_lf(raw);
+            let pass = if data_lines == 0 {
+                true
+            } else if self.is_routed(name) {
+                false
+            } else {
+                !wants_data || (no_backslash && data_lines == 1)
+            };
+            if pass {
+                self.events += 1;
+            } else {
+                pending.extend_from_slice(&buf[run_start..event_start]);
+                self.emit(raw, rw, &mut out, &mut pending, clear);
+                run_start = end;
+            }
+            event_start = end;
+            search = end;
+        }
+        pending.extend_from_slice(&buf[run_start..event_start]);
+        if !pending.is_empty() {
+            out.push(Segment::Bytes(pending));
+        }
+        let rest = buf[event_start..].to_vec();
+        // the first line of the tail not yet known complete: after its last LF
+        self.scanned = memchr::memrchr(b'\n', &rest).map_or(0, |i| i + 1);
         self.buf = rest;
         if self.buf.len() > self.max_event_bytes {
             return Err(EventTooLarge(self.max_event_bytes));
@@ -232,6 +283,31 @@ fn parse_event(raw: &[u8]) -> Parsed {
         }
     }
     Parsed { name, data, data_lines }
+}
+
+/// For an event without CR: its `event:` field (the last one) and how many data lines it has,
+/// by the same rules as `parse_event`, without allocating.
+fn scan_lf(raw: &[u8]) -> (&[u8], usize) {
+    let mut name: &[u8] = b"";
+    let mut data_lines = 0;
+    let mut s = 0;
+    for i in memchr::memchr_iter(b'\n', raw).chain(std::iter::once(raw.len())) {
+        if i < s {
+            continue;
+        }
+        let line = &raw[s..i];
+        s = i + 1;
+        if line.is_empty() || line[0] == b':' {
+            continue;
+        }
+        let (k, v) = field(line);
+        if k == b"data" {
+            data_lines += 1;
+        } else if k == b"event" {
+            name = v;
+        }
+    }
+    (name, data_lines)
 }
 
 /// The `event:` field and whether the event has a `data:` line, without copying the data.
@@ -418,5 +494,82 @@ mod region_tests {
         let (out, rewrites) = run(&[b"data: a\n\ndata: SECRET\n\n"]);
         assert_eq!(out, b"data: A\n\ndata: SECRET\n\n".to_vec());
         assert_eq!(rewrites, 2);
+    }
+}
+
+#[cfg(test)]
+mod lf_tests {
+    use super::*;
+
+    fn upper(_: &[u8], d: &[u8]) -> Option<Vec<u8>> {
+        Some(d.to_ascii_uppercase())
+    }
+
+    fn run(chunks: &[&[u8]], keep: bool) -> (Vec<u8>, Vec<Vec<u8>>, u64) {
+        struct Keep;
+        impl DataRewriter for Keep {
+            fn rewrite(&mut self, _: &[u8], _: &[u8]) -> Option<Vec<u8>> {
+                None
+            }
+            fn wants_data(&self) -> bool {
+                false
+            }
+        }
+        let mut s = SseSplitter::new(vec![b"tasks".to_vec(), b"metadata".to_vec()], 1 << 20);
+        let mut out = Vec::new();
+        let mut routed = Vec::new();
+        for c in chunks {
+            let segs = if keep { s.feed(c, &mut Keep).unwrap() } else { s.feed(c, &mut upper).unwrap() };
+            for seg in segs {
+                match seg {
+                    Segment::Bytes(b) => out.extend(b),
+                    Segment::Event { name, raw } => {
+                        out.extend_from_slice(b"<R>");
+                        let _ = name;
+                        routed.push(raw);
+                    }
+                }
+            }
+        }
+        out.extend(s.finish());
+        (out, routed, s.events)
+    }
+
+    const LF: &[u8] = b"event: metadata\ndata: {\"run_id\":\"r\"}\n\nevent: values\nid: 3\ndata: {\"a\":\"x\"}\ndata\n\n: heartbeat\n\nevent: tasks|sub:1\ndata: t\n\nevent: custom\ndata: z\n\nevent: nodata\nid: 9\n\nevent: tasks\nevent: values\ndata: w\n\ntail";
+
+    #[test]
+    fn lf_streams_route_and_rewrite_like_the_general_path() {
+        let (out, routed, events) = run(&[LF], false);
+        assert_eq!(
+            out,
+            b"<R>event: values\nid: 3\ndata: {\"A\":\"X\"}\ndata: \n\n: heartbeat\n\n<R>event: custom\ndata: Z\n\nevent: nodata\nid: 9\n\nevent: tasks\nevent: values\ndata: W\n\ntail".to_vec()
+        );
+        assert_eq!(routed.len(), 2);
+        assert_eq!(events, 7);
+        // routing only: every unrouted event byte-identical
+        let (out, routed, _) = run(&[LF], true);
+        assert_eq!(routed.len(), 2);
+        let mut rebuilt = Vec::new();
+        let mut parts = out.split(|_| false).next().unwrap().to_vec();
+        for r in &routed {
+            let at = parts.windows(3).position(|w| w == b"<R>").unwrap();
+            rebuilt.extend_from_slice(&parts[..at]);
+            rebuilt.extend_from_slice(r);
+            parts = parts[at + 3..].to_vec();
+        }
+        rebuilt.extend_from_slice(&parts);
+        assert_eq!(rebuilt, LF.to_vec());
+    }
+
+    #[test]
+    fn lf_every_split_point_gives_the_same_output() {
+        for keep in [false, true] {
+            let whole = run(&[LF], keep);
+            for a in 0..LF.len() {
+                for b in a..LF.len() {
+                    assert_eq!(run(&[&LF[..a], &LF[a..b], &LF[b..]], keep), whole, "split {a},{b} keep {keep}");
+                }
+            }
+        }
     }
 }
