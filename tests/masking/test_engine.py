@@ -11,9 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from oracle import Oracle
 
-from graphwarden.masking import Masker, default_catalogue
+from graphwarden.masking import Masker, default_catalogue, parse_catalogue
 
 M = Masker.default()
+CARD = next(e.entity for e in default_catalogue().entries if e.id == "payment_card").encode()
 ORACLE = Oracle(default_catalogue().entries)
 PIECES = [p for e in default_catalogue().entries if e.enabled for p in (*e.positive, *e.negative)]
 FILLER = ["the", "order", "2026-11-24T06:00:00Z", "id", "550e8400-e29b-41d4-a716-446655440000", "commit",
@@ -112,3 +113,31 @@ def test_mask_json_always_returns_valid_json(value: object) -> None:
 def test_findings_never_carry_values() -> None:
     f = M.findings(b"write to jane.doe@example.com")
     assert f == [("EMAIL", 9, 29)]
+
+
+def test_default_catalogue_uses_the_digit_gate() -> None:
+    assert M._engine.digit_gated()
+    # an operator's own class-led pattern shares that database: no gate then
+    cat = parse_catalogue('[[entries]]\nid = "order"\nentity = "ORDER"\nkind = "pii"\npatterns = [\'\\bORD\\d{6}\\b\']\n'
+                          'max_len = 9\npositive = ["ORD123456"]\nnegative = ["ORD12"]\n', "t.toml", base=default_catalogue())
+    custom = Masker(cat)
+    assert not custom._engine.digit_gated()
+    assert custom.mask(b"order ORD123456 card 4111 1111 1111 1111") == b"order [ORDER] card [" + CARD + b"]"
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_single_values_are_found_alone_and_inside_json(seed: int) -> None:
+    """Every value the oracle finds is found when it is the whole text, inside prose, and as a
+    JSON string (where one raw pass with the digit gate may clear a document)."""
+    fake = Faker()
+    fake.seed_instance(seed)
+    makers = [fake.phone_number, fake.credit_card_number, fake.ssn, fake.iban, fake.msisdn, fake.bban,
+              lambda: fake.credit_card_number().replace("", " ")[1:-1], lambda: "+" + fake.msisdn()]
+    for _ in range(150):
+        value = random.Random(fake.random.random()).choice(makers)()
+        for text in (value, f"ref {value}, thanks", f"{value}\n"):
+            raw = text.encode()
+            found = ORACLE.findings(raw)
+            assert M.findings(raw) == found, text
+            masked = json.loads(M.mask_json(json.dumps({"note": text}).encode()))["note"]
+            assert (masked != text) == bool(found), (text, masked)

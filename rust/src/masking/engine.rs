@@ -196,6 +196,87 @@ struct Db {
     pool: Mutex<Vec<*mut hs_scratch_t>>,
     /// The catalogue entry each expression reports for.
     expr_entry: Vec<usize>,
+    /// Every expression is one of `DIGIT_GATED`: skip the scan when `digit_gate` says no.
+    gated: bool,
+}
+
+/// The default catalogue's class-led patterns (exactly as shipped). Every match of each one
+/// passes `digit_gate`; a catalogue that changes any of them scans without the gate.
+const DIGIT_GATED: &[&str] = &[
+    r"\b(?:\d{12,19}|\d{4}(?:[ -]\d{4}){2}[ -]\d{1,7}|\d{4}[ -]\d{6}[ -]\d{4,5})\b",
+    r"\b\d{3}[- ]\d{2}[- ]\d{4}\b",
+    r"\b[A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?\b",
+    r"\+[1-9]\d{7,14}\b",
+    r"\+[1-9]\d{0,2}(?:[ .-]\(?\d{1,6}\)?){2,5}\b",
+    r"(?:\b1[ .-])?\(?\b[2-9]\d{2}\)?[ .-]\d{3}[ .-]\d{4}\b",
+];
+
+/// Bytes allowed between the digits of one run (`digit_gate`).
+fn run_separator(b: u8) -> bool {
+    matches!(b, b' ' | b'-' | b'.' | b'(' | b')')
+}
+
+/// A necessary condition for any match of `DIGIT_GATED`, checked at a few bytes per cycle:
+/// * a run of 9 or more digits, where consecutive digits are at most 2 bytes apart and those
+///   bytes are separators (cards: 12+ digits, single ' '/'-' between; SSNs: 9 digits, single
+///   '-'/' '; North American phones: 10 digits, at most ")" plus one of " .-" between);
+/// * '+' followed by a digit 1-9 (international phones);
+/// * two upper-case letters followed by two digits (IBANs).
+///
+/// Only digit positions need a look: the text between them is skipped eight bytes at a time.
+pub fn digit_gate(text: &[u8]) -> bool {
+    let n = text.len();
+    let mut run = 0u32;
+    let mut last: usize = usize::MAX; // position of the previous digit
+    let mut i = 0usize;
+    while i < n {
+        // skip to the next digit, a word at a time
+        while i + 8 <= n {
+            let w = u64::from_le_bytes(text[i..i + 8].try_into().unwrap());
+            let m = digit_mask(w);
+            if m != 0 {
+                i += (m.trailing_zeros() / 8) as usize;
+                break;
+            }
+            i += 8;
+        }
+        if i >= n {
+            break;
+        }
+        let b = text[i];
+        if !b.is_ascii_digit() {
+            i += 1;
+            continue;
+        }
+        let joined = last != usize::MAX && i - last <= 3 && text[last + 1..i].iter().all(|&c| run_separator(c));
+        run = if joined { run + 1 } else { 1 };
+        if run >= 9 {
+            return true;
+        }
+        if i >= 1 && text[i - 1] == b'+' && b != b'0' {
+            return true;
+        }
+        if i >= 3 && text[i - 1].is_ascii_digit() && text[i - 2].is_ascii_uppercase() && text[i - 3].is_ascii_uppercase() {
+            return true;
+        }
+        last = i;
+        i += 1;
+    }
+    false
+}
+
+/// High bit set in each byte of `w` that is an ASCII digit (exact: SWAR range test without
+/// carries between bytes).
+#[inline]
+fn digit_mask(w: u64) -> u64 {
+    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    let low = w & LO7;
+    // per byte (7 low bits, no carry out): >= '0' when low + (0x80 - 0x30) sets the high bit;
+    // <= '9' when low + (0x80 - 0x3a) does not
+    let ge = low + 0x5050_5050_5050_5050;
+    let gt = low + 0x4646_4646_4646_4646;
+    ge & !gt & !w & HI
 }
 
 impl Drop for Db {
@@ -245,7 +326,8 @@ impl Db {
             unsafe { hs_free_database(db) };
             return Err(CompileError { id: "(catalogue)".into(), message: "hs_alloc_scratch failed".into() });
         }
-        Ok(Db { db, proto, pool: Mutex::new(Vec::new()), expr_entry })
+        let gated = exprs.iter().all(|x| DIGIT_GATED.iter().any(|g| g.as_bytes() == x.as_bytes()));
+        Ok(Db { db, proto, pool: Mutex::new(Vec::new()), expr_entry, gated })
     }
 
     /// Whether any expression matches in `text` (stops at the first match).
@@ -462,7 +544,11 @@ impl Engine {
         let max_len = self.max_len();
         let mut found: Vec<(usize, usize)> = Vec::new();
         let mut everywhere = vec![false; n];
+        let mut gate: Option<bool> = None;
         for db in &self.dbs {
+            if db.gated && !*gate.get_or_insert_with(|| digit_gate(text)) {
+                continue; // no match of this database is possible
+            }
             db.scan(aligned.as_slice(), &mut found, &mut everywhere, max_len);
         }
         let mut per: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
@@ -503,7 +589,15 @@ impl Engine {
         if text.is_empty() {
             return false;
         }
-        with_aligned(text, |t| self.dbs.iter().any(|db| db.any(t)))
+        let mut gate: Option<bool> = None;
+        with_aligned(text, |t| {
+            self.dbs.iter().any(|db| {
+                if db.gated && !*gate.get_or_insert_with(|| digit_gate(text)) {
+                    return false;
+                }
+                db.any(t)
+            })
+        })
     }
 
     fn max_len(&self) -> usize {
@@ -742,6 +836,12 @@ impl Engine {
         super::json::mask_json_opt(doc, |text| self.mask_if_needed(text))
     }
 
+    /// Whether the class-led database is skipped on text that fails `digit_gate` (true for the
+    /// default catalogue's patterns).
+    pub fn digit_gated(&self) -> bool {
+        self.dbs.iter().any(|db| db.gated)
+    }
+
     /// Whether a match inside a JSON string or SSE data line without escapes is always also a
     /// match of the raw bytes around it (no anchored pattern).
     pub fn raw_superset(&self) -> bool {
@@ -817,6 +917,41 @@ mod tests {
                 out.extend(m.finish(&mut st));
                 assert_eq!(out, whole, "split {a},{b}");
             }
+        }
+    }
+
+    #[test]
+    fn digit_mask_is_exact_for_every_byte() {
+        for b in 0u8..=255 {
+            for pos in 0..8 {
+                let mut w = [b'x'; 8];
+                w[pos] = b;
+                let m = digit_mask(u64::from_le_bytes(w));
+                assert_eq!(m != 0, b.is_ascii_digit(), "byte {b} at {pos}");
+                if m != 0 {
+                    assert_eq!(m.trailing_zeros() / 8, pos as u32);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn digit_gate_passes_every_shape_the_gated_patterns_match() {
+        for yes in [
+            "4111111111111111", "card 4111 1111 1111 1111.", "4111-1111-1111-1111", "3782 822463 10005",
+            "123-45-6789", "ssn 123 45 6789", "+14155550100", "call +1 415 555 0100", "+44 20 7946 0958",
+            "(415) 555-0100", "415-555-0100", "1-415.555.0100", "+49 30 901820", "+1 2 3",
+            "GB82WEST12345698765432", "DE89 3704 0044 0532 0130 00", "x  123456789",
+        ] {
+            assert!(digit_gate(yes.as_bytes()), "{yes}");
+        }
+        for no in [
+            "", "plain prose without any numbers at all, long enough to use the word skipping path",
+            r#"{"event": "on_chain_stream", "run_id": "1ef-run", "step": 123456, "chunk": {}}"#,
+            "id: 99\ndata: 12345678", "2026-11-24T10:20:30.123456+00:00", "v2.14.3 INV-482913 total 1249.50",
+            "+0 1 2", "12345678", "1234 5678", "1234,5678,9012,3456",
+        ] {
+            assert!(!digit_gate(no.as_bytes()), "{no}");
         }
     }
 

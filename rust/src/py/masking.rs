@@ -80,6 +80,12 @@ impl MaskEngine {
         }
     }
 
+    /// Whether the class-led patterns are the default catalogue's, skipped on text without the
+    /// digit shapes they need (see `digit_gate`).
+    fn digit_gated(&self) -> bool {
+        self.inner.digit_gated()
+    }
+
     /// (entity, start, end) of each merged span; never the value.
     fn findings(&self, py: Python<'_>, data: &[u8]) -> Vec<(String, usize, usize)> {
         let spans = py.detach(|| self.inner.spans(data));
