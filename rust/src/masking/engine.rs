@@ -163,6 +163,9 @@ impl AlignedCopy {
     }
 }
 
+/// Texts up to this size are copied into the thread's reused buffer (larger ones get their own).
+const ALIGNED_KEEP_MAX: usize = 4 << 20;
+
 thread_local! {
     /// Reused 64-byte aligned buffer for `Engine::may_match` (small texts, many calls).
     static ALIGNED: std::cell::RefCell<Vec<[u8; 64]>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -171,6 +174,10 @@ thread_local! {
 /// Calls `f` with a 64-byte aligned copy of `data` followed by at least 64 zero bytes, in a
 /// buffer reused by the thread (no allocation once it is large enough).
 fn with_aligned<R>(data: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
+    if data.len() > ALIGNED_KEEP_MAX {
+        let copy = AlignedCopy::new(data);
+        return f(copy.as_slice());
+    }
     ALIGNED.with(|cell| {
         let Ok(mut buf) = cell.try_borrow_mut() else {
             // re-entered (cannot happen today): fall back to a fresh copy
@@ -230,24 +237,11 @@ pub fn digit_gate(text: &[u8]) -> bool {
     let mut last: usize = usize::MAX; // position of the previous digit
     let mut i = 0usize;
     while i < n {
-        // skip to the next digit, a word at a time
-        while i + 8 <= n {
-            let w = u64::from_le_bytes(text[i..i + 8].try_into().unwrap());
-            let m = digit_mask(w);
-            if m != 0 {
-                i += (m.trailing_zeros() / 8) as usize;
-                break;
-            }
-            i += 8;
-        }
+        i = next_digit(text, i);
         if i >= n {
             break;
         }
         let b = text[i];
-        if !b.is_ascii_digit() {
-            i += 1;
-            continue;
-        }
         let joined = last != usize::MAX && i - last <= 3 && text[last + 1..i].iter().all(|&c| run_separator(c));
         run = if joined { run + 1 } else { 1 };
         if run >= 9 {
@@ -263,6 +257,42 @@ pub fn digit_gate(text: &[u8]) -> bool {
         i += 1;
     }
     false
+}
+
+/// Position of the first ASCII digit at or after `i` (`text.len()` when there is none).
+#[inline]
+fn next_digit(text: &[u8], mut i: usize) -> usize {
+    let n = text.len();
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline; every load reads 16 bytes inside `text`.
+        unsafe {
+            let lo = _mm_set1_epi8(b'/' as i8);
+            let hi = _mm_set1_epi8(b':' as i8);
+            while i + 16 <= n {
+                let v = _mm_loadu_si128(text.as_ptr().add(i) as *const __m128i);
+                // signed compares: bytes >= 0x80 are negative, never digits
+                let m = _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi));
+                let bits = _mm_movemask_epi8(m) as u32;
+                if bits != 0 {
+                    return i + bits.trailing_zeros() as usize;
+                }
+                i += 16;
+            }
+        }
+    }
+    while i + 8 <= n {
+        let m = digit_mask(u64::from_le_bytes(text[i..i + 8].try_into().unwrap()));
+        if m != 0 {
+            return i + (m.trailing_zeros() / 8) as usize;
+        }
+        i += 8;
+    }
+    while i < n && !text[i].is_ascii_digit() {
+        i += 1;
+    }
+    i
 }
 
 /// High bit set in each byte of `w` that is an ASCII digit (exact: SWAR range test without
@@ -540,17 +570,18 @@ impl Engine {
         // in memory (same bytes, different results from call to call, found by the streaming
         // property test). Scanning a 64-byte aligned, zero-padded copy made results stable;
         // the copy costs one memcpy per call.
-        let aligned = AlignedCopy::new(text);
         let max_len = self.max_len();
         let mut found: Vec<(usize, usize)> = Vec::new();
         let mut everywhere = vec![false; n];
         let mut gate: Option<bool> = None;
-        for db in &self.dbs {
-            if db.gated && !*gate.get_or_insert_with(|| digit_gate(text)) {
-                continue; // no match of this database is possible
+        with_aligned(text, |aligned| {
+            for db in &self.dbs {
+                if db.gated && !*gate.get_or_insert_with(|| digit_gate(text)) {
+                    continue; // no match of this database is possible
+                }
+                db.scan(aligned, &mut found, &mut everywhere, max_len);
             }
-            db.scan(aligned.as_slice(), &mut found, &mut everywhere, max_len);
-        }
+        });
         let mut per: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
         for (entry, end) in found {
             // a match ending at `end` (or, for a prefilter, containing it) starts in this range
@@ -932,6 +963,16 @@ mod tests {
                     assert_eq!(m.trailing_zeros() / 8, pos as u32);
                 }
             }
+        }
+    }
+
+    #[test]
+    fn next_digit_finds_the_first_digit_from_any_offset() {
+        let mut text: Vec<u8> = (0u8..=255).filter(|b| !b.is_ascii_digit()).collect();
+        text.extend_from_slice(b"xx7yy\xff\x80 9");
+        for start in 0..text.len() + 1 {
+            let want = (start..text.len()).find(|&k| text[k].is_ascii_digit()).unwrap_or(text.len());
+            assert_eq!(next_digit(&text, start), want, "from {start}");
         }
     }
 
