@@ -83,12 +83,18 @@ impl SseSplitter {
     /// Add bytes; returns the segments they complete.
     pub fn feed<R: DataRewriter>(&mut self, chunk: &[u8], rw: &mut R) -> Result<Vec<Segment>, EventTooLarge> {
         let carried = self.buf.len();
+        if carried == 0 && memchr::memchr(b'\r', chunk).is_none() {
+            // Nothing carried over: split the caller's bytes in place (no copy).
+            let clear = rw.wants_data() && rw.region_clear(chunk);
+            return self.feed_lf(chunk, rw, clear);
+        }
         self.buf.extend_from_slice(chunk);
         // One pass over the whole buffer clears most events at once. Not when a large
         // incomplete event was carried over (it would be rescanned on every feed).
         let clear = carried <= REGION_CARRY_MAX && rw.wants_data() && rw.region_clear(&self.buf);
         if memchr::memchr(b'\r', &self.buf).is_none() {
-            return self.feed_lf(rw, clear);
+            let data = std::mem::take(&mut self.buf);
+            return self.feed_lf(&data, rw, clear);
         }
         let mut out: Vec<Segment> = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
@@ -143,10 +149,10 @@ impl SseSplitter {
     /// `feed` for a buffer without CR (what LangGraph sends): events end at "\n\n", found with
     /// one SIMD search; events that pass unchanged are copied in runs, not one by one. Makes
     /// the same decisions as `emit`, which still handles every routed or rewritten event.
-    fn feed_lf<R: DataRewriter>(&mut self, rw: &mut R, clear: bool) -> Result<Vec<Segment>, EventTooLarge> {
-        let buf = std::mem::take(&mut self.buf);
+    fn feed_lf<R: DataRewriter>(&mut self, buf: &[u8], rw: &mut R, clear: bool) -> Result<Vec<Segment>, EventTooLarge> {
+        debug_assert!(self.buf.is_empty());
         let wants_data = rw.wants_data();
-        let no_backslash = clear && memchr::memchr(b'\\', &buf).is_none();
+        let no_backslash = clear && memchr::memchr(b'\\', buf).is_none();
         let mut out: Vec<Segment> = Vec::new();
         let mut pending: Vec<u8> = Vec::new();
         let mut event_start = 0usize;
