@@ -26,10 +26,13 @@ const RETRY_INTERVAL: Duration = Duration::from_millis(200);
 /// writer thread takes them, so that a busy gateway wakes the thread once per interval rather
 /// than once per record. This is what a kill -9 can lose in batch mode.
 const STAGE_WINDOW: Duration = Duration::from_millis(10);
-/// Strict mode: the shortest time from the end of one fdatasync to the start of the next. Under
-/// load the records of many requests then share each sync (fewer syncs, less CPU per request);
-/// an idle log, whose last sync is older than this, syncs a new record at once.
+/// Strict mode: when the last fdatasync carried fewer than `GATHER_BELOW` records (records
+/// trickle in, one or two per sync), the next one waits until this long after it. The records of
+/// more requests then share each sync: fewer syncs, less CPU per request. An idle log, whose
+/// last sync is older than this, syncs a new record at once; many concurrent writers, whose
+/// records already fill each sync, are not delayed.
 const STRICT_GATHER: Duration = Duration::from_micros(250);
+const GATHER_BELOW: u64 = 4;
 /// Batch mode: wake the writer at once when this much is staged.
 const STAGE_BYTES: usize = 256 * 1024;
 /// How often retention is applied when configured.
@@ -162,6 +165,9 @@ struct Worker {
     head: [u8; 32],
     head_time: u64,
     last_sync: Instant,
+    /// Record count at the last fdatasync, and how many records it carried.
+    synced_count: u64,
+    last_sync_records: u64,
     cp_count: u64,
     last_cp: Instant,
     last_cp_hash: [u8; 32],
@@ -425,6 +431,8 @@ impl Writer {
             head,
             head_time,
             last_sync: Instant::now(),
+            synced_count: next_seq,
+            last_sync_records: GATHER_BELOW,
             cp_count,
             last_cp: Instant::now(),
             last_cp_hash,
@@ -642,7 +650,7 @@ impl Worker {
                     let staged_due = !st.buf.is_empty()
                         && (st.buf.len() >= STAGE_BYTES
                             || if strict {
-                                self.last_sync.elapsed() >= STRICT_GATHER
+                                self.last_sync_records >= GATHER_BELOW || self.last_sync.elapsed() >= STRICT_GATHER
                             } else {
                                 st.staged_at.elapsed() >= stage
                             });
@@ -653,6 +661,7 @@ impl Worker {
                     st.writer_idle = st.buf.is_empty();
                     if !st.buf.is_empty() {
                         let left = if strict {
+                            // (here the last sync carried few records: see staged_due)
                             STRICT_GATHER.saturating_sub(self.last_sync.elapsed())
                         } else {
                             stage.saturating_sub(st.staged_at.elapsed())
@@ -844,6 +853,8 @@ impl Worker {
         self.unsynced.clear();
         self.written = 0;
         self.last_sync = Instant::now();
+        self.last_sync_records = self.count.saturating_sub(self.synced_count);
+        self.synced_count = self.count;
         Ok(())
     }
 
