@@ -233,30 +233,33 @@ fn run_separator(b: u8) -> bool {
 /// Only digit positions need a look: the text between them is skipped eight bytes at a time.
 pub fn digit_gate(text: &[u8]) -> bool {
     let n = text.len();
-    let mut run = 0u32;
-    let mut last: usize = usize::MAX; // position of the previous digit
+    let mut run = 0usize;
+    let mut last_end: usize = usize::MAX; // just past the previous block of digits
     let mut i = 0usize;
-    while i < n {
+    loop {
         i = next_digit(text, i);
         if i >= n {
-            break;
+            return false;
         }
-        let b = text[i];
-        let joined = last != usize::MAX && i - last <= 3 && text[last + 1..i].iter().all(|&c| run_separator(c));
-        run = if joined { run + 1 } else { 1 };
+        // a block of consecutive digits [i, j)
+        let mut j = i + 1;
+        while j < n && text[j].is_ascii_digit() {
+            j += 1;
+        }
+        let joined = last_end != usize::MAX && i - last_end <= 2 && text[last_end..i].iter().all(|&c| run_separator(c));
+        run = if joined { run + (j - i) } else { j - i };
         if run >= 9 {
             return true;
         }
-        if i >= 1 && text[i - 1] == b'+' && b != b'0' {
+        if i >= 1 && text[i - 1] == b'+' && text[i] != b'0' {
             return true;
         }
-        if i >= 3 && text[i - 1].is_ascii_digit() && text[i - 2].is_ascii_uppercase() && text[i - 3].is_ascii_uppercase() {
+        if i >= 2 && j - i >= 2 && text[i - 1].is_ascii_uppercase() && text[i - 2].is_ascii_uppercase() {
             return true;
         }
-        last = i;
-        i += 1;
+        last_end = j;
+        i = j;
     }
-    false
 }
 
 /// Position of the first ASCII digit at or after `i` (`text.len()` when there is none).
