@@ -130,9 +130,7 @@ class RunStreamFilter:
         if splitter is None:
             return b"".join([self._event(ev) for ev in self.parser.feed(chunk)])
         out: list[bytes] = []
-        if type(chunk) is not bytes:  # h11 may hand over a bytearray
-            chunk = bytes(chunk)
-        for seg in splitter.feed(chunk):
+        for seg in splitter.feed(chunk):  # bytes or h11's bytearray, read in place
             if type(seg) is bytes:
                 out.append(seg)
             else:

@@ -4,9 +4,9 @@
 //! (routed events, for the caller), in stream order. The rewrite step for the bulk events is a
 //! Python callable `rewrite(name, data) -> bytes | None` or, much faster, a native masker
 //! (see `crate::py::masking`) that rewrites without calling back into Python.
-use pyo3::exceptions::PyValueError;
+use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyList, PyTuple};
+use pyo3::types::{PyByteArray, PyBytes, PyList, PyTuple};
 
 use crate::sse::{DataRewriter, Segment, SseSplitter as Inner};
 
@@ -105,12 +105,29 @@ impl SseSplitter {
         Self::with_rewrite(routed, rewrite, max_event_bytes)
     }
 
-    /// Add bytes; returns the completed segments in order.
-    fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
+    /// Add bytes (`bytes` or `bytearray`, as h11 hands them over); returns the completed
+    /// segments in order.
+    fn feed<'py>(&mut self, py: Python<'py>, chunk: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyList>> {
+        let native = matches!(self.rewrite, Rewrite::Native(..) | Rewrite::Keep);
+        let copied: Vec<u8>;
+        let data: &[u8] = if let Ok(b) = chunk.cast::<PyBytes>() {
+            b.as_bytes()
+        } else if let Ok(ba) = chunk.cast::<PyByteArray>() {
+            if native {
+                // SAFETY: no Python code runs while `data` is borrowed (native rewriting
+                // only), so nothing can resize or free the bytearray meanwhile.
+                unsafe { ba.as_bytes() }
+            } else {
+                copied = ba.to_vec();
+                &copied
+            }
+        } else {
+            return Err(PyTypeError::new_err("SseSplitter.feed takes bytes or bytearray"));
+        };
         let mut rw = CallRewriter { py, rw: &mut self.rewrite, err: None };
         let segs = self
             .inner
-            .feed(chunk, &mut rw)
+            .feed(data, &mut rw)
             .map_err(|e| PyValueError::new_err(format!("SSE event larger than {} bytes", e.0)))?;
         if let Some(e) = rw.err {
             return Err(e);
