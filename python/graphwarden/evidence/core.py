@@ -5,8 +5,9 @@ For every request that reached the guard:
 1. `body_limit`: bodies of routes that carry one are read whole (bounded by
    `limits.max_body_bytes`) so that they can be masked and recorded;
 2. `on_decision`: the masked input, the principal, the route, the decision and its rule go into
-   a `request` record; in strict durability the request waits until that record is on disk, and
-   if it cannot be written the request is refused (503, fail closed). For admitted run streams
+   a `request` record; in strict durability a request with an unsafe method (or a refused one)
+   waits until that record is on disk, and if it cannot be written the request is refused
+   (503, fail closed). For admitted run streams
    the `tasks` stream mode is added when the client did not ask for it (so every step is seen);
    for routes whose masking policy says so the body sent upstream is the masked one;
 3. `response_filter`: SSE streams through `RunStreamFilter`, JSON bodies are masked whole
@@ -52,6 +53,8 @@ BACKGROUND_RUN_ROUTES = frozenset({"threads.create_run", "runs.create"})
 RUN_ROUTES = STREAM_RUN_ROUTES | WAIT_RUN_ROUTES | BACKGROUND_RUN_ROUTES | {"runs.batch"}
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Requests that change nothing upstream (RFC 9110 safe methods).
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class AuditAppender(Protocol):
@@ -310,7 +313,11 @@ class Evidence:
         if rec.get("resume") is not None:
             self.record(ex, "resume", {"request_id": ex.request_id, "ts": rec["ts"], "thread_id": rec["thread_id"],
                                         "run_id": rec["run_id"], "value": rec["resume"]["value"]})
-        await self._durable(ex)
+        if ex.method not in SAFE_METHODS or isinstance(decision, Reject):
+            # Strict: a request that can change something upstream is forwarded only once its
+            # record is on disk. A read changes nothing: its response, released only once
+            # every record of the exchange is on disk (before_end), is what must wait.
+            await self._durable(ex)
         if new_body is not None and new_body != body:
             return new_body
         return None
