@@ -122,28 +122,24 @@ def now_iso() -> str:
     return f"{_iso_prefix}.{frac // 1000:06d}+00:00"
 
 
+_PRINCIPALS: dict[Principal, dict[str, Any]] = {}
+
+
 def _principal(p: Principal | None) -> dict[str, Any] | None:
+    """The principal as recorded (cached: the same caller makes many requests; the dict is
+    only ever serialised, never changed)."""
     if p is None:
         return None
-    return {
-        "subject": p.subject, "groups": list(p.groups), "auth_method": p.auth_method,
-        "token_id": p.token_id, "display_name": p.display_name,
-    }
-
-
-def _is_json(headers: Sequence[tuple[bytes, bytes]]) -> bool:
-    for n, v in headers:
-        if n == b"content-type":
-            v = v.lower()
-            return v.startswith(b"application/json") or b"+json" in v
-    return False
-
-
-def _content_type(headers: Sequence[tuple[bytes, bytes]]) -> bytes:
-    for n, v in headers:
-        if n == b"content-type":
-            return v.lower()
-    return b""
+    hit = _PRINCIPALS.get(p)
+    if hit is None:
+        hit = {
+            "subject": p.subject, "groups": list(p.groups), "auth_method": p.auth_method,
+            "token_id": p.token_id, "display_name": p.display_name,
+        }
+        if len(_PRINCIPALS) >= 4096:
+            _PRINCIPALS.clear()
+        _PRINCIPALS[p] = hit
+    return hit
 
 
 class Evidence:
@@ -249,7 +245,7 @@ class Evidence:
         groups = principal.groups if principal is not None else ()
         masking = self.policy.decide(op.name, groups)
         ex.notes["masking"] = masking
-        params = dict(op.params)
+        params = op.params  # serialised only, never changed
         rec: dict[str, Any] = {
             "request_id": ex.request_id,
             "ts": now_iso(),
@@ -328,14 +324,19 @@ class Evidence:
         op = ex.operation
         assert op is not None
         masking: MaskingDecision = ex.notes.get("masking", self.policy.default)  # type: ignore[assignment]
-        ctype = _content_type(headers)
+        ctype = b""
         ctx: dict[str, Any] = {"request_id": ex.request_id}
-        if op.params.get("thread_id"):
-            ctx["thread_id"] = op.params["thread_id"]
-        if op.params.get("run_id"):
-            ctx["run_id"] = op.params["run_id"]
+        params = op.params
+        if params:
+            if params.get("thread_id"):
+                ctx["thread_id"] = params["thread_id"]
+            if params.get("run_id"):
+                ctx["run_id"] = params["run_id"]
         for n, v in headers:
-            if n == b"content-location":  # /threads/{tid}/runs/{rid}
+            if n == b"content-type":
+                if not ctype:  # the first one, as h11 and clients read it
+                    ctype = v.lower()
+            elif n == b"content-location":  # /threads/{tid}/runs/{rid}
                 parts = v.decode("latin-1").strip("/").split("/")
                 if len(parts) >= 4 and parts[0] == "threads" and parts[2] == "runs":
                     ctx["thread_id"], ctx["run_id"] = parts[1], parts[3]
@@ -354,7 +355,7 @@ class Evidence:
             )
             ex.notes["stream"] = filt
             return filt
-        json_body = _is_json(headers)
+        json_body = ctype.startswith(b"application/json") or b"+json" in ctype
         return CaptureFilter(self, ex, json_body, mask_client=masking.responses)
 
     def _stream_record(self, ex: Exchange, kind: str, body: dict[str, Any]) -> None:
