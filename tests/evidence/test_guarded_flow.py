@@ -256,9 +256,10 @@ def test_streamed_run_is_masked_everywhere_and_every_step_recorded(world: World)
     assert EMAIL_IN not in json.dumps(state) and AWS_KEY not in json.dumps(state)
 
     # Every step the server's history shows is in the trail, with the run linked.
-    history = _history_steps(world.upstream, tid, run_id)
-    assert history
-    _wait_for(lambda: _recorded_steps(world, run_id) == history)
+    assert _history_steps(world.upstream, tid, run_id)
+    # history is read again on every try: the server may persist its last checkpoint after the
+    # stream's final event, and the trail must then match the final history
+    _wait_for(lambda: _recorded_steps(world, run_id) == _history_steps(world.upstream, tid, run_id))
     kinds = [k for k, _ in world.records(run_id=run_id)]
     assert "run" in kinds and "response" in kinds
     req = next(b for k, b in world.records(request_id=next(b["request_id"] for k, b in world.records(run_id=run_id) if k == "run")) if k == "request")
@@ -290,9 +291,9 @@ def test_sdk_streams_waits_and_background_runs_are_recorded(world: World) -> Non
     runs = httpx.get(f"{world.upstream}/threads/{tid}/runs", timeout=10).json()
     for run in runs:
         rid = run["run_id"]
-        expected = _history_steps(world.upstream, tid, rid)
-        assert expected, rid
-        assert _wait_for(lambda: _recorded_steps(world, rid) == expected or None), (rid, _recorded_steps(world, rid), expected)
+        assert _history_steps(world.upstream, tid, rid), rid
+        assert _wait_for(lambda: _recorded_steps(world, rid) == _history_steps(world.upstream, tid, rid) or None), (
+            rid, _recorded_steps(world, rid), _history_steps(world.upstream, tid, rid))
     sources = {b.get("source") for k, b in world.records(thread_id=tid) if k == "step"}
     assert sources == {"stream", "history"}
     _no_secrets("the audit files", world.audit_bytes())
@@ -358,10 +359,10 @@ def test_interrupt_and_resume_after_approval_are_on_record(world: World) -> None
 
 def history_has_both(world: World, tid: str, first: str, second: str) -> bool:
     """Across the interrupted run and its resume, the trail holds exactly the thread's steps."""
-    steps = _history_steps(world.upstream, tid)
     try:
-        _wait_for(lambda: (_recorded_steps(world, first) | _recorded_steps(world, second)) == steps)
+        _wait_for(lambda: (_recorded_steps(world, first) | _recorded_steps(world, second)) == _history_steps(world.upstream, tid))
     except AssertionError:
+        steps = _history_steps(world.upstream, tid)
         raise AssertionError((sorted(steps), sorted(_recorded_steps(world, first)), sorted(_recorded_steps(world, second)))) from None
     return True
 
@@ -387,8 +388,8 @@ def test_replay_of_a_gateway_trail_lists_the_servers_steps(world: World, tmp_pat
     raw = _stream_raw(world, token, f"/threads/{tid}/runs/stream",
                       {"assistant_id": "agent", "input": {"text": f"hi {EMAIL_IN}", "chunks": 2}, "stream_mode": ["values"]})
     run_id = next(d["run_id"] for n, d in _events(raw) if n == "metadata")
+    _wait_for(lambda: _recorded_steps(world, run_id) == _history_steps(world.upstream, tid, run_id))
     history = _history_steps(world.upstream, tid, run_id)
-    _wait_for(lambda: _recorded_steps(world, run_id) == history)
     code, out, err = _replay(world, "--run", run_id, "--audit", str(world.audit_dir), "--format", "json")
     assert code == 0, err
     doc = json.loads(out)
