@@ -127,13 +127,7 @@ class AuditLog:
     def append(self, kind: str, body: Mapping[str, Any] | bytes) -> int:
         """Append a record and return its seq. `body` is a JSON object (encoded canonically) or
         bytes already in canonical form. Raises `AuditUnavailable` when the log cannot write."""
-        if isinstance(body, bytes):
-            data = body
-        else:
-            try:  # canonical_body, inlined: this runs for every record of every request
-                data = orjson.dumps(body, option=orjson.OPT_SORT_KEYS)
-            except TypeError as exc:
-                raise ValueError(f"audit record body is not JSON-serialisable: {exc}") from None
+        data = body if isinstance(body, bytes) else canonical_body(body)
         try:
             return self._writer.append(kind, data)
         except NativeAuditUnavailable as exc:

@@ -363,28 +363,34 @@ impl Db {
         Ok(Db { db, proto, pool: Mutex::new(Vec::new()), expr_entry, gated })
     }
 
+    /// A scratch space for one scan: from the pool, or cloned from the prototype (None when
+    /// cloning fails). Give it back with `put_scratch`.
+    fn take_scratch(&self) -> Option<*mut hs_scratch_t> {
+        if let Some(s) = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop() {
+            return Some(s);
+        }
+        let mut s: *mut hs_scratch_t = std::ptr::null_mut();
+        (unsafe { hs_clone_scratch(self.proto, &mut s) } == HS_SUCCESS).then_some(s)
+    }
+
+    fn put_scratch(&self, scratch: *mut hs_scratch_t) {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+    }
+
     /// Whether any expression matches in `text` (stops at the first match).
     /// `text` must be 64-byte aligned and followed by 64 readable bytes. True on any failure.
     fn any(&self, text: &[u8]) -> bool {
         if text.len() >= 1 << 30 {
             return true; // huge inputs: let the windowed scan decide
         }
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let scratch = match pooled {
-            Some(s) => s,
-            None => {
-                let mut s: *mut hs_scratch_t = std::ptr::null_mut();
-                if unsafe { hs_clone_scratch(self.proto, &mut s) } != HS_SUCCESS {
-                    return true;
-                }
-                s
-            }
+        let Some(scratch) = self.take_scratch() else {
+            return true;
         };
         let rc = unsafe {
             hs_scan(self.db, text.as_ptr() as *const _, text.len() as u32, 0, scratch, Some(on_any),
                     std::ptr::null_mut())
         };
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+        self.put_scratch(scratch);
         rc != HS_SUCCESS // terminated by a match, or an error (fail closed: "may match")
     }
 
@@ -393,18 +399,10 @@ impl Db {
     /// Adds (entry, match end) pairs to `found`.
     fn scan(&self, text: &[u8], found: &mut Vec<(usize, usize)>, everywhere: &mut [bool], max_len: usize) {
         let mut ends = Ends { ends: Vec::new(), overflow: false, base: 0 };
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
-        let scratch = match pooled {
-            Some(s) => s,
-            None => {
-                let mut s: *mut hs_scratch_t = std::ptr::null_mut();
-                if unsafe { hs_clone_scratch(self.proto, &mut s) } != HS_SUCCESS {
-                    // Fail closed: search every entry everywhere (the exact regexes decide).
-                    self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
-                    return;
-                }
-                s
-            }
+        let Some(scratch) = self.take_scratch() else {
+            // Fail closed: search every entry everywhere (the exact regexes decide).
+            self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
+            return;
         };
         let mut start = 0usize;
         while start < text.len() {
@@ -424,7 +422,7 @@ impl Db {
             }
             start += window - max_len.min(window / 2);
         }
-        self.pool.lock().unwrap_or_else(|e| e.into_inner()).push(scratch);
+        self.put_scratch(scratch);
         if ends.overflow {
             self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
             return;
@@ -867,6 +865,11 @@ impl Engine {
             super::json::validate(doc)?;
             return Ok(None);
         }
+        self.mask_json_strings(doc)
+    }
+
+    /// `mask_json_if_needed` without the raw pass (for callers that already made it).
+    pub fn mask_json_strings(&self, doc: &[u8]) -> Result<Option<Vec<u8>>, String> {
         super::json::mask_json_opt(doc, |text| self.mask_if_needed(text))
     }
 

@@ -117,7 +117,7 @@ impl MaskEngine {
                 if eng.raw_clear(data) {
                     return None;
                 }
-                match eng.mask_json_if_needed(data) {
+                match eng.mask_json_strings(data) {
                     Ok(v) => v,
                     Err(_) => eng.mask_if_needed(data),
                 }
