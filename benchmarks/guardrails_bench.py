@@ -25,7 +25,17 @@ ratios. On a shared, noisy machine, slow drifts in available CPU then hit both s
 ratio alike (separate long runs per configuration gave ratios that moved by 0.3 from one
 invocation to the next).
 
-Usage: python3 benchmarks/guardrails_bench.py [--duration 2] [--rounds 8] [--only passthrough,all]
+`--pin` (machines with 2+ CPUs): every gateway runs on the last CPU, nginx and wrk on the
+others, so that the load generator and the upstream do not compete with the gateway for its
+core, and a gateway's own threads (the audit writer's fdatasync calls in strict mode) compete
+with its event loop as they do when every core runs a worker. Without it (the default) the
+scheduler places everything, and the audit writer may use a core the event loop leaves idle.
+
+Besides throughput, the CPU time each gateway process (all its threads, the audit writer
+included) spent per request is reported, with its ratios: it moves much less with machine noise
+than req/s does, and for a saturated single worker it predicts the throughput ratio.
+
+Usage: python3 benchmarks/guardrails_bench.py [--duration 2] [--rounds 8] [--pin] [--only passthrough,all]
 """
 
 from __future__ import annotations
@@ -147,14 +157,38 @@ max_streams = 100000
     return out
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (the serve parent forks workers)."""
+    total = 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
+            total += (int(fields[11]) + int(fields[12])) / tick
+            for t in os.listdir(f"/proc/{p}/task"):
+                kids = Path(f"/proc/{p}/task/{t}/children").read_text().split()
+                todo.extend(int(k) for k in kids)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--duration", type=float, default=2.0, help="seconds per load slice")
     ap.add_argument("--only", default="passthrough,policy,audit-batch,audit-strict,all")
     ap.add_argument("--rounds", type=int, default=8, help="paired rounds; medians of per-round ratios are reported")
+    ap.add_argument("--pin", action="store_true", help="pin the gateways and the load to separate CPUs")
     ap.add_argument("--profile", help="py-spy record this configuration's gateway during its first JSON slice (raw output to /tmp)")
     args = ap.parse_args()
     names = args.only.split(",")
+    ncpu = len(os.sched_getaffinity(0))
+    pin = args.pin and ncpu >= 2
+    cpus = sorted(os.sched_getaffinity(0))
+    gw_cpus = {cpus[-1]} if pin else set(cpus)
+    load_cpus = ",".join(str(c) for c in cpus[:-1]) if pin else None
     samples: dict[str, dict[str, list[dict[str, float]]]] = {n: {"json": [], "sse": []} for n in names}
     with tempfile.TemporaryDirectory(prefix="gw-guard-bench-") as tmp:
         d = Path(tmp)
@@ -169,7 +203,7 @@ def main() -> int:
         up = free_port()
         (d / "upstream.conf").write_text(NGINX.format(dir=d, port=up, thread=THREAD, run=RUN))
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
-        upstream = subprocess.Popen([nginx, "-c", str(d / "upstream.conf")])
+        upstream = subprocess.Popen((["taskset", "-c", load_cpus] if load_cpus else []) + [nginx, "-c", str(d / "upstream.conf")])
         gateways: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
         try:
             wait_port(up)
@@ -183,7 +217,8 @@ def main() -> int:
                 cfg = d / f"gw-{name}.toml"
                 cfg.write_text(gateway_toml(port, up, d, name))
                 gw = subprocess.Popen([sys.executable, "-m", "graphwarden", "serve", "--config", str(cfg)],
-                                      stdout=subprocess.DEVNULL, stderr=open(d / f"{name}.log", "wb"))
+                                      stdout=subprocess.DEVNULL, stderr=open(d / f"{name}.log", "wb"),
+                                      preexec_fn=lambda: os.sched_setaffinity(0, gw_cpus))
                 gateways[name] = (gw, port)
             for name, (gw, port) in gateways.items():
                 try:
@@ -192,7 +227,8 @@ def main() -> int:
                     print(f"{name}: the gateway did not start:\n" + (d / f"{name}.log").read_text()[-3000:])
                     raise
                 script = None if name == "passthrough" else hdr
-                wrk(f"http://127.0.0.1:{port}/info", connections=10, duration=1, script=script)  # warm-up
+                wrk(f"http://127.0.0.1:{port}/info", connections=10, duration=1, script=script,
+                    cpus=load_cpus)  # warm-up
 
             def run(name: str, load: str, rnd: int) -> dict[str, float]:
                 gw, port = gateways[name]
@@ -203,11 +239,16 @@ def main() -> int:
                     spy = subprocess.Popen(["py-spy", "record", "-p", str(gw.pid), "-d", str(max(1, int(args.duration))),
                                             "-r", "1000", "-f", "raw", "-o", f"/tmp/gw-{name}.spy"],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                cpu0 = tree_cpu_s(gw.pid)
                 if load == "json":
-                    r = wrk(f"{base}/info", connections=50, duration=args.duration, script=script)
+                    r = wrk(f"{base}/info", connections=50, duration=args.duration, script=script, cpus=load_cpus)
                 else:
                     r = wrk(f"{base}/threads/{THREAD}/runs/{RUN}/stream", connections=4, duration=args.duration,
-                            script=script)
+                            script=script, cpus=load_cpus)
+                cpu = tree_cpu_s(gw.pid) - cpu0
+                seconds = max(1, round(args.duration))  # wrk runs whole seconds
+                # CPU µs per request (JSON) or per MiB of events (SSE)
+                r["cpu_us"] = cpu * 1e6 / max(r["rps" if load == "json" else "mb_s"] * seconds, 1e-9)
                 if spy is not None:
                     spy.wait(30)
                 if "errors" in r:
@@ -238,15 +279,20 @@ def main() -> int:
     for name in names:
         j, e = samples[name]["json"], samples[name]["sse"]
         print(f"  {name:<14} json {statistics.median(x['rps'] for x in j):8.0f} req/s "
-              f"p99 {statistics.median(x['p99_ms'] for x in j):7.2f} ms | sse {statistics.median(x['mb_s'] for x in e):8.1f} MB/s")
+              f"p99 {statistics.median(x['p99_ms'] for x in j):7.2f} ms "
+              f"cpu {statistics.median(x['cpu_us'] for x in j):6.1f} us/req | "
+              f"sse {statistics.median(x['mb_s'] for x in e):8.1f} MB/s cpu {statistics.median(x['cpu_us'] for x in e):7.0f} us/MiB")
 
     def ratio(a: str, b: str, load: str, key: str) -> str:
         if a not in samples or b not in samples:
             return "n/a"
         per_round = sorted(x[key] / y[key] for x, y in zip(samples[a][load], samples[b][load]))
-        return f"{statistics.median(per_round):.2f}  (rounds: {', '.join(f'{r:.2f}' for r in per_round)})"
+        # the same ratio predicted from CPU time per unit of work (inverse: cheaper is faster)
+        by_cpu = statistics.median(y["cpu_us"] / x["cpu_us"] for x, y in zip(samples[a][load], samples[b][load]))
+        return (f"{statistics.median(per_round):.2f}  by CPU time {by_cpu:.2f}  "
+                f"(rounds: {', '.join(f'{r:.2f}' for r in per_round)})")
 
-    print("\nsummary (median of the per-round ratios; req/s, or MB/s for SSE)")
+    print(f"\nsummary (median of the per-round ratios; req/s, or MB/s for SSE; gateways pinned: {pin})")
     print(f"  policy / passthrough, small JSON   (target >= 0.85) = {ratio('policy', 'passthrough', 'json', 'rps')}")
     print(f"  audit-batch / policy, small JSON   (target >= 0.90) = {ratio('audit-batch', 'policy', 'json', 'rps')}")
     print(f"  audit-strict / policy, small JSON  (target >= 0.75) = {ratio('audit-strict', 'policy', 'json', 'rps')}")

@@ -211,8 +211,9 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)]
 
 
-def wrk(url: str, *, connections: int, duration: float, script: Path | None = None) -> dict[str, float]:
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s"]
+def wrk(url: str, *, connections: int, duration: float, script: Path | None = None,
+        cpus: str | None = None) -> dict[str, float]:
+    argv = (["taskset", "-c", cpus] if cpus else []) + ["wrk", "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency", "--timeout", "10s"]
     if script is not None:
         argv += ["-s", str(script)]
     out = subprocess.run(argv + [url], capture_output=True, text=True, check=True).stdout

@@ -101,8 +101,8 @@ class Assembly:
         self.evidence.install(gateway)
         self.approvals.observers.append(self._approval_observer)
         guard = self.guard
-        if guard is not None and hasattr(guard, "on_decision"):
-            guard.on_decision.append(self.evidence.note_decision)
+        if guard is not None and hasattr(guard, "on_refusal"):
+            guard.on_refusal.append(self.evidence.note_decision)
         audit.append("gateway", {"event": "start", "worker": gateway.worker, "ts": _now(),
                                  "upstream": config.upstream.url, "chain": audit.chain})
 

@@ -286,13 +286,17 @@ def test_embedded_defaults_need_a_key(loop_thread: LoopThread, fake_upstream: Fa
 
 def test_decisions_reach_hooks(gw: GatewayHandle, state: Path) -> None:
     seen: list[DecisionRecord] = []
+    refused: list[DecisionRecord] = []
     gw.gateway.guard.on_decision.append(seen.append)  # type: ignore[attr-defined]
+    gw.gateway.guard.on_refusal.append(refused.append)  # type: ignore[attr-defined]
     key = _key(state, "hooked", "user")
     call(gw.url, "GET", "/ok", headers={"x-api-key": key})
     call(gw.url, "POST", "/internal/truncate", headers={"x-api-key": key})
     call(gw.url, "GET", "/ok")
     assert [(r.effect, r.operation, r.rule) for r in seen] == [
         ("allow", "meta.ok", "meta"), ("deny", "dev.truncate", None), ("unauthenticated", "meta.ok", None)]
+    # refusal hooks (the audit trail's) never see an allow: its rule travels on the Admit
+    assert refused == seen[1:]
 
 
 

@@ -123,6 +123,8 @@ def now_iso() -> str:
 
 
 _PRINCIPALS: dict[Principal, dict[str, Any]] = {}
+_NO_MODES: list[str] = []  # serialised only, never changed
+_TASKS = frozenset({"tasks"})
 
 
 def _principal(p: Principal | None) -> dict[str, Any] | None:
@@ -216,15 +218,14 @@ class Evidence:
             seq = self.audit.append(kind, body)
         except Exception as exc:
             raise AuditUnavailable(f"the audit trail cannot be written ({exc}); request refused") from exc
-        seqs: list[int] = ex.notes.setdefault("audit_seqs", [])  # type: ignore[assignment]
-        seqs.append(seq)
+        ex.notes["audit_seq"] = seq  # seqs only grow: the last one is the one to wait for
         return seq
 
     async def _durable(self, ex: Exchange) -> None:
-        seqs: list[int] = ex.notes.get("audit_seqs", [])  # type: ignore[assignment]
-        if self.audit.strict and seqs:
+        seq = ex.notes.get("audit_seq")
+        if self.audit.strict and seq is not None:
             try:
-                await self.audit.wait_durable(max(seqs))
+                await self.audit.wait_durable(cast(int, seq))
             except GatewayError:
                 raise
             except Exception as exc:
@@ -242,10 +243,11 @@ class Evidence:
         op = ex.operation
         assert op is not None
         principal = decision.principal
-        groups = principal.groups if principal is not None else ()
-        masking = self.policy.decide(op.name, groups)
-        ex.notes["masking"] = masking
+        masking = self.policy.decide(op.name, principal.groups if principal is not None else ())
+        notes = ex.notes
+        notes["masking"] = masking
         params = op.params  # serialised only, never changed
+        admitted = isinstance(decision, Admit)
         rec: dict[str, Any] = {
             "request_id": ex.request_id,
             "ts": now_iso(),
@@ -259,57 +261,34 @@ class Evidence:
             "run_id": params.get("run_id"),
             "principal": _principal(principal),
             "client_ip": ex.client_ip,
+            "injected_modes": _NO_MODES,
+            "input": None,
         }
-        doc: Any = None
-        if body:
-            try:
-                doc = orjson.loads(body)
-            except orjson.JSONDecodeError:
-                doc = None
-        if isinstance(doc, dict):
-            assistant = doc.get("assistant_id")
-            if isinstance(assistant, str):
-                rec["assistant_id"] = assistant
-            command = doc.get("command")
-            if isinstance(command, dict) and "resume" in command:
-                rec["resume"] = {"value": self.masked_payload(orjson.dumps(command["resume"]))}
-        noted = self._decisions.pop(ex.request_id, None)
-        if noted is not None:
-            rec["rule"] = noted.rule
-            rec["effect"] = noted.effect
-        if isinstance(decision, Reject):
-            rec.update(decision=_reject_decision(decision), status=decision.status, reason=decision.reason)
-            if decision.extra.get("approval_id"):
-                rec["approval_id"] = decision.extra["approval_id"]
-        else:
-            assert isinstance(decision, Admit)
-            rec.update(decision="allow", rule=decision.rule or rec.get("rule"))
+        if admitted:
+            # Allows are not noted by the guard (their rule travels on the Admit).
+            rec["decision"] = rec["effect"] = "allow"
+            rec["rule"] = decision.rule
             if decision.approval_id:
                 rec["approval_id"] = decision.approval_id
+        else:
+            assert isinstance(decision, Reject)
+            noted = self._decisions.pop(ex.request_id, None)
+            if noted is not None:
+                rec["rule"] = noted.rule
+                rec["effect"] = noted.effect
+            rec["decision"] = _reject_decision(decision)
+            rec["status"] = decision.status
+            rec["reason"] = decision.reason
+            if decision.extra.get("approval_id"):
+                rec["approval_id"] = decision.extra["approval_id"]
         new_body: bytes | None = None
-        injected: frozenset[str] = frozenset()
-        if isinstance(decision, Admit) and isinstance(doc, dict) and op.name in STREAM_RUN_ROUTES:
-            modes = doc.get("stream_mode", ["values"])
-            modes_list = [modes] if isinstance(modes, str) else list(modes) if isinstance(modes, list) else ["values"]
-            rec["stream_mode"] = modes_list
-            if self.inject and "tasks" not in modes_list:
-                doc["stream_mode"] = [*modes_list, "tasks"]
-                injected = frozenset({"tasks"})
-                new_body = orjson.dumps(doc)
-        rec["injected_modes"] = sorted(injected)
-        ex.notes["injected_modes"] = injected
-        rec["input"] = self.masked_payload(body, True) if body else None
-        if isinstance(decision, Admit) and body and masking.requests and op.resource != "gateway":
-            # The runtime receives the masked document (and the injected mode, if any).
-            try:
-                new_body = self.masker.mask_json(new_body if new_body is not None else body)
-            except ValueError:
-                new_body = self.masker.mask(new_body if new_body is not None else body)
+        if body:
+            new_body = self._request_body(ex, rec, op, body, admitted, masking)
         self.record(ex, "request", rec)
         if rec.get("resume") is not None:
             self.record(ex, "resume", {"request_id": ex.request_id, "ts": rec["ts"], "thread_id": rec["thread_id"],
                                         "run_id": rec["run_id"], "value": rec["resume"]["value"]})
-        if ex.method not in SAFE_METHODS or isinstance(decision, Reject):
+        if self.audit.strict and (ex.method not in SAFE_METHODS or not admitted):
             # Strict: a request that can change something upstream is forwarded only once its
             # record is on disk. A read changes nothing: its response, released only once
             # every record of the exchange is on disk (before_end), is what must wait.
@@ -317,6 +296,40 @@ class Evidence:
         if new_body is not None and new_body != body:
             return new_body
         return None
+
+    def _request_body(self, ex: Exchange, rec: dict[str, Any], op: Operation, body: bytes, admitted: bool,
+                      masking: MaskingDecision) -> bytes | None:
+        """The request body's part of the record (masked input, assistant, resume value, stream
+        modes); returns the body for the upstream when it changes (injected mode, masking)."""
+        try:
+            doc: Any = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = None
+        new_body: bytes | None = None
+        if isinstance(doc, dict):
+            assistant = doc.get("assistant_id")
+            if isinstance(assistant, str):
+                rec["assistant_id"] = assistant
+            command = doc.get("command")
+            if isinstance(command, dict) and "resume" in command:
+                rec["resume"] = {"value": self.masked_payload(orjson.dumps(command["resume"]))}
+            if admitted and op.name in STREAM_RUN_ROUTES:
+                modes = doc.get("stream_mode", ["values"])
+                modes_list = [modes] if isinstance(modes, str) else list(modes) if isinstance(modes, list) else ["values"]
+                rec["stream_mode"] = modes_list
+                if self.inject and "tasks" not in modes_list:
+                    doc["stream_mode"] = [*modes_list, "tasks"]
+                    ex.notes["injected_modes"] = _TASKS
+                    rec["injected_modes"] = ["tasks"]
+                    new_body = orjson.dumps(doc)
+        rec["input"] = self.masked_payload(body, True)
+        if admitted and masking.requests and op.resource != "gateway":
+            # The runtime receives the masked document (and the injected mode, if any).
+            try:
+                new_body = self.masker.mask_json(new_body if new_body is not None else body)
+            except ValueError:
+                new_body = self.masker.mask(new_body if new_body is not None else body)
+        return new_body
 
     def response_filter(
         self, ex: Exchange, status: int, headers: Sequence[tuple[bytes, bytes]]
@@ -542,9 +555,9 @@ class CaptureFilter:
         self.whole_body_limit = ev.json_buffer_bytes if is_json else 0
 
     def whole(self, body: bytes) -> bytes:
-        self.parts = [body]
-        self.size = len(body)
-        return self.finish()
+        if not body:
+            return b""
+        return self._finish_whole(body)
 
     def feed(self, chunk: bytes) -> bytes:
         if self.stream is not None:
@@ -576,6 +589,9 @@ class CaptureFilter:
         body = b"".join(self.parts)
         if not body:
             return b""
+        return self._finish_whole(body)
+
+    def _finish_whole(self, body: bytes) -> bytes:
         masked: bytes
         try:
             masked = self.ev.masker.mask_json(body) if self.is_json else self.ev.masker.mask(body)

@@ -10,6 +10,7 @@ SIGTERM/SIGINT and restarts a worker that dies unexpectedly.
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import socket
@@ -113,6 +114,12 @@ async def serve_forever(
 ) -> int:
     loop = asyncio.get_running_loop()
     running = await start_gateway(config, guard_factory(config), sock=sock, worker=worker, hooks=hooks)
+    # Everything built so far lives as long as the worker (modules, configuration, routes,
+    # policy, identity and masking state). Frozen, it is no longer scanned by the cyclic
+    # collector, whose full collections then walk only what requests allocate (under load a
+    # full collection took 17 ms before).
+    gc.collect()
+    gc.freeze()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)

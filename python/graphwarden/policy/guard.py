@@ -14,8 +14,9 @@ for one request:
 7. approval rules go to the injected `ApprovalGate` (403 when approvals are not enabled);
 8. concurrent-stream limit for streaming operations -> 429.
 
-Every decision is logged on `graphwarden.policy` and handed to the `on_decision` callbacks (the
-audit trail attaches there).
+Every refusal is logged on `graphwarden.policy`; every decision is handed to the `on_decision`
+callbacks and every refusal to the `on_refusal` ones (the audit trail attaches there: an
+admitted request's rule travels on its `Admit`, so no record is built for it).
 """
 
 from __future__ import annotations
@@ -216,8 +217,10 @@ class AccessGuard:
                 )
         self._subject_header = ident.upstream_subject_header.encode() if ident.upstream_subject_header else None
         self._groups_header = ident.upstream_groups_header.encode() if ident.upstream_groups_header else None
-        #: Called with every decision (the audit trail attaches here).
+        #: Called with every decision.
         self.on_decision: list[DecisionHook] = []
+        #: Called with every decision that is not an allow (the audit trail attaches here).
+        self.on_refusal: list[DecisionHook] = []
 
     # -- Guard protocol -------------------------------------------------------------------------
     def classify(self, info: RequestInfo) -> Operation:
@@ -354,7 +357,7 @@ class AccessGuard:
     def _record(self, info: RequestInfo, op: Operation, effect: str, status: int, principal: Principal | None,
                 rule: str | None, reason: str, approval_id: str | None) -> None:
         if effect == "allow" and not self.on_decision and not log.isEnabledFor(10):
-            return
+            return  # the hot path: nobody wants a record of an allow
         rec = DecisionRecord(info.request_id, info.method, info.target, info.client_host, effect, status, op.name,
                              rule, reason, principal, approval_id)
         if effect != "allow" or log.isEnabledFor(10):
@@ -365,6 +368,9 @@ class AccessGuard:
             }})
         for hook in self.on_decision:
             hook(rec)
+        if effect != "allow":
+            for hook in self.on_refusal:
+                hook(rec)
 
     def explain(self, principal: Principal, method: str, target: str, body: bytes | None) -> tuple[Operation, PolicyDecision]:
         op = self.routes.classify(method, target)
