@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from graphwarden.config import GatewayConfig
+from graphwarden.evidence.core import now_iso
 from graphwarden.guard import AllowAllGuard, Guard
 from graphwarden.ops import get_logger
 
@@ -103,7 +104,7 @@ class Assembly:
         guard = self.guard
         if guard is not None and hasattr(guard, "on_refusal"):
             guard.on_refusal.append(self.evidence.note_decision)
-        audit.append("gateway", {"event": "start", "worker": gateway.worker, "ts": _now(),
+        audit.append("gateway", {"event": "start", "worker": gateway.worker, "ts": now_iso(),
                                  "upstream": config.upstream.url, "chain": audit.chain})
 
     def _close_audit(self) -> None:
@@ -112,7 +113,7 @@ class Assembly:
         if audit is None:
             return
         try:
-            audit.append("gateway", {"event": "stop", "ts": _now(), "chain": audit.chain})
+            audit.append("gateway", {"event": "stop", "ts": now_iso(), "chain": audit.chain})
         except Exception:
             log.exception("could not record the gateway stop")
         audit.close()
@@ -126,7 +127,7 @@ class Assembly:
         comment = last.comment if last is not None else None
         body = {
             "approval_id": a.id,
-            "ts": _now(),
+            "ts": now_iso(),
             "transition": kind.split(".", 1)[-1],
             "from": last.from_state if last is not None else None,
             "to": a.state.value,
@@ -166,12 +167,6 @@ class AuditAdapter:
 
     async def wait_durable(self, seq: int) -> None:
         await self.log.wait_durable(seq)
-
-
-def _now() -> str:
-    import datetime
-
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="microseconds")
 
 
 __all__ = ["Assembly"]
