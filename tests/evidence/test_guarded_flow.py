@@ -299,6 +299,41 @@ def test_sdk_streams_waits_and_background_runs_are_recorded(world: World) -> Non
     _no_secrets("the audit files", world.audit_bytes())
 
 
+def test_stateless_runs_are_recorded_and_their_threads_still_deleted(world: World) -> None:
+    """Stateless runs (no thread of the client's): the server would delete their thread, history
+    and all, as they end. The gateway has it kept, records the steps from the history, then
+    deletes the thread itself."""
+    token = world.token("stella", ["user"])
+    client = world.client(token)
+    run_input = {"text": f"card {CARD}", "chunks": 1}
+
+    async def scenario() -> tuple[str, Any, dict[str, Any]]:
+        thread = await client.threads.create()  # a stateful run of the same input, for reference
+        await client.runs.wait(thread["thread_id"], "agent", input=run_input)
+        waited = await client.runs.wait(None, "agent", input=run_input)
+        background = await client.runs.create(None, "agent", input=run_input)
+        return thread["thread_id"], waited, background
+
+    ref_tid, waited, background = asyncio.run(scenario())
+    _no_secrets("stateless outputs", json.dumps(waited))
+    expected = _history_steps(world.upstream, ref_tid)
+    assert expected
+    subject = f"stella-{world.tag}"
+    requests = {b["request_id"]: b for k, b in world.records() if k == "request"
+                and (b.get("principal") or {}).get("subject") == subject and b["route"] in ("runs.wait", "runs.create")}
+    assert len(requests) == 2 and all(b["thread_deleted_by_gateway"] for b in requests.values())
+    runs = [(b["thread_id"], b["run_id"]) for k, b in world.records() if k == "response"
+            and requests.get(b["request_id"], {}).get("route") == "runs.wait"]
+    runs.append((background["thread_id"], background["run_id"]))
+    assert len(runs) == 2 and all(tid and rid for tid, rid in runs), runs
+    for tid, rid in runs:
+        assert _wait_for(lambda: _recorded_steps(world, rid) == expected or None), (rid, _recorded_steps(world, rid))
+        assert not [b for k, b in world.records(run_id=rid) if k == "gap"]
+        # ...and the thread went, as it would have without the gateway
+        _wait_for(lambda: httpx.get(f"{world.upstream}/threads/{tid}", timeout=10).status_code == 404)
+    _no_secrets("the audit files", world.audit_bytes())
+
+
 def test_failing_run_error_text_is_masked(world: World) -> None:
     token = world.token("alice", ["user"])
     status, _, thread = call(world.gw.url, "POST", "/threads", token=token, body={})

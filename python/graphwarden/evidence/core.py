@@ -51,6 +51,11 @@ WAIT_RUN_ROUTES = frozenset({"threads.wait_run", "runs.wait"})
 #: Background runs: the gateway joins the run and then reads the history.
 BACKGROUND_RUN_ROUTES = frozenset({"threads.create_run", "runs.create"})
 RUN_ROUTES = STREAM_RUN_ROUTES | WAIT_RUN_ROUTES | BACKGROUND_RUN_ROUTES | {"runs.batch"}
+#: Stateless runs: the server deletes their thread when they end (`on_completion = "delete"`,
+#: the default), history and all. The gateway asks it to keep the thread, records the run's
+#: steps from the history, then deletes the thread itself. (Not stateless streams: their
+#: answer does not name the thread; their steps are recorded from the stream.)
+STATELESS_RUN_ROUTES = frozenset({"runs.wait", "runs.create"})
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Requests that change nothing upstream (RFC 9110 safe methods).
@@ -264,14 +269,13 @@ class Evidence:
             "injected_modes": _NO_MODES,
             "input": None,
         }
-        if admitted:
+        if isinstance(decision, Admit):
             # Allows are not noted by the guard (their rule travels on the Admit).
             rec["decision"] = rec["effect"] = "allow"
             rec["rule"] = decision.rule
             if decision.approval_id:
                 rec["approval_id"] = decision.approval_id
         else:
-            assert isinstance(decision, Reject)
             noted = self._decisions.pop(ex.request_id, None)
             if noted is not None:
                 rec["rule"] = noted.rule
@@ -313,6 +317,7 @@ class Evidence:
             command = doc.get("command")
             if isinstance(command, dict) and "resume" in command:
                 rec["resume"] = {"value": self.masked_payload(orjson.dumps(command["resume"]))}
+            changed = False
             if admitted and op.name in STREAM_RUN_ROUTES:
                 modes = doc.get("stream_mode", ["values"])
                 modes_list = [modes] if isinstance(modes, str) else list(modes) if isinstance(modes, list) else ["values"]
@@ -321,7 +326,15 @@ class Evidence:
                     doc["stream_mode"] = [*modes_list, "tasks"]
                     ex.notes["injected_modes"] = _TASKS
                     rec["injected_modes"] = ["tasks"]
-                    new_body = orjson.dumps(doc)
+                    changed = True
+            if (admitted and self.collect_history and op.name in STATELESS_RUN_ROUTES
+                    and doc.get("on_completion", "delete") == "delete"):
+                doc["on_completion"] = "keep"
+                ex.notes["delete_thread"] = True
+                rec["thread_deleted_by_gateway"] = True
+                changed = True
+            if changed:
+                new_body = orjson.dumps(doc)
         rec["input"] = self.masked_payload(body, True)
         if admitted and masking.requests and op.resource != "gateway":
             # The runtime receives the masked document (and the injected mode, if any).
@@ -391,6 +404,7 @@ class Evidence:
                 log.error("audit record for a finished request could not be written",
                           extra={"fields": {"request_id": ex.request_id}})
         op = ex.operation
+        delete = bool(ex.notes.get("delete_thread"))
         if not (self.collect_history and op is not None and self.gateway is not None and 200 <= ex.status < 300):
             return
         task_ids: list[str] = []
@@ -407,10 +421,15 @@ class Evidence:
         for thread_id, run_id in runs:
             if thread_id and run_id:
                 task = asyncio.get_running_loop().create_task(
-                    self._collect(ex.request_id, thread_id, run_id, join=join, task_ids=task_ids)
+                    # a thread about to be deleted: only once its run has ended
+                    self._collect(ex.request_id, thread_id, run_id, join=join or delete, task_ids=task_ids,
+                                  delete_thread=delete)
                 )
                 self._background.add(task)
                 task.add_done_callback(self._background.discard)
+            elif delete:
+                log.warning("a stateless run's thread is unknown: it is kept by the server",
+                            extra={"fields": {"request_id": ex.request_id, "thread_id": thread_id, "run_id": run_id}})
 
     def _response_record(self, ex: Exchange) -> None:
         ex.notes["response_recorded"] = True
@@ -440,7 +459,28 @@ class Evidence:
 
     # -- history --------------------------------------------------------------------------------
     async def _collect(self, request_id: str, thread_id: str, run_id: str, *, join: bool,
-                       task_ids: Sequence[str] = ()) -> None:
+                       task_ids: Sequence[str] = (), delete_thread: bool = False) -> None:
+        try:
+            await self._collect_steps(request_id, thread_id, run_id, join=join, task_ids=task_ids)
+        finally:
+            if delete_thread:
+                await self._delete_thread(request_id, thread_id)
+
+    async def _delete_thread(self, request_id: str, thread_id: str) -> None:
+        """What the server would have done at the end of a stateless run (`on_completion =
+        "delete"`), done once the run's steps are on record."""
+        gw = self.gateway
+        assert gw is not None
+        try:
+            status, _ = await upstream_json(gw, "DELETE", f"/threads/{thread_id}", timeout_s=60.0)
+            if status not in (200, 202, 204, 404):
+                raise RuntimeError(f"DELETE answered {status}")
+        except Exception as exc:
+            log.warning("could not delete a stateless run's thread",
+                        extra={"fields": {"request_id": request_id, "thread_id": thread_id, "error": str(exc)}})
+
+    async def _collect_steps(self, request_id: str, thread_id: str, run_id: str, *, join: bool,
+                             task_ids: Sequence[str] = ()) -> None:
         gw = self.gateway
         assert gw is not None
         try:
