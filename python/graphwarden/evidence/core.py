@@ -416,7 +416,12 @@ class Evidence:
                 runs = [(stream.ctx.get("thread_id"), stream.ctx.get("run_id"))]
                 task_ids = stream.task_ids
                 join = ex.outcome != "ok"  # the client left early: wait for the run to end
-        elif op.name not in (WAIT_RUN_ROUTES | BACKGROUND_RUN_ROUTES | {"runs.batch"}):
+        elif op.name in WAIT_RUN_ROUTES:
+            if not runs:  # the client left before the answer: its ids came with the head
+                ctx = cast("dict[str, Any]", ex.notes.get("ctx") or {})
+                runs = [(ctx.get("thread_id"), ctx.get("run_id"))]
+            join = ex.outcome != "ok"
+        elif op.name not in (BACKGROUND_RUN_ROUTES | {"runs.batch"}):
             return
         for thread_id, run_id in runs:
             if thread_id and run_id:
