@@ -9,6 +9,7 @@ connections and the audit writer are created inside the worker that uses them.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from graphwarden.config import GatewayConfig
@@ -27,6 +28,7 @@ class Assembly:
         self.masker: Any = None
         self.audit: Any = None
         self.evidence: Any = None
+        self.crons: Any = None
 
     # -- the parts ------------------------------------------------------------------------------
     def build_guard(self, config: GatewayConfig) -> Guard:
@@ -100,6 +102,14 @@ class Assembly:
             history_timeout_s=ec.history_timeout_s,
         )
         self.evidence.install(gateway)
+        if ec.follow_crons and ec.collect_history and gateway.worker == 0:  # one worker records each run once
+            from graphwarden.evidence.crons import CronFollower
+
+            follower = CronFollower(self.evidence, poll_s=ec.cron_poll_s,
+                                    state_file=Path(config.state.dir) / "evidence" / "cron-runs.json")
+            follower.start()
+            gateway.on_close.append(follower.stop)
+            self.crons = follower
         self.approvals.observers.append(self._approval_observer)
         guard = self.guard
         if guard is not None and hasattr(guard, "on_refusal"):

@@ -576,6 +576,16 @@ class EvidenceConfig(_Section):
     collect_history: bool = True
     #: Longest a background run is followed before its steps are read.
     history_timeout_s: float = 600.0
+    #: Record the runs the server's cron scheduler starts on threads (polling their runs; see
+    #: docs/EVIDENCE.md). Needs collect_history.
+    follow_crons: bool = True
+    #: How often the threads of crons are polled for runs that ended.
+    cron_poll_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("history_timeout_s", "cron_poll_s"):
+            if not getattr(self, name) > 0:
+                raise _invalid(name, f"{name} must be positive", "use a number of seconds above 0")
 
 
 __all__ += ["EvidenceConfig", "MaskingConfig", "MaskingRuleConfig"]

@@ -71,7 +71,7 @@ hold_seconds = 60
 [[rules]]
 id = "users-run"
 groups = ["user"]
-resources = ["assistants", "threads", "runs", "store", "meta"]
+resources = ["assistants", "threads", "runs", "crons", "store", "meta"]
 effect = "allow"
 """
 
@@ -139,6 +139,7 @@ def world(loop_thread: LoopThread, langgraph_server: str, tmp_path_factory: pyte
         identity={"oidc": [{"issuer": provider.issuer, "audience": ["graphwarden"], "groups_claim": "groups"}]},
         policy={"file": str(d / "policy.toml"), "rate_limits": {"requests_per_s": 1000, "burst": 1000}},
         audit={"durability": "batch", "batch_window_s": 0.01},
+        evidence={"cron_poll_s": 1.0},
         logging={"access_log": True, "level": "debug"},
     )
     logs = LogCapture()
@@ -332,6 +333,37 @@ def test_stateless_runs_are_recorded_and_their_threads_still_deleted(world: Worl
         # ...and the thread went, as it would have without the gateway
         _wait_for(lambda: httpx.get(f"{world.upstream}/threads/{tid}", timeout=10).status_code == 404)
     _no_secrets("the audit files", world.audit_bytes())
+
+
+def test_runs_a_cron_starts_on_a_thread_are_recorded(world: World) -> None:
+    """Cron runs never pass through the gateway: the server's scheduler starts them. The
+    gateway follows the cron's thread and records each run once, with its steps."""
+    token = world.token("carl", ["user"])
+    status, _, thread = call(world.gw.url, "POST", "/threads", token=token, body={})
+    assert status == 200
+    tid = thread["thread_id"]
+    status, _, cron = call(world.gw.url, "POST", f"/threads/{tid}/runs/crons", token=token, body={
+        "assistant_id": "agent", "schedule": "* * * * *", "input": {"text": f"cron {EMAIL_IN}", "chunks": 1}})
+    assert status == 200, cron
+    cron_id = cron["cron_id"]
+    try:
+        # the scheduler fires at the next minute (and wakes every 5 s)
+        runs = _wait_for(lambda: [r for r in httpx.get(f"{world.upstream}/threads/{tid}/runs", timeout=10).json()
+                                  if r["status"] == "success"] or None, timeout=120)
+        rid = runs[0]["run_id"]
+        recs = _wait_for(lambda: [b for k, b in world.records(run_id=rid) if k == "run"] or None, timeout=30)
+        assert recs[0]["source"] == "cron" and recs[0]["cron_id"] == cron_id and recs[0]["run_status"] == "success"
+        assert _wait_for(lambda: _recorded_steps(world, rid) == _history_steps(world.upstream, tid, rid) or None)
+        polls = world.assembly.crons.polls
+        _wait_for(lambda: world.assembly.crons.polls >= polls + 2)
+        assert len([b for k, b in world.records(run_id=rid) if k == "run"]) == 1  # once, however many polls
+        _no_secrets("the audit files", world.audit_bytes())
+        code, out, err = _replay(world, "--run", rid, "--audit", str(world.audit_dir), "--format", "json")
+        assert code == 0, err
+        (run,) = json.loads(out)["runs"]
+        assert {(s["node"], s["step"]) for s in run["steps"]} == _history_steps(world.upstream, tid, rid)
+    finally:
+        assert call(world.gw.url, "DELETE", f"/runs/crons/{cron_id}", token=token)[0] in (200, 204)
 
 
 def test_failing_run_error_text_is_masked(world: World) -> None:

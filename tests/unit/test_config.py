@@ -41,6 +41,7 @@ def test_example_file_is_valid() -> None:
         ("[limits]\nmax_header_bytes = 10\n", "limits.max_header_bytes", "at least 1024"),
         ("[upstream.headers]\nx-api-key = \"file:/nonexistent/key\"\n", "upstream.headers.x-api-key", "fix the path"),
         ("[logging]\nlevel = \"loud\"\n", "logging.level", ""),
+        ("[evidence]\ncron_poll_s = 0\n", "evidence.cron_poll_s", "above 0"),
         ("nonsense = \n", "(file)", "TOML"),
     ],
 )

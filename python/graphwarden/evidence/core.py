@@ -466,7 +466,7 @@ class Evidence:
     async def _collect(self, request_id: str, thread_id: str, run_id: str, *, join: bool,
                        task_ids: Sequence[str] = (), delete_thread: bool = False) -> None:
         try:
-            await self._collect_steps(request_id, thread_id, run_id, join=join, task_ids=task_ids)
+            await self.collect_steps(request_id, thread_id, run_id, join=join, task_ids=task_ids)
         finally:
             if delete_thread:
                 await self._delete_thread(request_id, thread_id)
@@ -484,8 +484,10 @@ class Evidence:
             log.warning("could not delete a stateless run's thread",
                         extra={"fields": {"request_id": request_id, "thread_id": thread_id, "error": str(exc)}})
 
-    async def _collect_steps(self, request_id: str, thread_id: str, run_id: str, *, join: bool,
-                             task_ids: Sequence[str] = ()) -> None:
+    async def collect_steps(self, request_id: str | None, thread_id: str, run_id: str, *, join: bool,
+                            task_ids: Sequence[str] = ()) -> None:
+        """Record a run's steps from its thread's history (after joining it, if `join`); a
+        `gap` record if that fails."""
         gw = self.gateway
         assert gw is not None
         try:

@@ -1,0 +1,169 @@
+"""Runs started by the server's cron scheduler, on the record.
+
+A cron's runs never pass through the gateway: the server's scheduler creates them. For every
+cron bound to a thread, the gateway (worker 0 only, so that each run is recorded once) polls
+the thread's runs every `cron_poll_s`. Each run that carries the cron's id
+(`kwargs.config.configurable.cron_id`, set by the server) and has ended gets, once:
+
+- a `run` record: `source = "cron"`, the cron id, the run's status and timestamps;
+- its steps from the thread's history (`step` records, `source = "history"`), as for runs
+  without a stream; or a `gap` record when the history cannot be read.
+
+Which runs were recorded is kept in `<state dir>/evidence/cron-runs.json`, so a restart neither
+records a run twice nor misses the runs that ended while the gateway was down (as long as the
+server still lists them: the newest `RUNS_PER_POLL` of the thread).
+
+Stateless crons (no thread) are not followed: each of their runs gets a thread of its own,
+which the server deletes when the run ends unless the cron says `on_run_completed = "keep"`;
+their runs are known only from the cron's creation record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from graphwarden.evidence.upstream import upstream_json
+from graphwarden.ops import get_logger
+
+if TYPE_CHECKING:
+    from graphwarden.evidence.core import Evidence
+
+log = get_logger("evidence.crons")
+
+#: Run statuses after which a run changes no more.
+ENDED = frozenset({"success", "error", "interrupted", "timeout"})
+#: Runs asked for per thread and poll (newest first).
+RUNS_PER_POLL = 100
+#: Recorded run ids kept in the state file (oldest forgotten first).
+MAX_REMEMBERED = 100_000
+
+
+class CronFollower:
+    """Polls the threads of the server's crons and records the runs the crons started."""
+
+    def __init__(self, evidence: Evidence, *, poll_s: float, state_file: Path) -> None:
+        self.evidence = evidence
+        self.poll_s = poll_s
+        self.state_file = state_file
+        self._seen: dict[str, None] = dict.fromkeys(self._load())
+        self._task: asyncio.Task[None] | None = None
+        self.polls = 0
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.poll()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the upstream is down, say: try again next time
+                log.warning("could not follow cron runs", extra={"fields": {"error": str(exc)}})
+            await asyncio.sleep(self.poll_s)
+
+    # -- one poll -------------------------------------------------------------------------------
+    async def poll(self) -> int:
+        """Record the cron runs that ended since the last poll; returns how many."""
+        gw = self.evidence.gateway
+        assert gw is not None
+        self.polls += 1
+        crons = await self._crons()
+        recorded = 0
+        for thread_id, cron_ids in crons.items():
+            status, runs = await upstream_json(gw, "GET", f"/threads/{thread_id}/runs?limit={RUNS_PER_POLL}",
+                                               timeout_s=30.0)
+            if status == 404:
+                continue  # the thread went; its cron with it
+            if status != 200 or not isinstance(runs, list):
+                raise RuntimeError(f"listing the runs of thread {thread_id} answered {status}")
+            for run in reversed(runs):  # oldest first: the trail keeps the runs' order
+                if not isinstance(run, dict):
+                    continue
+                run_id = str(run.get("run_id"))
+                cron_id = _cron_id(run)
+                if cron_id is None or cron_id not in cron_ids or run_id in self._seen:
+                    continue
+                if run.get("status") not in ENDED:
+                    continue
+                await self._record(thread_id, run_id, cron_id, run)
+                self._seen[run_id] = None
+                recorded += 1
+        if recorded:
+            self._save()
+        return recorded
+
+    async def _crons(self) -> dict[str, set[str]]:
+        """Thread id -> ids of the crons on it, for every cron the server has."""
+        gw = self.evidence.gateway
+        assert gw is not None
+        out: dict[str, set[str]] = {}
+        offset = 0
+        while True:
+            status, page = await upstream_json(gw, "POST", "/runs/crons/search", {"limit": 1000, "offset": offset},
+                                               timeout_s=30.0)
+            if status != 200 or not isinstance(page, list):
+                raise RuntimeError(f"searching crons answered {status}")
+            for cron in page:
+                if isinstance(cron, dict) and cron.get("thread_id") and cron.get("cron_id"):
+                    out.setdefault(str(cron["thread_id"]), set()).add(str(cron["cron_id"]))
+            if len(page) < 1000:
+                return out
+            offset += len(page)
+
+    async def _record(self, thread_id: str, run_id: str, cron_id: str, run: dict[str, Any]) -> None:
+        from graphwarden.evidence.core import now_iso
+
+        ev = self.evidence
+        ev.audit.append("run", {
+            "request_id": None, "thread_id": thread_id, "run_id": run_id, "ts": now_iso(),
+            "source": "cron", "cron_id": cron_id, "assistant_id": run.get("assistant_id"),
+            "run_status": run.get("status"), "created_at": run.get("created_at"),
+            "updated_at": run.get("updated_at"),
+        })
+        await ev.collect_steps(None, thread_id, run_id, join=False)
+
+    # -- state ----------------------------------------------------------------------------------
+    def _load(self) -> Iterable[str]:
+        try:
+            data = orjson.loads(self.state_file.read_bytes())
+        except FileNotFoundError:
+            return []
+        except (OSError, orjson.JSONDecodeError) as exc:
+            # Not fatal: at worst a run already on record is recorded again (same run id).
+            log.warning("cron run state unreadable; starting afresh",
+                        extra={"fields": {"file": str(self.state_file), "error": str(exc)}})
+            return []
+        runs = data.get("recorded_runs") if isinstance(data, dict) else None
+        return [str(r) for r in runs] if isinstance(runs, list) else []
+
+    def _save(self) -> None:
+        while len(self._seen) > MAX_REMEMBERED:
+            self._seen.pop(next(iter(self._seen)))
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_bytes(orjson.dumps({"recorded_runs": list(self._seen)}))
+        os.replace(tmp, self.state_file)
+
+
+def _cron_id(run: dict[str, Any]) -> str | None:
+    kwargs = run.get("kwargs")
+    config = kwargs.get("config") if isinstance(kwargs, dict) else None
+    configurable = config.get("configurable") if isinstance(config, dict) else None
+    value = configurable.get("cron_id") if isinstance(configurable, dict) else None
+    return str(value) if value else None
+
+
+__all__ = ["CronFollower"]
