@@ -114,6 +114,8 @@ class CronFollower:
         while True:
             status, page = await upstream_json(gw, "POST", "/runs/crons/search", {"limit": 1000, "offset": offset},
                                                timeout_s=30.0)
+            if status == 404:  # a server without crons (FF_CRONS_ENABLED off): nothing to follow
+                return out
             if status != 200 or not isinstance(page, list):
                 raise RuntimeError(f"searching crons answered {status}")
             for cron in page:
