@@ -167,6 +167,7 @@ class AuditLog:
         if self._writer.durable_count() > seq:
             return
         self._check_failed()
+        self._writer.want(seq)  # strict: sync it now (records nobody waits for wait for a sync)
         loop = asyncio.get_running_loop()
         if self._loop is None:
             self._loop = loop

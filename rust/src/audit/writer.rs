@@ -41,7 +41,9 @@ const RETENTION_CHECK_INTERVAL: Duration = Duration::from_secs(60);
 /// When an append counts as durable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Durability {
-    /// fdatasync right after every group of appends; callers wait for durability.
+    /// Callers wait for durability: as soon as someone waits for a staged record (`want`,
+    /// `wait_durable`), it is synced with everything staged before it; records nobody waits
+    /// for are synced within `batch_window`.
     Strict,
     /// Records are written to the OS at once and fdatasync'ed at most every `batch_window`.
     Batch,
@@ -56,7 +58,8 @@ pub struct Options {
     pub chain: String,
     /// Durability mode.
     pub durability: Durability,
-    /// Batch mode: longest time between a write and its fdatasync.
+    /// Batch mode: longest time between a write and its fdatasync. Strict mode: longest a
+    /// record nobody waits for stays unsynced.
     pub batch_window: Duration,
     /// Checkpoint after this many records.
     pub checkpoint_every: u64,
@@ -97,6 +100,9 @@ struct State {
     /// The writer thread sleeps on a deadline that does not account for staged records:
     /// the next append must wake it.
     writer_idle: bool,
+    /// Strict mode: someone waits for every record below this (`want`); the writer syncs on
+    /// demand, and records nobody waits for within `batch_window`.
+    wanted: u64,
 }
 
 struct Shared {
@@ -411,6 +417,7 @@ impl Writer {
                 segments_created: 0,
                 staged_at: Instant::now(),
                 writer_idle: true,
+                wanted: 0,
             }),
             work: Condvar::new(),
             durable: Condvar::new(),
@@ -508,19 +515,15 @@ impl Writer {
         st.last_time = t;
         let now = Instant::now();
         st.last_append = now;
-        let notify = match self.durability {
-            // Group commit: whatever arrives while the thread syncs goes into its next pass.
-            Durability::Strict => was_empty,
-            // Stage up to STAGE_WINDOW / STAGE_BYTES; wake the thread only when it sleeps on a
-            // deadline that ignores the staged records, or when the stage is full.
-            Durability::Batch => {
-                if was_empty {
-                    st.staged_at = now;
-                }
-                let len = st.buf.len();
-                (was_empty && st.writer_idle) || (len >= STAGE_BYTES && len - (13 + kind.len() + body.len()) < STAGE_BYTES)
-            }
-        };
+        // Stage (batch: up to STAGE_WINDOW; strict: until someone waits for a record, see
+        // `want`, or batch_window); wake the thread only when it sleeps on a deadline that
+        // ignores the staged records, or when the stage is full.
+        if was_empty {
+            st.staged_at = now;
+        }
+        let len = st.buf.len();
+        let notify =
+            (was_empty && st.writer_idle) || (len >= STAGE_BYTES && len - (13 + kind.len() + body.len()) < STAGE_BYTES);
         drop(st);
         if notify {
             self.shared.work.notify_one();
@@ -559,11 +562,35 @@ impl Writer {
         self.shared.event_fd
     }
 
+    /// Someone waits for record `seq` to be durable: in strict mode the writer syncs it (with
+    /// whatever else is staged) now, instead of within `batch_window`. Records nobody waits for
+    /// (a read's request record, whose response record is waited for anyway) then share the
+    /// next sync someone needs: fewer syncs per request.
+    pub fn want(&self, seq: u64) {
+        let mut st = self.shared.lock();
+        if Self::note_want(&mut st, seq) {
+            drop(st);
+            self.shared.work.notify_one();
+        }
+    }
+
+    /// True when this raised the demand (the writer must be woken).
+    fn note_want(st: &mut State, seq: u64) -> bool {
+        if st.durable_count > seq || seq < st.wanted {
+            return false; // durable, or already asked for
+        }
+        st.wanted = seq + 1;
+        true
+    }
+
     /// Block until record `seq` is durable. Ok(true) durable, Ok(false) timeout, Err when the
     /// writer is failing or closed before it got there.
     pub fn wait_durable(&self, seq: u64, timeout: Option<Duration>) -> Result<bool, String> {
         let deadline = timeout.map(|t| Instant::now() + t);
         let mut st = self.shared.lock();
+        if Self::note_want(&mut st, seq) {
+            self.shared.work.notify_one();
+        }
         loop {
             if st.durable_count > seq {
                 return Ok(true);
@@ -647,10 +674,13 @@ impl Worker {
                 let stage = STAGE_WINDOW.min(self.opts.batch_window);
                 loop {
                     let strict = self.opts.durability == Durability::Strict;
+                    // strict: someone waits for a staged record
+                    let demanded = st.wanted > st.durable_count;
+                    let gathered = self.last_sync_records >= GATHER_BELOW || self.last_sync.elapsed() >= STRICT_GATHER;
                     let staged_due = !st.buf.is_empty()
                         && (st.buf.len() >= STAGE_BYTES
                             || if strict {
-                                self.last_sync_records >= GATHER_BELOW || self.last_sync.elapsed() >= STRICT_GATHER
+                                (demanded && gathered) || st.staged_at.elapsed() >= self.opts.batch_window
                             } else {
                                 st.staged_at.elapsed() >= stage
                             });
@@ -660,9 +690,11 @@ impl Worker {
                     let mut wait = self.next_deadline(st.error.is_some(), st.last_append);
                     st.writer_idle = st.buf.is_empty();
                     if !st.buf.is_empty() {
-                        let left = if strict {
+                        let left = if strict && demanded {
                             // (here the last sync carried few records: see staged_due)
                             STRICT_GATHER.saturating_sub(self.last_sync.elapsed())
+                        } else if strict {
+                            self.opts.batch_window.saturating_sub(st.staged_at.elapsed())
                         } else {
                             stage.saturating_sub(st.staged_at.elapsed())
                         };
@@ -964,5 +996,63 @@ impl Worker {
         }
         fsync_dir(&self.chain_dir)?;
         Ok(victims.len() as u64)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strict_writer(name: &str, batch_window: Duration) -> (Writer, PathBuf) {
+        let d = std::env::temp_dir().join(format!("gw-writer-{name}-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(&d).unwrap();
+        let opts = Options {
+            dir: d.join("audit"),
+            chain: "c0".into(),
+            durability: Durability::Strict,
+            batch_window,
+            checkpoint_every: 1_000_000,
+            checkpoint_interval: Duration::from_secs(3600),
+            idle: Duration::from_secs(3600),
+            segment_max_bytes: 1 << 26,
+            anchor_dir: None,
+            retention: None,
+        };
+        (Writer::open(opts, SigningKey::from_bytes(&[7u8; 32])).unwrap(), d)
+    }
+
+    #[test]
+    fn strict_syncs_on_demand_and_what_nobody_waits_for_within_the_window() {
+        let (w, d) = strict_writer("demand", Duration::from_secs(30));
+        let first = w.append("t", b"{\"i\":1}").unwrap();
+        let second = w.append("t", b"{\"i\":2}").unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(w.durable_count() <= first, "nobody waits: not synced before the window");
+        // waiting for the second syncs the first with it
+        assert!(w.wait_durable(second, Some(Duration::from_secs(5))).unwrap());
+        assert!(w.durable_count() > second);
+        let third = w.append("t", b"{\"i\":3}").unwrap();
+        w.want(third);
+        let t0 = Instant::now();
+        while w.durable_count() <= third {
+            assert!(t0.elapsed() < Duration::from_secs(5), "want() did not get the record synced");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        w.close().unwrap();
+        let _ = fs::remove_dir_all(&d);
+    }
+
+    #[test]
+    fn strict_records_nobody_waits_for_are_synced_within_the_batch_window() {
+        let (w, d) = strict_writer("window", Duration::from_millis(50));
+        let seq = w.append("t", b"{}").unwrap();
+        let t0 = Instant::now();
+        while w.durable_count() <= seq {
+            assert!(t0.elapsed() < Duration::from_secs(5), "an unawaited record was never synced");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        w.close().unwrap();
+        let _ = fs::remove_dir_all(&d);
     }
 }

@@ -110,6 +110,11 @@ impl AuditWriter {
         self.inner.event_fd()
     }
 
+    /// Say that record `seq` is waited for: strict mode syncs it now (see `Writer::want`).
+    fn want(&self, seq: u64) {
+        self.inner.want(seq)
+    }
+
     /// Block (without the GIL) until `seq` is durable. True when durable, False on timeout.
     #[pyo3(signature = (seq, timeout_s=None))]
     fn wait_durable(&self, py: Python<'_>, seq: u64, timeout_s: Option<f64>) -> PyResult<bool> {
