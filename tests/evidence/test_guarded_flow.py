@@ -362,6 +362,16 @@ def test_runs_a_cron_starts_on_a_thread_are_recorded(world: World) -> None:
         assert code == 0, err
         (run,) = json.loads(out)["runs"]
         assert {(s["node"], s["step"]) for s in run["steps"]} == _history_steps(world.upstream, tid, rid)
+        # who started it: the person who created the cron, through the `cron` record
+        assert run["cron_id"] == cron_id and run["outcome"]["run_status"] == "success"
+        assert run["started_by"]["principal"]["subject"] == f"carl-{world.tag}"
+        assert run["started_by"]["route"] == "crons.create_for_thread" and run["started_by"]["decision"] == "allow"
+        assert not [g for g in run["gaps"] if g["kind"] in ("missing_run_start", "missing_request")], run["gaps"]
+        code, text, err = _replay(world, "--run", rid, "--audit", str(world.audit_dir), "--format", "text")
+        assert code == 0 and f"for cron {cron_id}; the cron was created by:" in text, (err, text)
+        page = world.audit_dir.parent / f"cron-{rid}.html"
+        code, _, err = _replay(world, "--run", rid, "--audit", str(world.audit_dir), "--format", "html", "--out", str(page))
+        assert code == 0 and f"scheduler for cron <span class=\"mono\">{cron_id}</span>" in page.read_text(), err
     finally:
         assert call(world.gw.url, "DELETE", f"/runs/crons/{cron_id}", token=token)[0] in (200, 204)
 

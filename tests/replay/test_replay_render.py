@@ -32,7 +32,7 @@ def test_json_schema_top_level_and_run_fields() -> None:
     run = doc["runs"][0]
     assert list(run) == [
         "run_id", "thread_id", "assistant_id", "started_at", "started_by", "approval_id", "input", "resume",
-        "resumed_from", "steps", "interrupts", "errors", "outcome", "other_requests", "gaps"]
+        "resumed_from", "steps", "interrupts", "errors", "outcome", "other_requests", "gaps", "cron_id"]
     assert list(run["steps"][0]) == [
         "step", "node", "namespace", "source", "ts", "offset_ms", "delta_ms", "data", "request_id",
         "in_stream", "in_history", "verified", "ref"]

@@ -57,6 +57,10 @@ RUN_ROUTES = STREAM_RUN_ROUTES | WAIT_RUN_ROUTES | BACKGROUND_RUN_ROUTES | {"run
 #: answer does not name the thread; their steps are recorded from the stream.)
 STATELESS_RUN_ROUTES = frozenset({"runs.wait", "runs.create"})
 
+#: Cron creation: a `cron` record links the cron to the request (and principal) that made it;
+#: the runs the server's scheduler starts for it are recorded by evidence/crons.py.
+CRON_CREATE_ROUTES = frozenset({"crons.create", "crons.create_for_thread"})
+
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Requests that change nothing upstream (RFC 9110 safe methods).
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -646,7 +650,28 @@ class CaptureFilter:
             masked = self.ev.masker.mask(body)
         self.ex.notes["output"] = self.ev.payload(masked)
         self._learn_runs(body)
+        if self.is_json and self.ex.operation is not None and self.ex.operation.name in CRON_CREATE_ROUTES:
+            self._learn_cron(body)
         return masked if self.mask_client else body
+
+    def _learn_cron(self, body: bytes) -> None:
+        if not 200 <= self.ex.status < 300:
+            return
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return
+        if not isinstance(doc, dict) or not doc.get("cron_id"):
+            return
+        try:
+            self.ev.record(self.ex, "cron", {
+                "request_id": self.ex.request_id, "ts": now_iso(), "cron_id": str(doc["cron_id"]),
+                "thread_id": doc.get("thread_id"), "run_id": None,
+                "schedule": self.ev.masked_text(doc["schedule"]) if isinstance(doc.get("schedule"), str) else None,
+                "assistant_id": doc.get("assistant_id"),
+            })
+        except GatewayError:
+            pass
 
     def _learn_runs(self, body: bytes) -> None:
         op = self.ex.operation

@@ -216,6 +216,8 @@ class RunView:
     outcome: OutcomeView | None
     other_requests: list[RequestView]
     gaps: list[Gap]
+    #: Set when the server's cron scheduler started the run (`started_by` created the cron).
+    cron_id: str | None = None
 
 
 @dataclass
@@ -338,6 +340,8 @@ class _Index:
         self.thread_of_request: dict[str, str] = {}
         self.by_kind: dict[str, list[AuditRecord]] = defaultdict(list)
         self.approvals: dict[str, list[AuditRecord]] = defaultdict(list)
+        #: cron id -> the request that created the cron (`cron` records)
+        self.cron_origin: dict[str, str] = {}
         for r in self.all:
             b = r.body
             self.by_kind[r.kind].append(r)
@@ -351,6 +355,10 @@ class _Index:
                 self.responses.setdefault(rid, r)
             elif r.kind == "run" and run is not None:
                 self.run_records[run].append(r)
+            elif r.kind == "cron":
+                cid = _s(b.get("cron_id"))
+                if cid is not None and rid is not None:
+                    self.cron_origin.setdefault(cid, rid)
             elif r.kind == "approval":
                 aid = _s(b.get("approval_id"))
                 if aid is not None:
@@ -400,12 +408,23 @@ class _Index:
     def known_runs(self) -> set[str]:
         return set(self.run_records) | set(self.run_events) | set(self.run_of_request.values())
 
+    def cron_run(self, run: str) -> AuditRecord | None:
+        """The `run` record of a run the server's cron scheduler started, if it is one."""
+        for r in self.run_records.get(run, []):
+            if r.body.get("source") == "cron":
+                return r
+        return None
+
     def starter_of(self, run: str) -> str | None:
-        """The request that started `run`: named by the first `run` record, else inferred."""
+        """The request that started `run`: named by the first `run` record, else inferred. A
+        cron's run was started by the request that created the cron."""
         for r in self.run_records.get(run, []):
             rid = _s(r.body.get("request_id"))
             if rid is not None:
                 return rid
+        cron = self.cron_run(run)
+        if cron is not None:
+            return self.cron_origin.get(_s(cron.body.get("cron_id")) or "")
         candidates = self.requests_of_run.get(run, [])
         creating = [c for c in candidates if c in self.requests and _is_run_creating(self.requests[c].body)]
         pool = creating or candidates
@@ -572,6 +591,9 @@ class _Builder:
         thread = ix.thread_of_run.get(run) or (started_by.thread_id if started_by else None)
         mine = ix.run_events.get(run, [])
         started_at = started_by.ts if started_by and started_by.ts else (_ts(mine[0]) if mine else None)
+        cron = ix.cron_run(run)
+        if cron is not None:  # started by the scheduler, not when the cron was created
+            started_at = _s(cron.body.get("created_at")) or (_ts(mine[0]) if mine else _ts(cron))
         if starter is None:
             gaps.append(Gap("missing_run_start", f"run {run}: no record names the request that started it"))
         elif starter not in ix.requests:
@@ -627,7 +649,11 @@ class _Builder:
             if rv.approval_id is not None and rv.approval_id not in ix.approvals:
                 gaps.append(Gap("missing_approval", f"request {rv.request_id} names approval {rv.approval_id} but the trail has no record of it"))
 
-        outcome = self._outcome(run, starter, errors, interrupts)
+        outcome = self._outcome(run, starter, errors, interrupts) if cron is None else OutcomeView(
+            status=None, outcome=None, run_status=_s(cron.body.get("run_status")), duration_ms=None,
+            bytes_in=None, bytes_out=None, events=None, output=None,
+            ended_at=_s(cron.body.get("updated_at")) or _ts(cron),
+        )
         if outcome is not None and outcome.run_status is None and outcome.ended_at is None:
             outcome = None
         return RunView(
@@ -646,6 +672,7 @@ class _Builder:
             outcome=outcome,
             other_requests=other_requests,
             gaps=gaps,
+            cron_id=_s(cron.body.get("cron_id")) if cron is not None else None,
         )
 
     def _steps(self, run: str, recs: list[AuditRecord], started_at: str | None, gaps: list[Gap]) -> list[StepView]:

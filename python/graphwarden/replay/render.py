@@ -204,6 +204,9 @@ def render_text(replay: Replay) -> str:
     for run in replay.runs:
         out.append("")
         out.append(f"run {_t(run.run_id)} (thread {_t(run.thread_id or '?')}, assistant {_t(run.assistant_id or '?')}), started {_t(run.started_at or '?')}")
+        if run.cron_id is not None:
+            out.append(f"  started by the server's scheduler for cron {_t(run.cron_id)}"
+                       + ("; the cron was created by:" if run.started_by is not None else "; the cron's creation is not on record"))
         if run.started_by is not None:
             out += _text_request(run.started_by, "  ")
         a = _approval_by_id(replay, run.approval_id)
@@ -462,6 +465,12 @@ def _html_run(replay: Replay, run: RunView) -> str:
         f'<section class="run" id="run-{_a(run.run_id)}">',
         f'<h2>Run <span class="mono">{_e(run.run_id)}</span></h2>',
         f'<div class="meta">thread <span class="mono">{_e(run.thread_id)}</span> &middot; assistant {_e(run.assistant_id)} &middot; started {_hts(run.started_at)}</div>',
+    ]
+    if run.cron_id is not None:
+        parts.append(f'<div class="meta">started by the server\'s scheduler for cron <span class="mono">{_e(run.cron_id)}</span>; '
+                     + ('who and what below: the request that created the cron</div>' if run.started_by is not None
+                        else 'the cron\'s creation is not on record</div>'))
+    parts += [
         '<h3>Identity, decision, approval, outcome</h3><div class="cards">',
     ]
     if run.started_by is not None:
