@@ -65,6 +65,7 @@ from graphwarden.policy.ownership import (
     OwnerIndex,
     OwnershipDenied,
     check_store_query,
+    needs_plan,
     plan,
 )
 from graphwarden.policy.ratelimit import RateLimiter, retry_after
@@ -256,7 +257,7 @@ class AccessGuard:
             try:
                 if decision.cross_owner:
                     new_body = self._stamp_owner(op, principal, facts.json)
-                else:
+                elif op.name == "store.get" or needs_plan(op):  # (a meta read, say, has no owner)
                     new_body = await self._enforce_owner(info, op, principal, facts.json)
             except OwnershipDenied as exc:
                 effect = "not_found" if exc.status == 404 else "deny"

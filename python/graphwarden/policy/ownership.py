@@ -80,6 +80,23 @@ def _metadata(body: dict[str, Any]) -> dict[str, Any]:
     return meta
 
 
+#: Creates that stamp the owner (and stateless runs, whose metadata carries it).
+_OWNED_CREATES = frozenset({"threads.create", "assistants.create", "crons.create", "crons.create_for_thread",
+                            "runs.create", "runs.stream", "runs.wait"})
+#: Searches confined to the caller's own objects.
+_OWN_SEARCHES = frozenset({"threads.search", "threads.count", "crons.search", "crons.count"})
+_CRONS_BY_ID = frozenset({"crons.read", "crons.update", "crons.delete"})
+#: Every operation `plan` has something to say about, beyond routes naming a thread or the store.
+_PLANNED = _OWNED_CREATES | _OWN_SEARCHES | _CRONS_BY_ID | _ASSISTANT_WRITES | {
+    "runs.batch", "threads.prune", "runs.cancel_many"}
+
+
+def needs_plan(op: Operation) -> bool:
+    """False when `plan` would return an empty plan (a `meta` read, an assistant search...): the
+    guard then skips ownership altogether."""
+    return op.name in _PLANNED or op.resource == "store" or op.params.get("thread_id") is not None
+
+
 def plan(op: Operation, principal: Principal, body: Any, key: str) -> Plan:
     """What ownership needs for `op`. Raises OwnershipDenied for requests never allowed."""
     name = op.name
@@ -93,8 +110,7 @@ def plan(op: Operation, principal: Principal, body: Any, key: str) -> Plan:
         p.rewrite = True
 
     thread_id = params.get("thread_id")
-    if name in ("threads.create", "assistants.create", "crons.create", "crons.create_for_thread", "runs.create",
-                "runs.stream", "runs.wait"):
+    if name in _OWNED_CREATES:
         if doc is None:
             doc = {}
             p.body = doc
@@ -113,7 +129,7 @@ def plan(op: Operation, principal: Principal, body: Any, key: str) -> Plan:
                 raise OwnershipDenied(400, "bad_request", "runs/batch items must be objects")
             own(item)
             _stateless_run(item, p)
-    elif name in ("threads.search", "threads.count", "crons.search", "crons.count"):
+    elif name in _OWN_SEARCHES:
         if doc is None:
             doc = {}
             p.body = doc
@@ -125,7 +141,7 @@ def plan(op: Operation, principal: Principal, body: Any, key: str) -> Plan:
         if not isinstance(tid, str):
             raise OwnershipDenied(403, "forbidden", "cancelling runs by status needs a cross-owner grant; name a thread_id")
         p.checks.append(Check("threads", tid))
-    elif name in ("crons.read", "crons.update", "crons.delete"):
+    elif name in _CRONS_BY_ID:
         check = Check("crons", params["cron_id"])
         p.checks.append(check)
         if name == "crons.update":
