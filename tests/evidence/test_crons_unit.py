@@ -42,3 +42,34 @@ def test_cron_id_comes_from_the_runs_configurable() -> None:
     assert _cron_id({"kwargs": {"config": {"configurable": {}}}}) is None
     assert _cron_id({"kwargs": None}) is None
     assert _cron_id({}) is None
+
+
+def test_an_outage_is_logged_once_and_the_recovery_too(tmp_path: Path, caplog: Any) -> None:
+    import asyncio
+    import logging
+
+    f = CronFollower(None, poll_s=0.001, state_file=tmp_path / "s.json")  # type: ignore[arg-type]
+    outcomes = [RuntimeError("upstream down")] * 5 + [None] * 3
+    calls = 0
+
+    async def poll() -> int:
+        nonlocal calls
+        calls += 1
+        out = outcomes[min(calls, len(outcomes)) - 1]
+        if out is not None:
+            raise out
+        return 0
+
+    f.poll = poll  # type: ignore[method-assign]
+
+    async def run() -> None:
+        f.start()
+        while calls < len(outcomes):
+            await asyncio.sleep(0.001)
+        f.stop()
+
+    with caplog.at_level(logging.INFO, logger="graphwarden"):
+        asyncio.run(run())
+    messages = [r.getMessage() for r in caplog.records]
+    assert messages.count("could not follow cron runs; retrying every poll") == 1
+    assert messages.count("following cron runs again") == 1

@@ -65,13 +65,21 @@ class CronFollower:
             self._task = None
 
     async def _loop(self) -> None:
+        failing: str | None = None
         while True:
             try:
                 await self.poll()
+                if failing is not None:
+                    log.info("following cron runs again")
+                    failing = None
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # the upstream is down, say: try again next time
-                log.warning("could not follow cron runs", extra={"fields": {"error": str(exc)}})
+                # Once per outage, not every poll (a gateway started before its upstream).
+                if str(exc) != failing:
+                    log.warning("could not follow cron runs; retrying every poll",
+                                extra={"fields": {"error": str(exc), "poll_s": self.poll_s}})
+                failing = str(exc)
             await asyncio.sleep(self.poll_s)
 
     # -- one poll -------------------------------------------------------------------------------
