@@ -308,25 +308,32 @@ def test_stateless_runs_are_recorded_and_their_threads_still_deleted(world: Worl
     client = world.client(token)
     run_input = {"text": f"card {CARD}", "chunks": 1}
 
-    async def scenario() -> tuple[str, Any, dict[str, Any]]:
+    async def scenario() -> tuple[str, Any, list[Any], dict[str, Any]]:
         thread = await client.threads.create()  # a stateful run of the same input, for reference
         await client.runs.wait(thread["thread_id"], "agent", input=run_input)
         waited = await client.runs.wait(None, "agent", input=run_input)
+        parts = [p async for p in client.runs.stream(None, "agent", input=run_input, stream_mode=["updates"])]
         background = await client.runs.create(None, "agent", input=run_input)
-        return thread["thread_id"], waited, background
+        return thread["thread_id"], waited, parts, background
 
-    ref_tid, waited, background = asyncio.run(scenario())
-    _no_secrets("stateless outputs", json.dumps(waited))
+    ref_tid, waited, parts, background = asyncio.run(scenario())
+    _no_secrets("stateless outputs", json.dumps([waited, [p.data for p in parts]]))
+    assert "graphwarden_request_id" not in json.dumps([p.data for p in parts if p.event != "metadata"])
     expected = _history_steps(world.upstream, ref_tid)
     assert expected
     subject = f"stella-{world.tag}"
     requests = {b["request_id"]: b for k, b in world.records() if k == "request"
-                and (b.get("principal") or {}).get("subject") == subject and b["route"] in ("runs.wait", "runs.create")}
-    assert len(requests) == 2 and all(b["thread_deleted_by_gateway"] for b in requests.values())
+                and (b.get("principal") or {}).get("subject") == subject
+                and b["route"] in ("runs.wait", "runs.create", "runs.stream")}
+    assert len(requests) == 3 and all(b["thread_deleted_by_gateway"] for b in requests.values())
     runs = [(b["thread_id"], b["run_id"]) for k, b in world.records() if k == "response"
             and requests.get(b["request_id"], {}).get("route") == "runs.wait"]
     runs.append((background["thread_id"], background["run_id"]))
-    assert len(runs) == 2 and all(tid and rid for tid, rid in runs), runs
+    # a stateless stream's answer names no thread: the gateway found it by its request tag
+    stream_run = next(p.data["run_id"] for p in parts if p.event == "metadata")
+    steps = _wait_for(lambda: [b for k, b in world.records(run_id=stream_run) if k == "step" and b["source"] == "history"])
+    runs.append((steps[0]["thread_id"], stream_run))
+    assert len(runs) == 3 and all(tid and rid for tid, rid in runs), runs
     for tid, rid in runs:
         assert _wait_for(lambda: _recorded_steps(world, rid) == expected or None), (rid, _recorded_steps(world, rid))
         assert not [b for k, b in world.records(run_id=rid) if k == "gap"]

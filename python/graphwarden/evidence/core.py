@@ -53,9 +53,12 @@ BACKGROUND_RUN_ROUTES = frozenset({"threads.create_run", "runs.create"})
 RUN_ROUTES = STREAM_RUN_ROUTES | WAIT_RUN_ROUTES | BACKGROUND_RUN_ROUTES | {"runs.batch"}
 #: Stateless runs: the server deletes their thread when they end (`on_completion = "delete"`,
 #: the default), history and all. The gateway asks it to keep the thread, records the run's
-#: steps from the history, then deletes the thread itself. (Not stateless streams: their
-#: answer does not name the thread; their steps are recorded from the stream.)
-STATELESS_RUN_ROUTES = frozenset({"runs.wait", "runs.create"})
+#: steps from the history, then deletes the thread itself. A stateless stream's answer does not
+#: name its thread: the gateway tags the run's metadata (which the server copies onto the new
+#: thread) with the request id and finds the thread by it.
+STATELESS_RUN_ROUTES = frozenset({"runs.wait", "runs.create", "runs.stream"})
+#: The run-metadata key that lets the gateway find a stateless stream's thread.
+REQUEST_TAG = "graphwarden_request_id"
 
 #: Cron creation: a `cron` record links the cron to the request (and principal) that made it;
 #: the runs the server's scheduler starts for it are recorded by evidence/crons.py.
@@ -333,10 +336,14 @@ class Evidence:
                     changed = True
             if (admitted and self.collect_history and op.name in STATELESS_RUN_ROUTES
                     and doc.get("on_completion", "delete") == "delete"):
-                doc["on_completion"] = "keep"
-                ex.notes["delete_thread"] = True
-                rec["thread_deleted_by_gateway"] = True
-                changed = True
+                meta = doc.get("metadata")
+                if op.name == "runs.stream" and (meta is None or isinstance(meta, dict)):
+                    doc["metadata"] = {**(meta or {}), REQUEST_TAG: ex.request_id}
+                if op.name != "runs.stream" or isinstance(doc["metadata"], dict):
+                    doc["on_completion"] = "keep"
+                    ex.notes["delete_thread"] = True
+                    rec["thread_deleted_by_gateway"] = True
+                    changed = True
             if changed:
                 new_body = orjson.dumps(doc)
         rec["input"] = self.masked_payload(body, True)
@@ -428,7 +435,12 @@ class Evidence:
         elif op.name not in (BACKGROUND_RUN_ROUTES | {"runs.batch"}):
             return
         for thread_id, run_id in runs:
-            if thread_id and run_id:
+            if delete and run_id and not thread_id and op.name == "runs.stream":
+                task = asyncio.get_running_loop().create_task(
+                    self._collect_tagged(ex.request_id, run_id, task_ids))
+                self._background.add(task)
+                task.add_done_callback(self._background.discard)
+            elif thread_id and run_id:
                 task = asyncio.get_running_loop().create_task(
                     # a thread about to be deleted: only once its run has ended
                     self._collect(ex.request_id, thread_id, run_id, join=join or delete, task_ids=task_ids,
@@ -474,6 +486,27 @@ class Evidence:
         finally:
             if delete_thread:
                 await self._delete_thread(request_id, thread_id)
+
+    async def _collect_tagged(self, request_id: str, run_id: str, task_ids: Sequence[str]) -> None:
+        """A stateless stream's run: find its thread by the request tag, then as `_collect`."""
+        gw = self.gateway
+        assert gw is not None
+        try:
+            status, found = await upstream_json(gw, "POST", "/threads/search",
+                                                {"metadata": {REQUEST_TAG: request_id}, "limit": 2}, timeout_s=30.0)
+            if status != 200 or not isinstance(found, list) or len(found) != 1 or not isinstance(found[0], dict):
+                raise RuntimeError(f"thread search answered {status} with {len(found) if isinstance(found, list) else 'no'} threads")
+            thread_id = str(found[0]["thread_id"])
+        except Exception as exc:
+            log.warning("could not find a stateless stream's thread: it is kept by the server",
+                        extra={"fields": {"request_id": request_id, "run_id": run_id, "error": str(exc)}})
+            try:
+                self.audit.append("gap", {"request_id": request_id, "thread_id": None, "run_id": run_id,
+                                          "ts": now_iso(), "reason": f"steps not collected: thread not found ({exc})"})
+            except Exception:
+                log.exception("audit append failed")
+            return
+        await self._collect(request_id, thread_id, run_id, join=True, task_ids=task_ids, delete_thread=True)
 
     async def _delete_thread(self, request_id: str, thread_id: str) -> None:
         """What the server would have done at the end of a stateless run (`on_completion =
