@@ -314,9 +314,10 @@ def test_stateless_runs_are_recorded_and_their_threads_still_deleted(world: Worl
         waited = await client.runs.wait(None, "agent", input=run_input)
         parts = [p async for p in client.runs.stream(None, "agent", input=run_input, stream_mode=["updates"])]
         background = await client.runs.create(None, "agent", input=run_input)
-        return thread["thread_id"], waited, parts, background
+        batch = await client.runs.create_batch([{"assistant_id": "agent", "input": run_input}] * 2)
+        return thread["thread_id"], waited, parts, background, batch
 
-    ref_tid, waited, parts, background = asyncio.run(scenario())
+    ref_tid, waited, parts, background, batch = asyncio.run(scenario())
     _no_secrets("stateless outputs", json.dumps([waited, [p.data for p in parts]]))
     assert "graphwarden_request_id" not in json.dumps([p.data for p in parts if p.event != "metadata"])
     expected = _history_steps(world.upstream, ref_tid)
@@ -324,8 +325,8 @@ def test_stateless_runs_are_recorded_and_their_threads_still_deleted(world: Worl
     subject = f"stella-{world.tag}"
     requests = {b["request_id"]: b for k, b in world.records() if k == "request"
                 and (b.get("principal") or {}).get("subject") == subject
-                and b["route"] in ("runs.wait", "runs.create", "runs.stream")}
-    assert len(requests) == 3 and all(b["thread_deleted_by_gateway"] for b in requests.values())
+                and b["route"] in ("runs.wait", "runs.create", "runs.stream", "runs.batch")}
+    assert len(requests) == 4 and all(b["thread_deleted_by_gateway"] for b in requests.values())
     runs = [(b["thread_id"], b["run_id"]) for k, b in world.records() if k == "response"
             and requests.get(b["request_id"], {}).get("route") == "runs.wait"]
     runs.append((background["thread_id"], background["run_id"]))
@@ -333,7 +334,8 @@ def test_stateless_runs_are_recorded_and_their_threads_still_deleted(world: Worl
     stream_run = next(p.data["run_id"] for p in parts if p.event == "metadata")
     steps = _wait_for(lambda: [b for k, b in world.records(run_id=stream_run) if k == "step" and b["source"] == "history"])
     runs.append((steps[0]["thread_id"], stream_run))
-    assert len(runs) == 3 and all(tid and rid for tid, rid in runs), runs
+    runs += [(r["thread_id"], r["run_id"]) for r in batch]
+    assert len(runs) == 5 and all(tid and rid for tid, rid in runs), runs
     for tid, rid in runs:
         assert _wait_for(lambda: _recorded_steps(world, rid) == expected or None), (rid, _recorded_steps(world, rid))
         assert not [b for k, b in world.records(run_id=rid) if k == "gap"]

@@ -346,6 +346,14 @@ class Evidence:
                     changed = True
             if changed:
                 new_body = orjson.dumps(doc)
+        elif (isinstance(doc, list) and admitted and self.collect_history and op.name == "runs.batch"
+              and doc and all(isinstance(item, dict) and item.get("on_completion", "delete") == "delete" for item in doc)):
+            # a batch of stateless background runs: each keeps its thread until recorded
+            for item in doc:
+                item["on_completion"] = "keep"
+            ex.notes["delete_thread"] = True
+            rec["thread_deleted_by_gateway"] = True
+            new_body = orjson.dumps(doc)
         rec["input"] = self.masked_payload(body, True)
         if admitted and masking.requests and op.resource != "gateway":
             # The runtime receives the masked document (and the injected mode, if any).
