@@ -508,11 +508,7 @@ class Evidence:
         except Exception as exc:
             log.warning("could not find a stateless stream's thread: it is kept by the server",
                         extra={"fields": {"request_id": request_id, "run_id": run_id, "error": str(exc)}})
-            try:
-                self.audit.append("gap", {"request_id": request_id, "thread_id": None, "run_id": run_id,
-                                          "ts": now_iso(), "reason": f"steps not collected: thread not found ({exc})"})
-            except Exception:
-                log.exception("audit append failed")
+            self._gap(request_id, None, run_id, f"steps not collected: thread not found ({exc})")
             return
         await self._collect(request_id, thread_id, run_id, join=True, task_ids=task_ids, delete_thread=True)
 
@@ -556,11 +552,15 @@ class Evidence:
         except Exception as exc:
             log.warning("could not collect run steps from history",
                         extra={"fields": {"thread_id": thread_id, "run_id": run_id, "error": str(exc)}})
-            try:
-                self.audit.append("gap", {"request_id": request_id, "thread_id": thread_id, "run_id": run_id,
-                                          "ts": now_iso(), "reason": f"steps not collected: {exc}"})
-            except Exception:
-                log.exception("audit append failed")
+            self._gap(request_id, thread_id, run_id, f"steps not collected: {exc}")
+
+    def _gap(self, request_id: str | None, thread_id: str | None, run_id: str, reason: str) -> None:
+        """A `gap` record: the trail says what it could not see (never fails the caller)."""
+        try:
+            self.audit.append("gap", {"request_id": request_id, "thread_id": thread_id, "run_id": run_id,
+                                      "ts": now_iso(), "reason": reason})
+        except Exception:
+            log.exception("audit append failed")
 
     async def aclose(self) -> None:
         for task in list(self._background):
