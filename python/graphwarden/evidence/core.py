@@ -25,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import fnmatch
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -334,26 +334,17 @@ class Evidence:
                     ex.notes["injected_modes"] = _TASKS
                     rec["injected_modes"] = ["tasks"]
                     changed = True
-            if (admitted and self.collect_history and op.name in STATELESS_RUN_ROUTES
-                    and doc.get("on_completion", "delete") == "delete"):
-                meta = doc.get("metadata")
-                if op.name == "runs.stream" and (meta is None or isinstance(meta, dict)):
+            meta = doc.get("metadata")
+            if (admitted and op.name in STATELESS_RUN_ROUTES
+                    and (op.name != "runs.stream" or meta is None or isinstance(meta, dict))
+                    and self._keep_threads(ex, rec, [doc])):
+                if op.name == "runs.stream":  # its answer names no thread: tagged, to be found
                     doc["metadata"] = {**(meta or {}), REQUEST_TAG: ex.request_id}
-                if op.name != "runs.stream" or isinstance(doc["metadata"], dict):
-                    doc["on_completion"] = "keep"
-                    ex.notes["delete_thread"] = True
-                    rec["thread_deleted_by_gateway"] = True
-                    changed = True
+                changed = True
             if changed:
                 new_body = orjson.dumps(doc)
-        elif (isinstance(doc, list) and admitted and self.collect_history and op.name == "runs.batch"
-              and doc and all(isinstance(item, dict) and item.get("on_completion", "delete") == "delete" for item in doc)):
-            # a batch of stateless background runs: each keeps its thread until recorded
-            for item in doc:
-                item["on_completion"] = "keep"
-            ex.notes["delete_thread"] = True
-            rec["thread_deleted_by_gateway"] = True
-            new_body = orjson.dumps(doc)
+        elif isinstance(doc, list) and admitted and op.name == "runs.batch" and self._keep_threads(ex, rec, doc):
+            new_body = orjson.dumps(doc)  # a batch of stateless background runs
         rec["input"] = self.masked_payload(body, True)
         if admitted and masking.requests and op.resource != "gateway":
             # The runtime receives the masked document (and the injected mode, if any).
@@ -362,6 +353,19 @@ class Evidence:
             except ValueError:
                 new_body = self.masker.mask(new_body if new_body is not None else body)
         return new_body
+
+    def _keep_threads(self, ex: Exchange, rec: dict[str, Any], runs: list[Any]) -> bool:
+        """Stateless runs whose thread the server would delete keep it until their steps are
+        recorded; the gateway deletes it then (STATELESS_RUN_ROUTES). False, and nothing
+        changed, unless every run can."""
+        if not (self.collect_history and runs and all(
+                isinstance(r, dict) and r.get("on_completion", "delete") == "delete" for r in runs)):
+            return False
+        for r in runs:
+            r["on_completion"] = "keep"
+        ex.notes["delete_thread"] = True
+        rec["thread_deleted_by_gateway"] = True
+        return True
 
     def response_filter(
         self, ex: Exchange, status: int, headers: Sequence[tuple[bytes, bytes]]
@@ -444,21 +448,20 @@ class Evidence:
             return
         for thread_id, run_id in runs:
             if delete and run_id and not thread_id and op.name == "runs.stream":
-                task = asyncio.get_running_loop().create_task(
-                    self._collect_tagged(ex.request_id, run_id, task_ids))
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                self._spawn(self._collect_tagged(ex.request_id, run_id, task_ids))
             elif thread_id and run_id:
-                task = asyncio.get_running_loop().create_task(
-                    # a thread about to be deleted: only once its run has ended
-                    self._collect(ex.request_id, thread_id, run_id, join=join or delete, task_ids=task_ids,
-                                  delete_thread=delete)
-                )
-                self._background.add(task)
-                task.add_done_callback(self._background.discard)
+                # a thread about to be deleted: only once its run has ended
+                self._spawn(self._collect(ex.request_id, thread_id, run_id, join=join or delete, task_ids=task_ids,
+                                          delete_thread=delete))
             elif delete:
                 log.warning("a stateless run's thread is unknown: it is kept by the server",
                             extra={"fields": {"request_id": ex.request_id, "thread_id": thread_id, "run_id": run_id}})
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run after the exchange, kept referenced until done."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _response_record(self, ex: Exchange) -> None:
         ex.notes["response_recorded"] = True

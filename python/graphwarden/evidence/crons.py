@@ -24,15 +24,14 @@ import asyncio
 import os
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import orjson
 
+from graphwarden.evidence.core import Evidence, now_iso
 from graphwarden.evidence.upstream import upstream_json
 from graphwarden.ops import get_logger
 
-if TYPE_CHECKING:
-    from graphwarden.evidence.core import Evidence
 
 log = get_logger("evidence.crons")
 
@@ -134,8 +133,6 @@ class CronFollower:
             offset += len(page)
 
     async def _record(self, thread_id: str, run_id: str, cron_id: str, run: dict[str, Any]) -> None:
-        from graphwarden.evidence.core import now_iso
-
         ev = self.evidence
         ev.audit.append("run", {
             "request_id": None, "thread_id": thread_id, "run_id": run_id, "ts": now_iso(),
