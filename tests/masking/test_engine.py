@@ -71,6 +71,32 @@ def test_stream_holds_back_only_what_can_still_match() -> None:
     assert b"ghp_" not in released + rest and b"[GITHUB_TOKEN] done" in released + rest
 
 
+def _long_secrets() -> list[bytes]:
+    import base64
+
+    def b64(obj: object) -> bytes:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=")
+
+    # an ID token the size IdPs issue: `eyJ` at the header and again at the payload, > 410 bytes
+    jwt = b64({"alg": "RS256", "typ": "JWT", "kid": "k1"}) + b"." + b64(
+        {"sub": "user-" + "x" * 500, "groups": ["eng", "ops"], "iss": "https://idp.example"}
+    ) + b"." + b"Q" * 342
+    pem = (b"-----BEGIN RSA PRIVATE KEY-----\n" + b"\n".join([b"MIIEow" + b"A" * 58] * 25)
+           + b"\n-----END RSA PRIVATE KEY-----")
+    return [jwt, b"Authorization: Bearer " + jwt, pem]
+
+
+@pytest.mark.parametrize("size", [1, 3, 64, 100, 256, 1000])
+def test_long_secrets_stream_like_block(size: int) -> None:
+    for secret in _long_secrets():
+        text = b"before " + secret + b" after eyJ and -----BEGIN tail " + b"z" * 600
+        whole = M.mask(text)
+        assert secret not in whole and b"eyJhbGci" not in whole
+        s = M.stream()
+        out = b"".join(s.feed(text[i:i + size]) for i in range(0, len(text), size)) + s.finish()
+        assert out == whole
+
+
 def test_mask_json_decodes_escapes_and_stays_valid() -> None:
     doc = json.dumps({
         "a": "mail jane.doe@example.com",

@@ -21,6 +21,7 @@
 
 use std::sync::Mutex;
 
+use aho_corasick::{AhoCorasick, MatchKind};
 use regex::bytes::{Regex, RegexBuilder};
 
 use super::ffi::*;
@@ -96,7 +97,13 @@ pub struct Engine {
     pats: Vec<Pat>,
     dbs: Vec<Db>,
     base_hold: usize,
-    prefixed: Vec<(Vec<u8>, usize)>,
+    /// Literal prefixes of the entries that always start with one (caseless), for the
+    /// streaming hold-back: `prefix_max[i]` is the longest match starting with prefix `i`.
+    prefixes: Option<AhoCorasick>,
+    prefix_bytes: Vec<Vec<u8>>,
+    prefix_max: Vec<usize>,
+    /// The largest `prefix_max`.
+    prefix_reach: usize,
     hash_key: [u8; 32],
     /// No pattern (or prefilter) uses `^`, `$`, `\A`, `\z` or `\Z`: then a match inside a JSON
     /// string without escapes is also a match of the raw document (the quote around a string is a
@@ -543,16 +550,32 @@ impl Engine {
             }
         }
         let base_hold = entries.iter().filter(|e| e.prefixes.is_empty()).map(|e| e.max_len).max().unwrap_or(0);
-        let mut prefixed = Vec::new();
+        let mut prefix_bytes = Vec::new();
+        let mut prefix_max = Vec::new();
         for e in entries.iter().filter(|e| !e.prefixes.is_empty()) {
-            for p in &e.prefixes {
-                prefixed.push((p.to_ascii_lowercase(), e.max_len));
+            for p in e.prefixes.iter().filter(|p| !p.is_empty()) {
+                prefix_bytes.push(p.to_ascii_lowercase());
+                prefix_max.push(e.max_len);
             }
         }
+        let prefixes = if prefix_bytes.is_empty() {
+            None
+        } else {
+            Some(
+                AhoCorasick::builder()
+                    .ascii_case_insensitive(true)
+                    .match_kind(MatchKind::Standard)
+                    .build(&prefix_bytes)
+                    .map_err(|err| CompileError { id: "prefixes".into(), message: err.to_string() })?,
+            )
+        };
+        let prefix_reach = prefix_max.iter().copied().max().unwrap_or(0);
         let raw_superset = !entries
             .iter()
             .any(|e| e.patterns.iter().chain(e.prefilter.iter()).any(|p| has_anchor(p)));
-        Ok(Engine { entries, pats, dbs, base_hold, prefixed, hash_key, raw_superset })
+        Ok(Engine {
+            entries, pats, dbs, base_hold, prefixes, prefix_bytes, prefix_max, prefix_reach, hash_key, raw_superset,
+        })
     }
 
     /// The catalogue entries, in priority order.
@@ -787,20 +810,34 @@ impl Engine {
     }
 
     /// Where it is safe to release up to, in `hay` coordinates (`from` = start of unreleased).
+    ///
+    /// A match of a prefixed entry starts at an occurrence of one of its prefixes; one that
+    /// starts within `max_len` of the end may still grow, so the cut goes before the *earliest*
+    /// such occurrence (a JWT holds `eyJ` again at its payload; cutting at the last occurrence
+    /// released the header of a long token unmasked). One Aho-Corasick pass over the
+    /// unreleased bytes finds them all.
     fn safe_cut(&self, hay: &[u8], from: usize, raws: &[Raw]) -> usize {
         let n = hay.len();
         let mut cut = n.saturating_sub(self.base_hold).max(from);
-        for (prefix, max_len) in &self.prefixed {
-            let lo = n.saturating_sub(*max_len).max(from);
-            // a full occurrence within reach of the end
-            if let Some(i) = find_caseless_last(&hay[lo..], prefix) {
-                cut = cut.min(lo + i);
+        if let Some(ac) = &self.prefixes {
+            let lo = n.saturating_sub(self.prefix_reach).max(from);
+            let longest = self.prefix_bytes.iter().map(Vec::len).max().unwrap_or(0);
+            for m in ac.find_overlapping_iter(&hay[lo..]) {
+                if lo + m.end() >= cut + longest {
+                    break; // matches come in order of their end: none of the rest starts before `cut`
+                }
+                let at = lo + m.start();
+                if at < cut && at + self.prefix_max[m.pattern().as_usize()] >= n {
+                    cut = at;
+                }
             }
             // a partial prefix at the very end
-            for k in (1..prefix.len()).rev() {
-                if n >= from + k && hay[n - k..].eq_ignore_ascii_case(&prefix[..k]) {
-                    cut = cut.min(n - k);
-                    break;
+            for prefix in &self.prefix_bytes {
+                for k in (1..prefix.len()).rev() {
+                    if n - k < cut && n >= from + k && hay[n - k..].eq_ignore_ascii_case(&prefix[..k]) {
+                        cut = n - k;
+                        break;
+                    }
                 }
             }
         }
@@ -899,13 +936,6 @@ pub struct StreamState {
     ctx: Vec<u8>,
 }
 
-fn find_caseless_last(hay: &[u8], needle: &[u8]) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    (0..=hay.len() - needle.len()).rev().find(|&i| hay[i..i + needle.len()].eq_ignore_ascii_case(needle))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -954,6 +984,41 @@ mod tests {
                 out.extend(m.finish(&mut st));
                 assert_eq!(out, whole, "split {a},{b}");
             }
+        }
+    }
+
+    #[test]
+    fn stream_holds_back_from_the_earliest_prefix_within_reach() {
+        // A JWT holds `eyJ` at its header and again at its payload; a token longer than the
+        // base hold-back must not be released from the first one while it is still arriving.
+        let m = Engine::new(
+            vec![EntrySpec {
+                id: "jwt".into(),
+                entity: "JWT".into(),
+                patterns: vec![r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}".into()],
+                validator: Validator::None,
+                action: Action::Label,
+                group: 0,
+                max_len: 2000,
+                prefixes: vec![b"eyj".to_vec()],
+                prefilter: None,
+            }],
+            [7; 32],
+        )
+        .unwrap();
+        let mut text = b"token: eyJhbGciOiJSUzI1NiJ9.eyJ".to_vec();
+        text.extend(std::iter::repeat(b'a').take(900));
+        text.extend_from_slice(b".signature0123 and eyJ more text after it");
+        let whole = m.mask(&text);
+        assert!(whole.starts_with(b"token: [JWT] and"));
+        for size in [1, 7, 64, 256] {
+            let mut st = StreamState::default();
+            let mut out = Vec::new();
+            for chunk in text.chunks(size) {
+                out.extend(m.feed(&mut st, chunk));
+            }
+            out.extend(m.finish(&mut st));
+            assert_eq!(out, whole, "chunks of {size}");
         }
     }
 
