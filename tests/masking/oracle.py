@@ -72,7 +72,7 @@ class Oracle:
                 if m is None:
                     break
                 s, t = m.span(e.group)
-                valid = t > s and VALIDATORS[e.validator](text[s:t])
+                valid = t > s and m.end() - m.start() <= e.max_len and VALIDATORS[e.validator](text[s:t])
                 if valid:
                     out.append((e.id, s, t))
                 pos = m.end() if valid and m.end() > m.start() else m.start() + 1

@@ -97,6 +97,20 @@ def test_long_secrets_stream_like_block(size: int) -> None:
         assert out == whole
 
 
+def test_a_match_longer_than_max_len_is_no_match() -> None:
+    # `max_len` bounds the stream hold-back, so it is part of an entry's meaning: the engine,
+    # the oracle and the stream all leave a longer "match" alone
+    head, tail = b"-----BEGIN PRIVATE KEY-----\n", b"\n-----END PRIVATE KEY-----"
+    limit = next(e.max_len for e in default_catalogue().entries if e.id == "pem_private_key")
+    fits = head + b"A" * (limit - len(head) - len(tail)) + tail
+    too_long = head + b"A" * (limit + 1 - len(head) - len(tail)) + tail
+    assert M.mask(b"x " + fits + b" y") == b"x [PRIVATE_KEY] y"
+    text = b"x " + too_long + b" y"
+    assert M.mask(text) == text and ORACLE.matches(text) == [] == M.matches(text)
+    s = M.stream()
+    assert b"".join(s.feed(text[i:i + 500]) for i in range(0, len(text), 500)) + s.finish() == text
+
+
 def test_mask_json_decodes_escapes_and_stays_valid() -> None:
     doc = json.dumps({
         "a": "mail jane.doe@example.com",

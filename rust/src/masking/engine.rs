@@ -21,8 +21,9 @@
 
 use std::sync::Mutex;
 
-use aho_corasick::{AhoCorasick, MatchKind};
-use regex::bytes::{Regex, RegexBuilder};
+use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
+use regex_automata::meta::Regex;
+use regex_automata::{util::syntax, Input};
 
 use super::ffi::*;
 use super::validators::Validator;
@@ -89,6 +90,18 @@ pub struct CompileError {
 struct Pat {
     entry: usize,
     re: Regex,
+    /// The longest match the pattern can make (None: unbounded). Searches for a match starting
+    /// at most at `hi` then end at `hi + max_match`, with look-around still seeing past it.
+    max_match: Option<usize>,
+}
+
+fn syntax_config() -> syntax::Config {
+    syntax::Config::new().unicode(false).utf8(false)
+}
+
+/// The longest match of `pattern` (None when unbounded or unparsable).
+fn max_match(pattern: &str) -> Option<usize> {
+    syntax::parse_with(pattern, &syntax_config()).ok()?.properties().maximum_len()
 }
 
 /// A compiled pattern set.
@@ -109,6 +122,8 @@ pub struct Engine {
     /// string without escapes is also a match of the raw document (the quote around a string is a
     /// non-word byte, like the edge of a text, so `\b` agrees), and one raw pass can clear it.
     raw_superset: bool,
+    /// Per entry: every pattern has a longest match (`Pat::max_match`).
+    bounded: Vec<bool>,
 }
 
 /// Whether a regex uses a text anchor (`^`/`$` outside a class, `\A`, `\z`, `\Z`).
@@ -512,10 +527,10 @@ impl Engine {
                 return Err(CompileError { id: e.id.clone(), message: "max_len must be at least 1".into() });
             }
             for p in &e.patterns {
-                let re = RegexBuilder::new(p)
-                    .unicode(false)
-                    .size_limit(64 << 20)
-                    .build()
+                let re = Regex::builder()
+                    .syntax(syntax_config())
+                    .configure(Regex::config().utf8_empty(false).nfa_size_limit(Some(64 << 20)))
+                    .build(p)
                     .map_err(|err| CompileError { id: e.id.clone(), message: err.to_string() })?;
                 if e.group >= re.captures_len() {
                     return Err(CompileError {
@@ -527,7 +542,7 @@ impl Engine {
                     exprs.push(cstr(&e.id, p)?);
                     expr_entry.push(i);
                 }
-                pats.push(Pat { entry: i, re });
+                pats.push(Pat { entry: i, re, max_match: max_match(p) });
             }
             if let Some(pf) = &e.prefilter {
                 exprs.push(cstr(&e.id, pf)?);
@@ -563,6 +578,7 @@ impl Engine {
         } else {
             Some(
                 AhoCorasick::builder()
+                    .kind(Some(AhoCorasickKind::DFA))
                     .ascii_case_insensitive(true)
                     .match_kind(MatchKind::Standard)
                     .build(&prefix_bytes)
@@ -573,8 +589,11 @@ impl Engine {
         let raw_superset = !entries
             .iter()
             .any(|e| e.patterns.iter().chain(e.prefilter.iter()).any(|p| has_anchor(p)));
+        let bounded = (0..entries.len())
+            .map(|i| pats.iter().filter(|p| p.entry == i).all(|p| p.max_match.is_some()))
+            .collect();
         Ok(Engine {
-            entries, pats, dbs, base_hold, prefixes, prefix_bytes, prefix_max, prefix_reach, hash_key, raw_superset,
+            bounded, entries, pats, dbs, base_hold, prefixes, prefix_bytes, prefix_max, prefix_reach, hash_key, raw_superset,
         })
     }
 
@@ -629,9 +648,10 @@ impl Engine {
                         _ => merged.push((lo, hi)),
                     }
                 }
-                // Many scattered windows cost more than one pass of the regex over the text.
+                // Many scattered windows cost more than one pass of the regex over the text (an
+                // unbounded pattern searches on from each window to its next match).
                 let covered: usize = merged.iter().map(|(lo, hi)| hi - lo + 1).sum();
-                if merged.len() > 32 || covered > text.len() / 4 {
+                if (merged.len() > 32 && !self.bounded[e]) || covered > text.len() / 4 {
                     return Where::Everywhere;
                 }
                 Where::Windows(merged)
@@ -675,31 +695,35 @@ impl Engine {
             // searched again from its next byte), skipping the stretches where no match can
             // start: every match ends at (or contains) a reported end, so it starts inside one
             // of the windows.
+            let mut caps = if entry.group == 0 { None } else { Some(pat.re.create_captures()) };
             let mut pos = from;
             'windows: for (lo, hi) in windows {
                 pos = pos.max(lo);
-                while pos <= hi && pos <= hay.len() {
-                    let (ms, me, gs, ge) = if entry.group == 0 {
-                        match pat.re.find_at(hay, pos) {
-                            Some(m) => (m.start(), m.end(), m.start(), m.end()),
-                            None => break 'windows,
-                        }
+                // a match starting at most at `hi` ends by `end`
+                let end = pat.max_match.map_or(hay.len(), |m| hay.len().min(hi.saturating_add(m)));
+                while pos <= hi && pos <= end {
+                    let input = Input::new(hay).span(pos..end);
+                    let found = if let Some(caps) = caps.as_mut() {
+                        pat.re.search_captures(&input, caps);
+                        caps.get_match().map(|m| match caps.get_group(entry.group) {
+                            Some(g) => (m.start(), m.end(), g.start, g.end),
+                            None => (m.start(), m.end(), m.start(), m.start()),
+                        })
                     } else {
-                        match pat.re.captures_at(hay, pos) {
-                            Some(c) => {
-                                let m = c.get(0).expect("group 0");
-                                match c.get(entry.group) {
-                                    Some(g) => (m.start(), m.end(), g.start(), g.end()),
-                                    None => (m.start(), m.end(), m.start(), m.start()),
-                                }
-                            }
-                            None => break 'windows,
+                        pat.re.search(&input).map(|m| (m.start(), m.end(), m.start(), m.end()))
+                    };
+                    let Some((ms, me, gs, ge)) = found else {
+                        if end == hay.len() {
+                            break 'windows; // no match anywhere after `pos`
                         }
+                        break; // none starts in this window
                     };
                     if ms > hi {
                         break; // starts in a later window: found again there
                     }
-                    let valid = ge > gs && entry.validator.check(&hay[gs..ge]);
+                    // `max_len` is part of the entry's meaning: a longer match is no match, in
+                    // block mode as in streams (whose hold-back it bounds).
+                    let valid = ge > gs && me - ms <= entry.max_len && entry.validator.check(&hay[gs..ge]);
                     out.push(Raw { start: ms, end: me, span: valid.then_some(Span { start: gs, end: ge, entry: pat.entry }) });
                     // A candidate the validator rejects may hide a valid one that overlaps it
                     // (a card number glued to an order number): search again from its next byte.
@@ -858,37 +882,38 @@ impl Engine {
 
     /// Streaming: add `data`, return what can be released now.
     pub fn feed(&self, st: &mut StreamState, data: &[u8]) -> Vec<u8> {
-        st.buf.extend_from_slice(data);
-        let c = st.ctx.len();
-        if st.buf.len() <= self.base_hold {
+        st.hay.extend_from_slice(data);
+        let c = st.ctx;
+        if st.hay.len() - c <= self.base_hold {
             return Vec::new(); // all of it could still be part of a match
         }
-        let mut hay = Vec::with_capacity(c + st.buf.len());
-        hay.extend_from_slice(&st.ctx);
-        hay.extend_from_slice(&st.buf);
-        let raws = self.raw_matches(&hay, c);
-        let cut = self.safe_cut(&hay, c, &raws);
-        let mut spans: Vec<Span> = raws.iter().filter(|r| r.start < cut).filter_map(|r| r.span).collect();
-        spans = Self::merge(spans);
+        let hay = &st.hay;
+        let raws = self.raw_matches(hay, c);
+        let cut = self.safe_cut(hay, c, &raws);
+        let spans = Self::shifted(Self::merge(raws.iter().filter(|r| r.start < cut).filter_map(|r| r.span).collect()), c);
         let mut out = Vec::with_capacity(cut - c);
-        let shifted: Vec<Span> = spans.iter().map(|s| Span { start: s.start - c, end: s.end - c, entry: s.entry }).collect();
-        self.rewrite(&hay[c..cut], &shifted, &mut out);
-        st.ctx = hay[cut.saturating_sub(CONTEXT)..cut].to_vec();
-        st.buf = hay[cut..].to_vec();
+        self.rewrite(&hay[c..cut], &spans, &mut out);
+        // keep CONTEXT released bytes as look-behind (`\b`) and everything not released
+        let keep_from = cut.saturating_sub(CONTEXT);
+        st.hay.drain(..keep_from);
+        st.ctx = cut - keep_from;
         out
     }
 
     /// Streaming: end of input.
     pub fn finish(&self, st: &mut StreamState) -> Vec<u8> {
-        let c = st.ctx.len();
-        let mut hay = std::mem::take(&mut st.ctx);
-        hay.extend_from_slice(&std::mem::take(&mut st.buf));
+        let c = st.ctx;
+        let hay = std::mem::take(&mut st.hay);
+        st.ctx = 0;
         let raws = self.raw_matches(&hay, c);
-        let spans = Self::merge(raws.into_iter().filter_map(|r| r.span).collect());
-        let shifted: Vec<Span> = spans.iter().map(|s| Span { start: s.start - c, end: s.end - c, entry: s.entry }).collect();
-        let mut out = Vec::new();
-        self.rewrite(&hay[c..], &shifted, &mut out);
+        let spans = Self::shifted(Self::merge(raws.into_iter().filter_map(|r| r.span).collect()), c);
+        let mut out = Vec::with_capacity(hay.len() - c);
+        self.rewrite(&hay[c..], &spans, &mut out);
         out
+    }
+
+    fn shifted(spans: Vec<Span>, by: usize) -> Vec<Span> {
+        spans.into_iter().map(|s| Span { start: s.start - by, end: s.end - by, entry: s.entry }).collect()
     }
 
     /// JSON-aware masking: every string (decoded) is masked; the result is valid JSON.
@@ -932,8 +957,9 @@ impl Engine {
 /// State of one streaming masker.
 #[derive(Default)]
 pub struct StreamState {
-    buf: Vec<u8>,
-    ctx: Vec<u8>,
+    /// Look-behind context (`hay[..ctx]`, already released) followed by the unreleased bytes.
+    hay: Vec<u8>,
+    ctx: usize,
 }
 
 #[cfg(test)]
@@ -1020,6 +1046,17 @@ mod tests {
             out.extend(m.finish(&mut st));
             assert_eq!(out, whole, "chunks of {size}");
         }
+    }
+
+    #[test]
+    fn bounded_searches_see_past_their_span() {
+        // `raw_matches` ends a window's search at `hi + max_match`; `\b` there must still see
+        // the next byte, or a digit run cut at the span's end would match.
+        let re = Regex::builder().syntax(syntax_config()).build(r"\b\d{3}\b").unwrap();
+        assert!(re.search(&Input::new(b"x 1234 y").span(0..5)).is_none());
+        assert!(re.search(&Input::new(b"x 123 y").span(0..5)).is_some());
+        assert_eq!(max_match(r"\b\d{3}[- ]\d{2}\b"), Some(6));
+        assert_eq!(max_match(r"ghp_[a-z]+"), None);
     }
 
     #[test]

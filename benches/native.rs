@@ -1,0 +1,161 @@
+//! Cargo benches for the pure Rust parts (`cargo bench --bench native`): the masking engine on
+//! the shipped catalogue (block mode on clean and PII-dense text, a 1 KiB body, 256-byte stream
+//! writes, JSON) and the audit record encoding. Plain `std::time` loops (harness = false), best
+//! of several rounds, so that no extra framework is built in CI; the Python-level comparison
+//! against `re`, hyperscan and pyperscan is benchmarks/masking_bench.py.
+//!
+//! The corpus has the shape of `graphwarden masking bench`'s (same words, one catalogue value per
+//! ~1 KiB when dense) from a fixed-seed generator of its own.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use graphwarden_native::audit::format::put_record;
+use graphwarden_native::masking::{Action, Engine, EntrySpec, StreamState, Validator};
+
+const WORDS: &str = "the order was shipped to our customer on 2026-11-24 with tracking id 9f8e7d6c5b4a \
+    invoice INV-482913 total 1249.50 EUR status delivered and signed by the recipient at \
+    the front desk reference 550e8400-e29b-41d4-a716-446655440000 build v2.14.3";
+
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        ((self.0 >> 33) as usize) % n
+    }
+}
+
+fn catalogue() -> (Vec<EntrySpec>, Vec<Vec<u8>>) {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/python/graphwarden/masking/catalogue.toml");
+    let doc: toml::Table = std::fs::read_to_string(path).expect("catalogue").parse().expect("toml");
+    let strs = |v: Option<&toml::Value>| -> Vec<String> {
+        v.and_then(|v| v.as_array())
+            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+            .unwrap_or_default()
+    };
+    let mut entries = Vec::new();
+    let mut positives = Vec::new();
+    for e in doc["entries"].as_array().expect("entries") {
+        let t = e.as_table().expect("entry");
+        if t.get("enabled").and_then(|v| v.as_bool()) == Some(false) {
+            continue;
+        }
+        let s = |k: &str| t.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+        let action = s("action");
+        positives.extend(strs(t.get("positive")).into_iter().map(String::into_bytes));
+        entries.push(EntrySpec {
+            id: s("id"),
+            entity: s("entity"),
+            patterns: strs(t.get("patterns")),
+            validator: Validator::parse(&s("validator")).expect("validator"),
+            action: Action::parse(if action.is_empty() { "label" } else { &action }).expect("action"),
+            group: t.get("group").and_then(|v| v.as_integer()).unwrap_or(0) as usize,
+            max_len: t["max_len"].as_integer().expect("max_len") as usize,
+            prefixes: strs(t.get("prefixes")).into_iter().map(String::into_bytes).collect(),
+            prefilter: t.get("prefilter").and_then(|v| v.as_str()).map(str::to_string),
+        });
+    }
+    (entries, positives)
+}
+
+fn corpus(size: usize, values: Option<&[Vec<u8>]>) -> Vec<u8> {
+    let words: Vec<&str> = WORDS.split_whitespace().collect();
+    let mut rng = Rng(1);
+    let mut out = Vec::with_capacity(size + 256);
+    let mut next_value = 1024;
+    while out.len() < size {
+        out.extend_from_slice(words[rng.below(words.len())].as_bytes());
+        out.push(b' ');
+        if let Some(v) = values {
+            if out.len() >= next_value {
+                out.extend_from_slice(&v[rng.below(v.len())]);
+                out.push(b' ');
+                next_value += 1024;
+            }
+        }
+    }
+    out.truncate(size);
+    out
+}
+
+/// Best time per call over `rounds` rounds of `iters` calls.
+fn best(rounds: usize, iters: usize, mut f: impl FnMut()) -> Duration {
+    (0..rounds)
+        .map(|_| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                f();
+            }
+            t.elapsed() / iters as u32
+        })
+        .min()
+        .expect("rounds")
+}
+
+fn main() {
+    let (entries, positives) = catalogue();
+    let n = entries.len();
+    if std::env::var_os("GW_BENCH_PER_ENTRY").is_some() {
+        let size = 1 << 19;
+        let clean = corpus(size, None);
+        let dense = corpus(size, Some(&positives));
+        for e in &entries {
+            let one = Engine::new(vec![e.clone()], [7; 32]).expect("entry compiles");
+            let c = best(3, 1, || drop(black_box(one.mask(black_box(&clean)))));
+            let d = best(3, 1, || drop(black_box(one.mask(black_box(&dense)))));
+            let mut st = StreamState::default();
+            let mut at = 0;
+            let w = best(3, 500, || {
+                if at + 256 > dense.len() {
+                    at = 0;
+                }
+                black_box(one.feed(&mut st, &dense[at..at + 256]));
+                at += 256;
+            });
+            println!("{:<24} clean {:7.3} GB/s  dense {:7.3} GB/s  stream dense {:7.2} us", e.id,
+                     size as f64 / c.as_secs_f64() / 1e9, size as f64 / d.as_secs_f64() / 1e9, w.as_secs_f64() * 1e6);
+        }
+        return;
+    }
+    let t = Instant::now();
+    let engine = Engine::new(entries, [7; 32]).expect("catalogue compiles");
+    println!("catalogue: {n} entries, compiled in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+
+    let size = 1 << 21;
+    let clean = corpus(size, None);
+    let dense = corpus(size, Some(&positives));
+    for (name, text) in [("clean", &clean), ("dense", &dense)] {
+        let per = best(5, 1, || drop(black_box(engine.mask(black_box(text)))));
+        println!("mask, 2 MiB {name:<5}          {:8.3} GB/s", size as f64 / per.as_secs_f64() / 1e9);
+    }
+    let kib = &dense[..1024];
+    println!("mask, 1 KiB dense          {:8.2} us", best(7, 2000, || drop(black_box(engine.mask(black_box(kib))))).as_secs_f64() * 1e6);
+    let doc = [b"{\"text\": \"".as_slice(), &clean[..1000], b"\"}"].concat();
+    println!("mask_json, 1 KiB clean     {:8.2} us", best(7, 2000, || drop(black_box(engine.mask_json(black_box(&doc))))).as_secs_f64() * 1e6);
+    for (name, text) in [("clean", &clean), ("dense", &dense)] {
+        let mut st = StreamState::default();
+        let mut at = 0;
+        let per = best(7, 2000, || {
+            if at + 256 > text.len() {
+                at = 0;
+            }
+            black_box(engine.feed(&mut st, &text[at..at + 256]));
+            at += 256;
+        });
+        println!("stream write 256 B {name:<5}   {:8.2} us", per.as_secs_f64() * 1e6);
+    }
+
+    let body = vec![b'x'; 1024];
+    let mut prev = [0u8; 32];
+    let mut out = Vec::with_capacity(1 << 20);
+    let mut seq = 0u64;
+    let per = best(7, 20_000, || {
+        if out.len() > (1 << 20) - 2048 {
+            out.clear();
+        }
+        seq += 1;
+        prev = put_record(&mut out, b"chain-0", seq, 1_700_000_000_000_000_000 + seq, &prev, b"request", black_box(&body));
+    });
+    println!("audit record encode+hash, 1 KiB body {:8.3} us", per.as_secs_f64() * 1e6);
+}
