@@ -385,6 +385,50 @@ def test_runs_a_cron_starts_on_a_thread_are_recorded(world: World) -> None:
         assert call(world.gw.url, "DELETE", f"/runs/crons/{cron_id}", token=token)[0] in (200, 204)
 
 
+def test_runs_of_a_stateless_cron_are_recorded_and_their_threads_deleted(world: World) -> None:
+    """A stateless cron gives each run a thread of its own, which the server would delete, history
+    and all, as the run ends. Created through the gateway, the cron keeps them; the gateway
+    records each run with its steps, then deletes the thread as the client asked."""
+    token = world.token("stan", ["user"])
+    run_input = {"text": f"stateless cron {EMAIL_IN}", "chunks": 1}
+    status, _, thread = call(world.gw.url, "POST", "/threads", token=token, body={})
+    assert status == 200  # a stateful run of the same input, for reference
+    assert call(world.gw.url, "POST", f"/threads/{thread['thread_id']}/runs/wait", token=token,
+                body={"assistant_id": "agent", "input": run_input})[0] == 200
+    expected = _history_steps(world.upstream, thread["thread_id"])
+    status, _, cron = call(world.gw.url, "POST", "/runs/crons", token=token, body={
+        "assistant_id": "agent", "schedule": "* * * * *", "input": run_input})
+    assert status == 200, cron
+    cron_id = cron["cron_id"]
+    assert cron["thread_id"] is None
+    try:
+        (req,) = [b for k, b in world.records() if k == "request" and b["route"] == "crons.create"
+                  and (b.get("principal") or {}).get("subject") == f"stan-{world.tag}"]
+        assert req["cron_threads_deleted_by_gateway"] is True
+        # the scheduler fires at the next minute (and wakes every 5 s)
+        recs = _wait_for(lambda: [b for k, b in world.records() if k == "run" and b.get("cron_id") == cron_id]
+                         or None, timeout=150)
+        run = recs[0]
+        assert run["source"] == "cron" and run["run_status"] == "success" and run["thread_id"]
+        rid, tid = run["run_id"], run["thread_id"]
+        assert _wait_for(lambda: _recorded_steps(world, rid) == expected or None), (rid, _recorded_steps(world, rid))
+        assert not [b for k, b in world.records(run_id=rid) if k == "gap"]
+        # ...and the thread went, as it would have without the gateway
+        _wait_for(lambda: httpx.get(f"{world.upstream}/threads/{tid}", timeout=10).status_code == 404)
+        polls = world.assembly.crons.polls
+        _wait_for(lambda: world.assembly.crons.polls >= polls + 2)
+        assert len([b for k, b in world.records(run_id=rid) if k == "run"]) == 1  # once, however many polls
+        _no_secrets("the audit files", world.audit_bytes())
+        code, out, err = _replay(world, "--run", rid, "--audit", str(world.audit_dir), "--format", "json")
+        assert code == 0, err
+        (replayed,) = json.loads(out)["runs"]
+        assert {(s["node"], s["step"]) for s in replayed["steps"]} == expected
+        assert replayed["cron_id"] == cron_id and replayed["started_by"]["route"] == "crons.create"
+        assert replayed["started_by"]["principal"]["subject"] == f"stan-{world.tag}"
+    finally:
+        assert call(world.gw.url, "DELETE", f"/runs/crons/{cron_id}", token=token)[0] in (200, 204)
+
+
 def test_failing_run_error_text_is_masked(world: World) -> None:
     token = world.token("alice", ["user"])
     status, _, thread = call(world.gw.url, "POST", "/threads", token=token, body={})

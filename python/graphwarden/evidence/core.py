@@ -63,6 +63,12 @@ REQUEST_TAG = "graphwarden_request_id"
 #: Cron creation: a `cron` record links the cron to the request (and principal) that made it;
 #: the runs the server's scheduler starts for it are recorded by evidence/crons.py.
 CRON_CREATE_ROUTES = frozenset({"crons.create", "crons.create_for_thread"})
+#: A stateless cron (`crons.create`, no thread) gives each run a thread of its own, which the
+#: server deletes as the run ends unless the cron says `on_run_completed = "keep"`. The gateway
+#: makes the cron keep them and tags the cron's metadata (which the server copies onto each
+#: run's thread) with what the client asked for; evidence/crons.py finds the threads by the tag,
+#: records their runs, and deletes the threads the client wanted deleted.
+CRON_TAG = "graphwarden_cron_threads"
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Requests that change nothing upstream (RFC 9110 safe methods).
@@ -341,6 +347,8 @@ class Evidence:
                 if op.name == "runs.stream":  # its answer names no thread: tagged, to be found
                     doc["metadata"] = {**(meta or {}), REQUEST_TAG: ex.request_id}
                 changed = True
+            if admitted and op.name == "crons.create" and self._keep_cron_threads(rec, doc):
+                changed = True
             if changed:
                 new_body = orjson.dumps(doc)
         elif isinstance(doc, list) and admitted and op.name == "runs.batch" and self._keep_threads(ex, rec, doc):
@@ -365,6 +373,18 @@ class Evidence:
             r["on_completion"] = "keep"
         ex.notes["delete_thread"] = True
         rec["thread_deleted_by_gateway"] = True
+        return True
+
+    def _keep_cron_threads(self, rec: dict[str, Any], doc: dict[str, Any]) -> bool:
+        """A stateless cron keeps its runs' threads, tagged with the client's wish
+        (CRON_TAG). False, and nothing changed, when the body is not one the server accepts."""
+        wish = doc.get("on_run_completed", "delete")
+        meta = doc.get("metadata")
+        if not self.collect_history or wish not in ("delete", "keep") or not (meta is None or isinstance(meta, dict)):
+            return False
+        doc["on_run_completed"] = "keep"
+        doc["metadata"] = {**(meta or {}), CRON_TAG: wish}
+        rec["cron_threads_deleted_by_gateway"] = wish == "delete"
         return True
 
     def response_filter(
@@ -496,7 +516,7 @@ class Evidence:
             await self.collect_steps(request_id, thread_id, run_id, join=join, task_ids=task_ids)
         finally:
             if delete_thread:
-                await self._delete_thread(request_id, thread_id)
+                await self.delete_thread(request_id, thread_id)
 
     async def _collect_tagged(self, request_id: str, run_id: str, task_ids: Sequence[str]) -> None:
         """A stateless stream's run: find its thread by the request tag, then as `_collect`."""
@@ -515,7 +535,7 @@ class Evidence:
             return
         await self._collect(request_id, thread_id, run_id, join=True, task_ids=task_ids, delete_thread=True)
 
-    async def _delete_thread(self, request_id: str, thread_id: str) -> None:
+    async def delete_thread(self, request_id: str | None, thread_id: str) -> None:
         """What the server would have done at the end of a stateless run (`on_completion =
         "delete"`), done once the run's steps are on record."""
         gw = self.gateway

@@ -13,9 +13,12 @@ Which runs were recorded is kept in `<state dir>/evidence/cron-runs.json`, so a 
 records a run twice nor misses the runs that ended while the gateway was down (as long as the
 server still lists them: the newest `RUNS_PER_POLL` of the thread).
 
-Stateless crons (no thread) are not followed: each of their runs gets a thread of its own,
-which the server deletes when the run ends unless the cron says `on_run_completed = "keep"`;
-their runs are known only from the cron's creation record.
+Stateless crons (no thread) give each run a thread of its own. A stateless cron created through
+the gateway keeps those threads and carries a tag with the client's wish (`CRON_TAG`, see
+evidence/core.py); each poll finds the tagged threads with `/threads/search`, records each one's
+run once it has ended (same records), and deletes the thread when the client had not asked to
+keep it. Stateless crons created around the gateway carry no tag: their threads are deleted by
+the server as their runs end, and are not followed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from graphwarden.evidence.core import Evidence, now_iso
+from graphwarden.evidence.core import CRON_TAG, Evidence, now_iso
 from graphwarden.evidence.upstream import upstream_json
 from graphwarden.ops import get_logger
 
@@ -39,7 +42,8 @@ log = get_logger("evidence.crons")
 ENDED = frozenset({"success", "error", "interrupted", "timeout"})
 #: Runs asked for per thread and poll (newest first).
 RUNS_PER_POLL = 100
-#: Recorded run ids kept in the state file (oldest forgotten first).
+#: Recorded run ids (and "thread:<id>" for the stateless crons' threads that are done) kept in
+#: the state file (oldest forgotten first).
 MAX_REMEMBERED = 100_000
 
 
@@ -84,33 +88,75 @@ class CronFollower:
     # -- one poll -------------------------------------------------------------------------------
     async def poll(self) -> int:
         """Record the cron runs that ended since the last poll; returns how many."""
-        gw = self.evidence.gateway
-        assert gw is not None
         self.polls += 1
         crons = await self._crons()
         recorded = 0
         for thread_id, cron_ids in crons.items():
-            status, runs = await upstream_json(gw, "GET", f"/threads/{thread_id}/runs?limit={RUNS_PER_POLL}",
-                                               timeout_s=30.0)
-            if status == 404:
-                continue  # the thread went; its cron with it
-            if status != 200 or not isinstance(runs, list):
-                raise RuntimeError(f"listing the runs of thread {thread_id} answered {status}")
-            for run in reversed(runs):  # oldest first: the trail keeps the runs' order
-                if not isinstance(run, dict):
-                    continue
-                run_id = str(run.get("run_id"))
-                cron_id = _cron_id(run)
-                if cron_id is None or cron_id not in cron_ids or run_id in self._seen:
-                    continue
-                if run.get("status") not in ENDED:
-                    continue
-                await self._record(thread_id, run_id, cron_id, run)
-                self._seen[run_id] = None
-                recorded += 1
+            recorded += await self._follow_thread(thread_id, cron_ids)
+        for wish in ("delete", "keep"):
+            recorded += await self._follow_stateless(wish)
         if recorded:
             self._save()
         return recorded
+
+    async def _runs(self, thread_id: str) -> list[dict[str, Any]] | None:
+        """The thread's runs, oldest first (None when the thread is gone)."""
+        gw = self.evidence.gateway
+        assert gw is not None
+        status, runs = await upstream_json(gw, "GET", f"/threads/{thread_id}/runs?limit={RUNS_PER_POLL}",
+                                           timeout_s=30.0)
+        if status == 404:
+            return None
+        if status != 200 or not isinstance(runs, list):
+            raise RuntimeError(f"listing the runs of thread {thread_id} answered {status}")
+        return [r for r in reversed(runs) if isinstance(r, dict)]  # the trail keeps the runs' order
+
+    async def _follow_thread(self, thread_id: str, cron_ids: set[str]) -> int:
+        runs = await self._runs(thread_id)
+        recorded = 0
+        for run in runs or ():  # None: the thread went, its cron with it
+            run_id = str(run.get("run_id"))
+            cron_id = _cron_id(run)
+            if cron_id is None or cron_id not in cron_ids or run_id in self._seen:
+                continue
+            if run.get("status") not in ENDED:
+                continue
+            await self._record(thread_id, run_id, cron_id, run)
+            self._seen[run_id] = None
+            recorded += 1
+        return recorded
+
+    async def _follow_stateless(self, wish: str) -> int:
+        """The threads of the stateless crons tagged with `wish`: each one's run, once ended."""
+        gw = self.evidence.gateway
+        assert gw is not None
+        recorded = 0
+        offset = 0
+        while True:
+            status, page = await upstream_json(gw, "POST", "/threads/search",
+                                               {"metadata": {CRON_TAG: wish}, "limit": 1000, "offset": offset},
+                                               timeout_s=30.0)
+            if status != 200 or not isinstance(page, list):
+                raise RuntimeError(f"searching the threads of stateless crons answered {status}")
+            for thread in page:
+                thread_id = str(thread.get("thread_id") or "") if isinstance(thread, dict) else ""
+                if not thread_id or "thread:" + thread_id in self._seen:
+                    continue
+                runs = await self._runs(thread_id)
+                if not runs or any(r.get("status") not in ENDED for r in runs):
+                    continue  # not started or not ended yet: next poll
+                for run in runs:
+                    run_id = str(run.get("run_id"))
+                    if run_id not in self._seen:
+                        await self._record(thread_id, run_id, _cron_id(run), run)
+                        self._seen[run_id] = None
+                        recorded += 1
+                self._seen["thread:" + thread_id] = None
+                if wish == "delete":
+                    await self.evidence.delete_thread(None, thread_id)
+            if len(page) < 1000:
+                return recorded
+            offset += len(page)
 
     async def _crons(self) -> dict[str, set[str]]:
         """Thread id -> ids of the crons on it, for every cron the server has."""
@@ -132,7 +178,7 @@ class CronFollower:
                 return out
             offset += len(page)
 
-    async def _record(self, thread_id: str, run_id: str, cron_id: str, run: dict[str, Any]) -> None:
+    async def _record(self, thread_id: str, run_id: str, cron_id: str | None, run: dict[str, Any]) -> None:
         ev = self.evidence
         ev.audit.append("run", {
             "request_id": None, "thread_id": thread_id, "run_id": run_id, "ts": now_iso(),

@@ -899,9 +899,16 @@ def select_records(
     req_thread: dict[str, str] = {}
     req_approval: dict[str, str] = {}
     run_thread: dict[str, str] = {}
+    cron_origin: dict[str, str] = {}  # cron id -> the request that created it
+    run_cron: dict[str, str] = {}  # run -> the cron whose scheduler started it
     for r in records():
         b = r.body
         rid, tid, run = _s(b.get("request_id")), _s(b.get("thread_id")), _s(b.get("run_id"))
+        cid = _s(b.get("cron_id"))
+        if cid is not None and r.kind == "cron" and rid is not None:
+            cron_origin.setdefault(cid, rid)
+        elif cid is not None and r.kind == "run" and run is not None and b.get("source") == "cron":
+            run_cron[run] = cid
         if rid is not None and run is not None and r.kind != "approval":
             if r.kind == "run":
                 req_run[rid] = run
@@ -955,6 +962,9 @@ def select_records(
             requests.add(rid)
             if rid in req_run:
                 runs.add(req_run[rid])
+    # A cron's run was started by the request that created the cron (a stateless cron's
+    # creation names no thread, so it is not in scope through one).
+    requests |= {cron_origin[run_cron[run]] for run in runs if run_cron.get(run) in cron_origin}
     approvals = {req_approval[rid] for rid in requests if rid in req_approval}
     # Requests elsewhere that carried the same approval are listed as its attempts.
     requests |= {rid for rid, aid in req_approval.items() if aid in approvals}
