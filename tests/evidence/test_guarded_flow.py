@@ -240,16 +240,20 @@ def test_streamed_run_is_masked_everywhere_and_every_step_recorded(world: World)
     raw = _stream_raw(world, token, f"/threads/{tid}/runs/stream", {
         "assistant_id": "agent",
         "input": {"text": f"mail {EMAIL_IN} key {AWS_KEY}", "talk": talk, "chunks": 2},
-        "stream_mode": ["values", "updates", "messages-tuple", "custom"],
+        "stream_mode": ["values", "updates", "messages-tuple", "custom", "events"],
     })
     _no_secrets("the client's SSE stream", raw)
     events = _events(raw)
     names = {n.split("|")[0] for n, _ in events}
     assert "tasks" not in names  # added by the gateway for the audit trail, removed for the client
-    assert {"metadata", "values", "updates", "messages", "custom"} <= names
+    assert {"metadata", "values", "updates", "messages", "custom", "events"} <= names
     # token deltas: the reassembled text is the masked reply, whatever the split
     text = "".join(d[0]["content"] for n, d in events if n == "messages")
     assert text.startswith("my github token is ") and text.endswith(", bye")
+    # the same deltas as LangChain callback events (`events` mode)
+    calls = "".join(d["data"]["chunk"]["content"] for n, d in events
+                    if n == "events" and d["event"] == "on_chat_model_stream")
+    assert calls == text, (calls, text)
     run_id = next(d["run_id"] for n, d in events if n == "metadata")
 
     # The runtime itself received the masked input (request masking).

@@ -75,10 +75,30 @@ def _deltas(text: str, msg_id: str = "m1") -> list[bytes]:
     return out
 
 
+def _callback_deltas(text: str, call: str = "c1") -> list[bytes]:
+    """`events` mode: one model call streaming `text` 4 characters per event."""
+    meta = {"langgraph_node": "greet", "note": "SECRET-888888"}
+    out = [_ev("events", {"event": "on_chat_model_start", "run_id": call, "name": "fake", "metadata": meta,
+                          "data": {"input": {"messages": [["SECRET-777777"]]}}})]
+    for i in range(0, len(text), 4):
+        out.append(_ev("events", {"event": "on_chat_model_stream", "run_id": call, "name": "fake", "tags": [],
+                                  "metadata": meta, "data": {"chunk": {"content": text[i:i + 4], "id": "m9",
+                                                                       "type": "AIMessageChunk"}}}))
+    out.append(_ev("events", {"event": "on_chat_model_end", "run_id": call, "name": "fake", "metadata": meta,
+                              "data": {"output": {"content": text}}}))
+    return out
+
+
+def _callback_text(out: bytes) -> str:
+    return "".join(orjson.loads(e.data)["data"]["chunk"]["content"] for e in SSEParser().feed(out)
+                   if e.event == "events" and orjson.loads(e.data)["event"] == "on_chat_model_stream")
+
+
 def _stream() -> list[bytes]:
     return [
         _ev("metadata", {"run_id": "r1", "attempt": 1}),
         *_deltas("my key is SECRET-123456 ok"),
+        *_callback_deltas("call SECRET-654321 done"),
         _ev("tasks", {"id": "t1", "name": "greet", "input": {"x": "SECRET-111111"}, "triggers": ["a"],
                       "metadata": {"langgraph_step": 1}}),
         _ev("tasks", {"id": "t1", "name": "greet", "error": None, "result": {"messages": ["SECRET-222222"]}, "interrupts": []}),
@@ -116,6 +136,7 @@ def test_masks_drops_injected_and_records(native: bool) -> None:
     assert upd.id == b"5"
     text = "".join(orjson.loads(e.data)[0]["content"] for e in events if e.event == "messages")
     assert text == "my key is [S] ok"
+    assert _callback_text(out) == "call [S] done"
     kinds = [k for k, _ in records]
     assert kinds == ["run", "step", "step", "interrupt", "error"]
     step = records[1][1]
@@ -150,3 +171,39 @@ def test_rebuild_keeps_fields_and_line_ends() -> None:
     (ev,) = SSEParser().feed(raw)
     out = rebuild_event(ev, b'{"a":2}')
     assert out == b"event: values\r\nid: 7\r\ndata: {\"a\":2}\r\n\r\n"
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_a_long_token_split_across_deltas_never_leaves_unmasked(native: bool) -> None:
+    # The real engine: an ID token of the size IdPs issue (longer than the stream masker's base
+    # hold-back, with `eyJ` at its header and again at its payload), streamed 4 characters per
+    # event as a chat model does. Nothing of it reaches the client or the audit records.
+    import base64
+
+    from graphwarden.masking import Masker
+
+    def b64(obj: object) -> str:
+        return base64.urlsafe_b64encode(orjson.dumps(obj)).rstrip(b"=").decode()
+
+    jwt = b64({"alg": "RS256", "kid": "k1"}) + "." + b64({"sub": "u-" + "x" * 600, "iss": "https://idp"}) + "." + "S" * 342
+    records: list[tuple[str, dict[str, Any]]] = []
+    m = Masker.default()
+    f = RunStreamFilter(client_mask=m, audit_mask=m, record=lambda k, b: records.append((k, b)),
+                        injected_modes=frozenset(), context={"request_id": "q1", "thread_id": "th"},
+                        native_splitter=native_splitter if native else None)
+    chunks = [_ev("metadata", {"run_id": "r1", "attempt": 1}), *_deltas(f"your token is {jwt} keep it safe")]
+    out = b"".join(f.feed(c) for c in chunks) + f.finish()
+    text = "".join(orjson.loads(e.data)[0]["content"] for e in SSEParser().feed(out) if e.event == "messages")
+    assert text == "your token is [JWT] keep it safe"
+    assert b"eyJ" not in out and b"eyJ" not in orjson.dumps(records)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_callback_events_release_held_text_before_the_call_ends(native: bool) -> None:
+    out, _ = _run(_callback_deltas("ends with SECRET-12"), native)  # held back to the end
+    events = [orjson.loads(e.data) for e in SSEParser().feed(out)]
+    kinds = [e["event"] for e in events]
+    assert kinds[-1] == "on_chat_model_end" and kinds[-2] == "on_chat_model_stream"
+    assert _callback_text(out) == "ends with SECRET-12"  # not a whole secret: released as is
+    out, _ = _run(_callback_deltas("ends with SECRET-123456")[:-1], native)  # the stream stops mid-call
+    assert b"SECRET-" not in out and _callback_text(out) == "ends with [S]"

@@ -12,9 +12,12 @@ sans-IO `SSEParser` and, for each event:
   streaming masker, so a secret split across deltas is caught; whatever the masker holds back
   leaves with the message's next delta, its last chunk (`chunk_position: "last"`), or, at the
   end of the stream, in one extra `messages` event with the held-back text;
+- `events` (LangChain callback events): the text deltas of `on_chat_model_stream` go through
+  one streaming masker per model call (the event's `run_id`), the same way; what it holds back
+  leaves in one extra `on_chat_model_stream` event before that call's `on_chat_model_end`, or at
+  the end of the stream; every other field and event is masked as JSON;
 - `error`: an `error` record;
-- everything else (values, updates, custom, debug, events, checkpoints, ...): `data:` masked as
-  JSON.
+- everything else (values, updates, custom, debug, checkpoints, ...): `data:` masked as JSON.
 
 Events of an injected mode are observed and dropped. Comments (heartbeats) and events without
 data pass unchanged. The audit payloads are always masked with the full catalogue (`audit_mask`),
@@ -113,6 +116,8 @@ class RunStreamFilter:
         self.run_status: str | None = None
         self._client_streams: dict[str, tuple[StreamMasker, int]] = {}
         self._safe_prefix: dict[str, bytes] = {}
+        #: `events` mode: model-call run id -> (stream masker, event name, its event's fields)
+        self._call_streams: dict[str, tuple[StreamMasker, str, dict[str, Any]]] = {}
         self._runs_seen: set[str] = set()
         #: Native splitting: bulk events (values, updates, custom, ...) are masked in Rust one
         #: chunk at a time; only the events this filter must look at come back to Python.
@@ -120,7 +125,7 @@ class RunStreamFilter:
         if native_splitter is not None:
             routed = [b"metadata", b"tasks", b"error"]
             if client_mask is not None:
-                routed += [b"messages", b"messages/partial"]
+                routed += [b"messages", b"messages/partial", b"events"]
             self.splitter = native_splitter(routed, client_mask)
         self._last_messages_event: str = "messages"
 
@@ -156,6 +161,8 @@ class RunStreamFilter:
             if tail:
                 out.append(self._tail_event(msg_id, tail))
         self._client_streams.clear()
+        for call_id in list(self._call_streams):
+            out.append(self._end_call(call_id))
         return b"".join(out)
 
     # -- events -----------------------------------------------------------------------------
@@ -184,6 +191,8 @@ class RunStreamFilter:
             return ev.raw
         if mode == "messages" and ev.event is not None and ev.event in ("messages", "messages/partial"):
             return self._mask_message_event(ev, masker)
+        if mode == "events":
+            return self._mask_callback_event(ev, masker)
         masked = masker.mask_json(ev.data)
         if masked == ev.data:
             return ev.raw
@@ -309,6 +318,53 @@ class RunStreamFilter:
             data = orjson.dumps([chunk, {}])
         self.events_out += 1
         return b"event: " + self._last_messages_event.encode() + b"\ndata: " + data + b"\n\n"
+
+
+    def _mask_callback_event(self, ev: SSEEvent, masker: JsonMasker) -> bytes:
+        """`events` mode: `on_chat_model_stream` carries one text delta of a model call in
+        `data.chunk.content`; it goes through the call's stream masker."""
+        try:
+            payload = orjson.loads(ev.data)
+        except orjson.JSONDecodeError:
+            payload = None
+        kind = payload.get("event") if isinstance(payload, dict) else None
+        call_id = str(payload.get("run_id") or "") if isinstance(payload, dict) else ""
+        data = payload.get("data") if isinstance(payload, dict) else None
+        chunk = data.get("chunk") if isinstance(data, dict) else None
+        if kind == "on_chat_model_stream" and call_id and isinstance(chunk, dict) \
+                and isinstance(chunk.get("content"), str):
+            state = self._call_streams.get(call_id)
+            sm = state[0] if state is not None else masker.stream()
+            fields = {k: payload.get(k) for k in ("name", "tags", "metadata", "parent_ids")}
+            self._call_streams[call_id] = (sm, ev.event or "events", fields)
+            out = sm.feed(chunk.pop("content").encode())
+            masked = orjson.loads(masker.mask_json(orjson.dumps(payload)))
+            masked["data"]["chunk"]["content"] = out.decode("utf-8", "replace")
+            return rebuild_event(ev, orjson.dumps(masked))
+        prefix = b""
+        if call_id in self._call_streams and isinstance(kind, str) and kind.endswith("_end"):
+            prefix = self._end_call(call_id)  # the held-back text, before the call's end
+        try:
+            masked_data = masker.mask_json(ev.data)
+        except ValueError:
+            masked_data = masker.mask(ev.data)
+        return prefix + (ev.raw if masked_data == ev.data else rebuild_event(ev, masked_data))
+
+    def _end_call(self, call_id: str) -> bytes:
+        """What a model call's masker still holds, as one more `on_chat_model_stream` event."""
+        sm, name, fields = self._call_streams.pop(call_id)
+        tail = sm.finish()
+        if not tail:
+            return b""
+        event = {"event": "on_chat_model_stream", "run_id": call_id, **fields,
+                 "data": {"chunk": {"content": tail.decode("utf-8", "replace"), "type": "AIMessageChunk"}}}
+        masker = self.client_mask
+        assert masker is not None
+        tail_text = event["data"]["chunk"].pop("content")
+        masked = orjson.loads(masker.mask_json(orjson.dumps(event)))  # metadata, tags: as JSON
+        masked["data"]["chunk"]["content"] = tail_text
+        self.events_out += 1
+        return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(masked) + b"\n\n"
 
 
 def _mask_except_content(doc: bytes, masker: JsonMasker, n_messages: int) -> bytes:
