@@ -16,7 +16,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import pytest
@@ -348,6 +348,18 @@ def test_stateless_runs_are_recorded_and_their_threads_still_deleted(world: Worl
     _no_secrets("the audit files", world.audit_bytes())
 
 
+def _cron_run_replayed(world: World, rid: str) -> dict[str, Any]:
+    """A cron run is on record once however many polls pass, with nothing unmasked; its replay."""
+    polls = world.assembly.crons.polls
+    _wait_for(lambda: world.assembly.crons.polls >= polls + 2)
+    assert len([b for k, b in world.records(run_id=rid) if k == "run"]) == 1
+    _no_secrets("the audit files", world.audit_bytes())
+    code, out, err = _replay(world, "--run", rid, "--audit", str(world.audit_dir), "--format", "json")
+    assert code == 0, err
+    (run,) = json.loads(out)["runs"]
+    return cast("dict[str, Any]", run)
+
+
 def test_runs_a_cron_starts_on_a_thread_are_recorded(world: World) -> None:
     """Cron runs never pass through the gateway: the server's scheduler starts them. The
     gateway follows the cron's thread and records each run once, with its steps."""
@@ -367,13 +379,7 @@ def test_runs_a_cron_starts_on_a_thread_are_recorded(world: World) -> None:
         recs = _wait_for(lambda: [b for k, b in world.records(run_id=rid) if k == "run"] or None, timeout=30)
         assert recs[0]["source"] == "cron" and recs[0]["cron_id"] == cron_id and recs[0]["run_status"] == "success"
         assert _wait_for(lambda: _recorded_steps(world, rid) == _history_steps(world.upstream, tid, rid) or None)
-        polls = world.assembly.crons.polls
-        _wait_for(lambda: world.assembly.crons.polls >= polls + 2)
-        assert len([b for k, b in world.records(run_id=rid) if k == "run"]) == 1  # once, however many polls
-        _no_secrets("the audit files", world.audit_bytes())
-        code, out, err = _replay(world, "--run", rid, "--audit", str(world.audit_dir), "--format", "json")
-        assert code == 0, err
-        (run,) = json.loads(out)["runs"]
+        run = _cron_run_replayed(world, rid)
         assert {(s["node"], s["step"]) for s in run["steps"]} == _history_steps(world.upstream, tid, rid)
         # who started it: the person who created the cron, through the `cron` record
         assert run["cron_id"] == cron_id and run["outcome"]["run_status"] == "success"
@@ -419,13 +425,7 @@ def test_runs_of_a_stateless_cron_are_recorded_and_their_threads_deleted(world: 
         assert not [b for k, b in world.records(run_id=rid) if k == "gap"]
         # ...and the thread went, as it would have without the gateway
         _wait_for(lambda: httpx.get(f"{world.upstream}/threads/{tid}", timeout=10).status_code == 404)
-        polls = world.assembly.crons.polls
-        _wait_for(lambda: world.assembly.crons.polls >= polls + 2)
-        assert len([b for k, b in world.records(run_id=rid) if k == "run"]) == 1  # once, however many polls
-        _no_secrets("the audit files", world.audit_bytes())
-        code, out, err = _replay(world, "--run", rid, "--audit", str(world.audit_dir), "--format", "json")
-        assert code == 0, err
-        (replayed,) = json.loads(out)["runs"]
+        replayed = _cron_run_replayed(world, rid)
         assert {(s["node"], s["step"]) for s in replayed["steps"]} == expected
         assert replayed["cron_id"] == cron_id and replayed["started_by"]["route"] == "crons.create"
         assert replayed["started_by"]["principal"]["subject"] == f"stan-{world.tag}"
