@@ -23,7 +23,7 @@ use std::sync::Mutex;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
 use regex_automata::meta::Regex;
-use regex_automata::{util::syntax, Input};
+use regex_automata::{hybrid, util::syntax, Anchored, Input};
 
 use super::ffi::*;
 use super::validators::Validator;
@@ -90,6 +90,9 @@ pub struct CompileError {
 struct Pat {
     entry: usize,
     re: Regex,
+    /// Entries with literal prefixes: the pattern as an anchored lazy DFA, to tell when nothing
+    /// starting at a prefix occurrence can grow any more (`settled`), and its caches.
+    settle: Option<(hybrid::dfa::DFA, Mutex<Vec<hybrid::dfa::Cache>>)>,
     /// The longest match the pattern can make (None: unbounded). Searches for a match starting
     /// at most at `hi` then end at `hi + max_match`, with look-around still seeing past it.
     max_match: Option<usize>,
@@ -115,6 +118,8 @@ pub struct Engine {
     prefixes: Option<AhoCorasick>,
     prefix_bytes: Vec<Vec<u8>>,
     prefix_max: Vec<usize>,
+    /// The entry of each prefix.
+    prefix_entry: Vec<usize>,
     /// The largest `prefix_max`.
     prefix_reach: usize,
     hash_key: [u8; 32],
@@ -542,7 +547,16 @@ impl Engine {
                     exprs.push(cstr(&e.id, p)?);
                     expr_entry.push(i);
                 }
-                pats.push(Pat { entry: i, re, max_match: max_match(p) });
+                let settle = if e.prefixes.is_empty() {
+                    None
+                } else {
+                    hybrid::dfa::DFA::builder()
+                        .syntax(syntax_config())
+                        .build(p)
+                        .ok()
+                        .map(|dfa| (dfa, Mutex::new(Vec::new())))
+                };
+                pats.push(Pat { entry: i, re, max_match: max_match(p), settle });
             }
             if let Some(pf) = &e.prefilter {
                 exprs.push(cstr(&e.id, pf)?);
@@ -567,10 +581,12 @@ impl Engine {
         let base_hold = entries.iter().filter(|e| e.prefixes.is_empty()).map(|e| e.max_len).max().unwrap_or(0);
         let mut prefix_bytes = Vec::new();
         let mut prefix_max = Vec::new();
-        for e in entries.iter().filter(|e| !e.prefixes.is_empty()) {
+        let mut prefix_entry = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
             for p in e.prefixes.iter().filter(|p| !p.is_empty()) {
                 prefix_bytes.push(p.to_ascii_lowercase());
                 prefix_max.push(e.max_len);
+                prefix_entry.push(i);
             }
         }
         let prefixes = if prefix_bytes.is_empty() {
@@ -593,7 +609,8 @@ impl Engine {
             .map(|i| pats.iter().filter(|p| p.entry == i).all(|p| p.max_match.is_some()))
             .collect();
         Ok(Engine {
-            bounded, entries, pats, dbs, base_hold, prefixes, prefix_bytes, prefix_max, prefix_reach, hash_key, raw_superset,
+            bounded, entries, pats, dbs, base_hold, prefixes, prefix_bytes, prefix_max, prefix_entry, prefix_reach, hash_key,
+            raw_superset,
         })
     }
 
@@ -851,7 +868,8 @@ impl Engine {
                     break; // matches come in order of their end: none of the rest starts before `cut`
                 }
                 let at = lo + m.start();
-                if at < cut && at + self.prefix_max[m.pattern().as_usize()] >= n {
+                let p = m.pattern().as_usize();
+                if at < cut && at + self.prefix_max[p] >= n && !self.settled(self.prefix_entry[p], hay, at) {
                     cut = at;
                 }
             }
@@ -878,6 +896,21 @@ impl Engine {
                 return cut;
             }
         }
+    }
+
+    /// True when no match of `entry` starting at `at` can change with more input: every one
+    /// of its patterns, run as an anchored DFA from `at`, dies before the end of `hay` (a token
+    /// followed by a space, a PEM block past its END line, an `sk-` in prose). Such an
+    /// occurrence needs no hold-back: any match there is complete and already in `raws`. False
+    /// whenever that cannot be shown (the DFA still alive at the end, or it gave up).
+    fn settled(&self, entry: usize, hay: &[u8], at: usize) -> bool {
+        self.pats.iter().filter(|p| p.entry == entry).all(|pat| {
+            let Some((dfa, pool)) = &pat.settle else { return false };
+            let mut cache = pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| dfa.create_cache());
+            let dead = dies_before_end(dfa, &mut cache, hay, at);
+            pool.lock().unwrap_or_else(|e| e.into_inner()).push(cache);
+            dead
+        })
     }
 
     /// Streaming: add `data`, return what can be released now.
@@ -952,6 +985,23 @@ impl Engine {
     pub fn raw_clear(&self, doc: &[u8]) -> bool {
         self.raw_superset && memchr::memchr(b'\\', doc).is_none() && !self.may_match(doc)
     }
+}
+
+/// Whether `dfa`, anchored at `at`, reaches its dead state before the end of `hay`.
+fn dies_before_end(dfa: &hybrid::dfa::DFA, cache: &mut hybrid::dfa::Cache, hay: &[u8], at: usize) -> bool {
+    let input = Input::new(hay).span(at..hay.len()).anchored(Anchored::Yes);
+    let Ok(mut sid) = dfa.start_state_forward(cache, &input) else {
+        return false;
+    };
+    for &b in &hay[at..] {
+        match dfa.next_state(cache, sid, b) {
+            Ok(next) if next.is_dead() => return true,
+            Ok(next) if next.is_quit() => return false,
+            Ok(next) => sid = next,
+            Err(_) => return false,
+        }
+    }
+    false
 }
 
 /// State of one streaming masker.
