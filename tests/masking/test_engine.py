@@ -111,6 +111,17 @@ def test_a_match_longer_than_max_len_is_no_match() -> None:
     assert b"".join(s.feed(text[i:i + 500]) for i in range(0, len(text), 500)) + s.finish() == text
 
 
+def test_stream_holds_back_by_a_word_not_by_the_longest_match() -> None:
+    # Token streams: text is released as soon as no match can still be open in it. An email
+    # can only hold email bytes, a card number only digits, spaces and dashes: a word is held,
+    # not the 410 bytes of the longest entry.
+    s = M.stream()
+    first = s.feed(b"Hello there, how are you today? Write to jane.doe@exam")
+    assert first == b"Hello there, how are you today? Write to "
+    rest = s.feed(b"ple.com or call 415-555-01") + s.feed(b"00 now. ") + s.finish()
+    assert first + rest == b"Hello there, how are you today? Write to [EMAIL] or call [PHONE] now. "
+
+
 def test_mask_json_decodes_escapes_and_stays_valid() -> None:
     doc = json.dumps({
         "a": "mail jane.doe@example.com",

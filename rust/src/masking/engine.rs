@@ -102,6 +102,40 @@ fn syntax_config() -> syntax::Config {
     syntax::Config::new().unicode(false).utf8(false)
 }
 
+/// Every byte a match of `pattern` can contain (all bytes when it cannot be parsed).
+fn byte_set(pattern: &str) -> [bool; 256] {
+    use regex_syntax::hir::{Class, Hir, HirKind};
+    fn walk(h: &Hir, set: &mut [bool; 256]) {
+        match h.kind() {
+            HirKind::Empty | HirKind::Look(_) => {}
+            HirKind::Literal(lit) => lit.0.iter().for_each(|&b| set[usize::from(b)] = true),
+            HirKind::Class(Class::Bytes(c)) => {
+                for r in c.ranges() {
+                    (r.start()..=r.end()).for_each(|b| set[usize::from(b)] = true);
+                }
+            }
+            HirKind::Class(Class::Unicode(c)) => {
+                for r in c.ranges() {
+                    let (lo, hi) = (u32::from(r.start()), u32::from(r.end()));
+                    (lo.min(256)..=hi.min(255)).for_each(|b| set[b as usize] = true);
+                    if hi >= 128 {
+                        set[128..].iter_mut().for_each(|x| *x = true); // UTF-8 bytes of any non-ASCII
+                    }
+                }
+            }
+            HirKind::Repetition(r) => walk(&r.sub, set),
+            HirKind::Capture(c) => walk(&c.sub, set),
+            HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().for_each(|x| walk(x, set)),
+        }
+    }
+    let mut set = [false; 256];
+    match syntax::parse_with(pattern, &syntax_config()) {
+        Ok(hir) => walk(&hir, &mut set),
+        Err(_) => set = [true; 256],
+    }
+    set
+}
+
 /// The longest match of `pattern` (None when unbounded or unparsable).
 fn max_match(pattern: &str) -> Option<usize> {
     syntax::parse_with(pattern, &syntax_config()).ok()?.properties().maximum_len()
@@ -120,6 +154,9 @@ pub struct Engine {
     prefix_max: Vec<usize>,
     /// The entry of each prefix.
     prefix_entry: Vec<usize>,
+    /// Entries without a prefix: (max_len, the bytes a match can contain). A match still open
+    /// at the end of a stream's buffer starts after the last byte outside its set.
+    holds: Vec<(usize, Box<[bool; 256]>)>,
     /// The largest `prefix_max`.
     prefix_reach: usize,
     hash_key: [u8; 32],
@@ -602,6 +639,19 @@ impl Engine {
             )
         };
         let prefix_reach = prefix_max.iter().copied().max().unwrap_or(0);
+        let holds = entries
+            .iter()
+            .filter(|e| e.prefixes.is_empty())
+            .map(|e| {
+                let mut set = [false; 256];
+                for p in &e.patterns {
+                    for (x, y) in set.iter_mut().zip(byte_set(p)) {
+                        *x |= y;
+                    }
+                }
+                (e.max_len, Box::new(set))
+            })
+            .collect();
         let raw_superset = !entries
             .iter()
             .any(|e| e.patterns.iter().chain(e.prefilter.iter()).any(|p| has_anchor(p)));
@@ -609,7 +659,7 @@ impl Engine {
             .map(|i| pats.iter().filter(|p| p.entry == i).all(|p| p.max_match.is_some()))
             .collect();
         Ok(Engine {
-            bounded, entries, pats, dbs, base_hold, prefixes, prefix_bytes, prefix_max, prefix_entry, prefix_reach, hash_key,
+            bounded, entries, pats, dbs, base_hold, prefixes, prefix_bytes, prefix_max, prefix_entry, holds, prefix_reach, hash_key,
             raw_superset,
         })
     }
@@ -775,7 +825,7 @@ impl Engine {
         v
     }
 
-    /// Longest hold-back for entries without a literal prefix.
+    /// Longest hold-back for entries without a literal prefix (an upper bound: see `hold_cut`).
     pub fn base_hold(&self) -> usize {
         self.base_hold
     }
@@ -857,9 +907,18 @@ impl Engine {
     /// such occurrence (a JWT holds `eyJ` again at its payload; cutting at the last occurrence
     /// released the header of a long token unmasked). One Aho-Corasick pass over the
     /// unreleased bytes finds them all.
-    fn safe_cut(&self, hay: &[u8], from: usize, raws: &[Raw]) -> usize {
+    ///
+    /// Entries without a prefix: a match still open at the end starts within `max_len` of it
+    /// and after the last byte its pattern cannot contain (a space for an email, a letter for
+    /// a card number), so ordinary text is held back by a word, not by the longest `max_len`.
+    fn hold_cut(&self, hay: &[u8], from: usize) -> usize {
         let n = hay.len();
-        let mut cut = n.saturating_sub(self.base_hold).max(from);
+        let mut cut = n;
+        for (max_len, set) in &self.holds {
+            let lo = n.saturating_sub(*max_len).max(from);
+            let start = hay[lo..].iter().rposition(|&b| !set[usize::from(b)]).map_or(lo, |i| lo + i + 1);
+            cut = cut.min(start);
+        }
         if let Some(ac) = &self.prefixes {
             let lo = n.saturating_sub(self.prefix_reach).max(from);
             let longest = self.prefix_bytes.iter().map(Vec::len).max().unwrap_or(0);
@@ -883,7 +942,11 @@ impl Engine {
                 }
             }
         }
-        // never inside a candidate
+        cut
+    }
+
+    /// `cut`, moved back so that it falls inside no candidate match.
+    fn outside_candidates(mut cut: usize, raws: &[Raw]) -> usize {
         loop {
             let mut moved = false;
             for r in raws {
@@ -917,12 +980,13 @@ impl Engine {
     pub fn feed(&self, st: &mut StreamState, data: &[u8]) -> Vec<u8> {
         st.hay.extend_from_slice(data);
         let c = st.ctx;
-        if st.hay.len() - c <= self.base_hold {
+        let hay = &st.hay;
+        let hold = self.hold_cut(hay, c);
+        if hold <= c {
             return Vec::new(); // all of it could still be part of a match
         }
-        let hay = &st.hay;
         let raws = self.raw_matches(hay, c);
-        let cut = self.safe_cut(hay, c, &raws);
+        let cut = Self::outside_candidates(hold, &raws);
         let spans = Self::shifted(Self::merge(raws.iter().filter(|r| r.start < cut).filter_map(|r| r.span).collect()), c);
         let mut out = Vec::with_capacity(cut - c);
         self.rewrite(&hay[c..cut], &spans, &mut out);
