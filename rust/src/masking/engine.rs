@@ -935,7 +935,7 @@ impl Engine {
             // a partial prefix at the very end
             for prefix in &self.prefix_bytes {
                 for k in (1..prefix.len()).rev() {
-                    if n - k < cut && n >= from + k && hay[n - k..].eq_ignore_ascii_case(&prefix[..k]) {
+                    if n >= from + k && n - k < cut && hay[n - k..].eq_ignore_ascii_case(&prefix[..k]) {
                         cut = n - k;
                         break;
                     }
