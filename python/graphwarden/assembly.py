@@ -8,7 +8,6 @@ connections and the audit writer are created inside the worker that uses them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -173,7 +172,7 @@ class AuditAdapter:
     def __init__(self, log: Any) -> None:
         self.log = log
         self.strict = log.durability == "strict"
-        self.append: Callable[[str, dict[str, Any]], int] = log.append  # no extra frame per record
+        self.append = log.append  # no extra frame per record
 
     async def wait_durable(self, seq: int) -> None:
         await self.log.wait_durable(seq)

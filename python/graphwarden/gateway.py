@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import ssl
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, cast
 
@@ -129,7 +129,9 @@ class ExchangeHooks(Protocol):
         self, ex: Exchange, status: int, headers: Sequence[tuple[bytes, bytes]]
     ) -> BodyFilter | None: ...
 
-    async def before_end(self, ex: Exchange) -> None: ...
+    def before_end(self, ex: Exchange) -> Awaitable[None] | None:
+        """Returns what to await before the end goes out, or None when nothing must wait."""
+        ...
 
     def on_complete(self, ex: Exchange) -> None: ...
 
@@ -512,7 +514,9 @@ class Gateway:
                     if hooks is not None:
                         # Still corked: in strict durability nothing of the end of this
                         # response leaves before its records are on disk.
-                        await hooks.before_end(ex)
+                        waiting = hooks.before_end(ex)
+                        if waiting is not None:
+                            await waiting
                     client.send_end()
                     done = True
                     break

@@ -21,7 +21,7 @@ class FakeAudit:
         self.waits: list[int] = []
         self.fail = fail
 
-    def append(self, kind: str, body: dict[str, Any]) -> int:
+    def append(self, kind: str, body: dict[str, Any], *, stamp: bool = False) -> int:
         if self.fail:
             raise OSError("No space left on device")
         self.records.append((len(self.records), kind))

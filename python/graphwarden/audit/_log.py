@@ -124,12 +124,25 @@ class AuditLog:
 
     # -- writing ---------------------------------------------------------------------------
 
-    def append(self, kind: str, body: Mapping[str, Any] | bytes) -> int:
+    def append(self, kind: str, body: Mapping[str, Any] | bytes, *, stamp: bool = False) -> int:
         """Append a record and return its seq. `body` is a JSON object (encoded canonically) or
-        bytes already in canonical form. Raises `AuditUnavailable` when the log cannot write."""
-        data = body if isinstance(body, bytes) else canonical_body(body)
+        bytes already in canonical form; `stamp`: a dict body without `"ts"` gets one (now).
+        Raises `AuditUnavailable` when the log cannot write.
+
+        Plain dicts are encoded natively (no bytes object in between, `ts` formatted in Rust);
+        what the native encoder does not take (a subclass, a dataclass...) goes through orjson,
+        with the same canonical result (tests/audit/test_canonical.py)."""
         try:
-            return self._writer.append(kind, data)
+            if type(body) is dict:
+                try:
+                    return self._writer.append_obj(kind, body, stamp)
+                except TypeError:
+                    pass  # not natively encoded: orjson below encodes it or says why not
+            if not isinstance(body, bytes):
+                if stamp and "ts" not in body:
+                    body = {**body, "ts": native.now_iso()}
+                body = canonical_body(body)
+            return self._writer.append(kind, body)
         except NativeAuditUnavailable as exc:
             raise AuditUnavailable(f"audit log unavailable: {exc}") from None
 

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import asyncio
 import fnmatch
-import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 import orjson
 
+from graphwarden.audit._bind import native
 from graphwarden.errors import GatewayError
 from graphwarden.evidence.streams import JsonMasker, RunStreamFilter, StreamMasker, native_splitter
 from graphwarden.evidence.upstream import upstream_json
@@ -78,7 +78,9 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 class AuditAppender(Protocol):
     """What the request path needs from the audit log."""
 
-    def append(self, kind: str, body: dict[str, Any]) -> int: ...
+    def append(self, kind: str, body: dict[str, Any], *, stamp: bool = False) -> int:
+        """Append a record; `stamp`: add `"ts"` (now) when the body has none."""
+        ...
 
     async def wait_durable(self, seq: int) -> None: ...
 
@@ -124,20 +126,9 @@ class MaskingPolicy:
         return result
 
 
-_iso_second = -1
-_iso_prefix = ""
-
-
-def now_iso() -> str:
-    """UTC now as `datetime.isoformat(timespec="microseconds")` writes it, at a fraction of the
-    cost (the date and time of day are formatted once per second)."""
-    global _iso_second, _iso_prefix
-    ns = time.time_ns()
-    sec, frac = divmod(ns, 1_000_000_000)
-    if sec != _iso_second:
-        _iso_prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec))
-        _iso_second = sec
-    return f"{_iso_prefix}.{frac // 1000:06d}+00:00"
+#: UTC now as `datetime.isoformat(timespec="microseconds")` writes it (formatted natively).
+#: Records appended through `Evidence.record` are stamped with it by the audit log itself.
+now_iso: Callable[[], str] = native.now_iso
 
 
 _PRINCIPALS: dict[Principal, dict[str, Any]] = {}
@@ -145,11 +136,19 @@ _NO_MODES: list[str] = []  # serialised only, never changed
 _TASKS = frozenset({"tasks"})
 
 
+_last_principal: tuple[Principal | None, dict[str, Any] | None] = (None, None)
+
+
 def _principal(p: Principal | None) -> dict[str, Any] | None:
     """The principal as recorded (cached: the same caller makes many requests; the dict is
-    only ever serialised, never changed)."""
+    only ever serialised, never changed). The last one is checked by identity first (it is
+    held here, so its id cannot be reused): hashing a Principal runs Python code."""
+    global _last_principal
     if p is None:
         return None
+    last, last_dict = _last_principal
+    if p is last:
+        return last_dict
     hit = _PRINCIPALS.get(p)
     if hit is None:
         hit = {
@@ -159,6 +158,7 @@ def _principal(p: Principal | None) -> dict[str, Any] | None:
         if len(_PRINCIPALS) >= 4096:
             _PRINCIPALS.clear()
         _PRINCIPALS[p] = hit
+    _last_principal = (p, hit)
     return hit
 
 
@@ -232,8 +232,9 @@ class Evidence:
             self._decisions.pop(next(iter(self._decisions)))
 
     def record(self, ex: Exchange, kind: str, body: dict[str, Any]) -> int:
+        """Append a record of this exchange, stamped with `"ts"` (now) unless it has one."""
         try:
-            seq = self.audit.append(kind, body)
+            seq = self.audit.append(kind, body, stamp=True)
         except Exception as exc:
             raise AuditUnavailable(f"the audit trail cannot be written ({exc}); request refused") from exc
         ex.notes["audit_seq"] = seq  # seqs only grow: the last one is the one to wait for
@@ -268,7 +269,6 @@ class Evidence:
         admitted = isinstance(decision, Admit)
         rec: dict[str, Any] = {
             "request_id": ex.request_id,
-            "ts": now_iso(),
             "method": ex.method,
             "path": ex.target.partition("?")[0],
             "route": op.name,
@@ -303,7 +303,7 @@ class Evidence:
             new_body = self._request_body(ex, rec, op, body, admitted, masking)
         self.record(ex, "request", rec)
         if rec.get("resume") is not None:
-            self.record(ex, "resume", {"request_id": ex.request_id, "ts": rec["ts"], "thread_id": rec["thread_id"],
+            self.record(ex, "resume", {"request_id": ex.request_id, "thread_id": rec["thread_id"],
                                         "run_id": rec["run_id"], "value": rec["resume"]["value"]})
         if self.audit.strict and (ex.method not in SAFE_METHODS or not admitted):
             # Strict: a request that can change something upstream is forwarded only once its
@@ -428,16 +428,17 @@ class Evidence:
         return CaptureFilter(self, ex, json_body, mask_client=masking.responses)
 
     def _stream_record(self, ex: Exchange, kind: str, body: dict[str, Any]) -> None:
-        body.setdefault("ts", now_iso())
         self.record(ex, kind, body)
         if kind == "run":
             ctx = ex.notes.get("ctx")
             if isinstance(ctx, dict):
                 ctx["run_id"] = body.get("run_id")
 
-    async def before_end(self, ex: Exchange) -> None:
+    def before_end(self, ex: Exchange) -> Awaitable[None] | None:
         self._response_record(ex)
-        await self._durable(ex)
+        if self.audit.strict:
+            return self._durable(ex)
+        return None  # batch: nothing to wait for (and no coroutine to make per request)
 
     def on_complete(self, ex: Exchange) -> None:
         if not ex.notes.get("response_recorded"):
@@ -489,7 +490,6 @@ class Evidence:
         stream = ex.notes.get("stream")
         rec: dict[str, Any] = {
             "request_id": ex.request_id,
-            "ts": now_iso(),
             "status": ex.status,
             "bytes_in": ex.bytes_in,
             "bytes_out": ex.bytes_out,
@@ -729,7 +729,7 @@ class CaptureFilter:
             return
         try:
             self.ev.record(self.ex, "cron", {
-                "request_id": self.ex.request_id, "ts": now_iso(), "cron_id": str(doc["cron_id"]),
+                "request_id": self.ex.request_id, "cron_id": str(doc["cron_id"]),
                 "thread_id": doc.get("thread_id"), "run_id": None,
                 "schedule": self.ev.masked_text(doc["schedule"]) if isinstance(doc.get("schedule"), str) else None,
                 "assistant_id": doc.get("assistant_id"),
@@ -757,7 +757,7 @@ class CaptureFilter:
                 if isinstance(item, dict) and item.get("run_id"):
                     runs.append((item.get("thread_id"), item.get("run_id")))
                     try:
-                        self.ev.record(self.ex, "run", {"request_id": self.ex.request_id, "ts": now_iso(),
+                        self.ev.record(self.ex, "run", {"request_id": self.ex.request_id,
                                                         "thread_id": item.get("thread_id"), "run_id": item.get("run_id"),
                                                         "assistant_id": item.get("assistant_id")})
                     except GatewayError:

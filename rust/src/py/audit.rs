@@ -11,7 +11,10 @@ use pyo3::types::PyBytes;
 use crate::audit::format::hex;
 use crate::audit::keys;
 use crate::audit::verify;
-use crate::audit::writer::{AppendError, Durability, Options, Writer};
+use crate::audit::canonical::iso_micros;
+use crate::audit::writer::{now_ns, AppendError, Durability, Options, Writer};
+
+use super::canonical;
 
 pyo3::create_exception!(graphwarden._native, AuditError, PyException, "The audit log cannot be opened or used.");
 pyo3::create_exception!(graphwarden._native, AuditUnavailable, AuditError, "The audit log cannot write now (fail closed).");
@@ -78,6 +81,17 @@ impl AuditWriter {
             AppendError::Closed => AuditUnavailable::new_err("the audit log is closed"),
             AppendError::Invalid(m) => PyValueError::new_err(m),
         })
+    }
+
+    /// Append a record whose body is a dict, encoded canonically here (see `canonical_json`);
+    /// `stamp`: add `"ts"` (now) when the body has none. TypeError for a body that is not
+    /// natively encoded (the caller falls back to orjson); nothing is appended then.
+    #[pyo3(signature = (kind, body, stamp=false))]
+    fn append_obj(&self, kind: &str, body: &Bound<'_, PyAny>, stamp: bool) -> PyResult<u64> {
+        let ts = stamp.then(|| iso_micros(now_ns()));
+        let mut out = Vec::with_capacity(512);
+        canonical::encode(body, &mut out, ts.as_ref())?;
+        self.append(kind, &out)
     }
 
     /// Records durable so far: every seq below this value is synced.

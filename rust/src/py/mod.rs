@@ -3,12 +3,14 @@
 use pyo3::prelude::*;
 
 mod audit;
+mod canonical;
 mod masking;
 pub(crate) mod sse;
 
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     masking::register(m)?;
     audit::register(m)?;
+    canonical::register(m)?;
     sse::register(m)?;
     Ok(())
 }
