@@ -7,9 +7,10 @@
 //! * [`keys`]: local Ed25519 key files.
 //!
 //! # Performance
-//! `append` encodes, CRCs and hashes the record on the caller's thread under one short lock
-//! (about 1 µs for 1 KiB, see benchmarks/audit_bench.py); the fdatasync happens on the writer
-//! thread, shared by everything appended meanwhile.
+//! `append` only stages the record (timestamp, kind, body) under one short lock; the writer
+//! thread chains, hashes and CRCs staged records in seq order and shares one fdatasync among
+//! everything appended meanwhile (see benchmarks/audit_bench.py). Record bodies built in Python
+//! are encoded canonically in Rust (`py/canonical.rs`), straight from the dict.
 
 pub mod canonical;
 pub mod format;
