@@ -121,9 +121,13 @@ class ExchangeHooks(Protocol):
 
     def body_limit(self, ex: Exchange, op: Operation) -> int: ...
 
-    async def on_decision(
+    def on_decision(
         self, ex: Exchange, info: RequestInfo, decision: Decision, body: bytes | None
-    ) -> bytes | None: ...
+    ) -> bytes | Awaitable[bytes | None] | None:
+        """The body to forward instead (bytes), None to keep it, or an awaitable giving one of
+        those when the request must wait (strict durability): most requests need no
+        coroutine."""
+        ...
 
     def response_filter(
         self, ex: Exchange, status: int, headers: Sequence[tuple[bytes, bytes]]
@@ -381,7 +385,9 @@ class Gateway:
             prebody = decision.body  # non-empty JSON: content-length is set below
         if hooks is not None:
             ex.principal = decision.principal
-            rewritten = await hooks.on_decision(ex, info, decision, prebody)
+            rewritten = hooks.on_decision(ex, info, decision, prebody)
+            if rewritten is not None and not isinstance(rewritten, bytes):
+                rewritten = await rewritten
             if rewritten is not None:
                 prebody = rewritten
         ex.request_body = prebody
@@ -456,13 +462,13 @@ class Gateway:
                     raise
             ex.status = head.status_code
             filt: BodyFilter | None = None
+            resp_headers = h11fast.items(head.headers)
             if hooks is not None:
-                filt = hooks.response_filter(ex, head.status_code, h11fast.items(head.headers))
+                filt = hooks.response_filter(ex, head.status_code, resp_headers)
             for factory in self.response_filters if filt is None else ():
                 filt = factory(ex, head.status_code, head.headers)
                 if filt is not None:
                     break
-            resp_headers = h11fast.items(head.headers)
             out_headers = response_headers_for_client(
                 resp_headers, request_id=ex.request_id, keep_length=filt is None
             )

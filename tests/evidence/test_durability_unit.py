@@ -50,7 +50,9 @@ def _run(ev: Evidence, method: str, op: Operation, decision: Admit | Reject, bod
     info = RequestInfo(method, "/x", (), "127.0.0.1", "r1")
 
     async def go() -> None:
-        await ev.on_decision(ex, info, decision, body)
+        out = ev.on_decision(ex, info, decision, body)
+        if out is not None and not isinstance(out, bytes):
+            await out
 
     asyncio.run(go())
     return ex

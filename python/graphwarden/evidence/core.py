@@ -256,9 +256,9 @@ class Evidence:
             return 0
         return self.max_body_bytes if ex.method in BODY_METHODS else 0
 
-    async def on_decision(
+    def on_decision(
         self, ex: Exchange, info: RequestInfo, decision: Decision, body: bytes | None
-    ) -> bytes | None:
+    ) -> bytes | Awaitable[bytes | None] | None:
         op = ex.operation
         assert op is not None
         principal = decision.principal
@@ -305,14 +305,17 @@ class Evidence:
         if rec.get("resume") is not None:
             self.record(ex, "resume", {"request_id": ex.request_id, "thread_id": rec["thread_id"],
                                         "run_id": rec["run_id"], "value": rec["resume"]["value"]})
+        forward = new_body if new_body is not None and new_body != body else None
         if self.audit.strict and (ex.method not in SAFE_METHODS or not admitted):
             # Strict: a request that can change something upstream is forwarded only once its
             # record is on disk. A read changes nothing: its response, released only once
             # every record of the exchange is on disk (before_end), is what must wait.
-            await self._durable(ex)
-        if new_body is not None and new_body != body:
-            return new_body
-        return None
+            return self._durable_then(ex, forward)
+        return forward
+
+    async def _durable_then(self, ex: Exchange, forward: bytes | None) -> bytes | None:
+        await self._durable(ex)
+        return forward
 
     def _request_body(self, ex: Exchange, rec: dict[str, Any], op: Operation, body: bytes, admitted: bool,
                       masking: MaskingDecision) -> bytes | None:
