@@ -89,33 +89,34 @@ unsafe fn encode_value(p: *mut ffi::PyObject, out: &mut Vec<u8>, depth: u32) -> 
     } else if t == addr_of_mut!(ffi::PyFloat_Type) {
         write_f64(out, ffi::PyFloat_AsDouble(p));
     } else if t == addr_of_mut!(ffi::PyList_Type) {
-        check_depth(depth)?;
-        out.push(b'[');
-        // re-read the size each time: nothing changes the list, but no index is ever stale
-        let mut i = 0;
-        while i < ffi::PyList_Size(p) {
-            if i > 0 {
-                out.push(b',');
-            }
-            encode_value(ffi::PyList_GetItem(p, i), out, depth + 1)?;
-            i += 1;
-        }
-        out.push(b']');
+        encode_array(p, out, depth, ffi::PyList_Size, ffi::PyList_GetItem)?;
     } else if t == addr_of_mut!(ffi::PyTuple_Type) {
-        check_depth(depth)?;
-        out.push(b'[');
-        for i in 0..ffi::PyTuple_Size(p) {
-            if i > 0 {
-                out.push(b',');
-            }
-            encode_value(ffi::PyTuple_GetItem(p, i), out, depth + 1)?;
-        }
-        out.push(b']');
+        encode_array(p, out, depth, ffi::PyTuple_Size, ffi::PyTuple_GetItem)?;
     } else {
         let obj = Bound::from_borrowed_ptr(Python::assume_attached(), p);
         let name = obj.get_type().name().map(|n| n.to_string()).unwrap_or_else(|_| "?".into());
         return Err(Refused::Type(format!("Type is not natively encoded: {name}")));
     }
+    Ok(())
+}
+
+/// A list or tuple (its size and borrowed items through `size` and `get`) as a JSON array.
+unsafe fn encode_array(
+    p: *mut ffi::PyObject,
+    out: &mut Vec<u8>,
+    depth: u32,
+    size: unsafe extern "C" fn(*mut ffi::PyObject) -> ffi::Py_ssize_t,
+    get: unsafe extern "C" fn(*mut ffi::PyObject, ffi::Py_ssize_t) -> *mut ffi::PyObject,
+) -> Result<(), Refused> {
+    check_depth(depth)?;
+    out.push(b'[');
+    for i in 0..size(p) {
+        if i > 0 {
+            out.push(b',');
+        }
+        encode_value(get(p, i), out, depth + 1)?;
+    }
+    out.push(b']');
     Ok(())
 }
 
