@@ -322,36 +322,32 @@ fn run_separator(b: u8) -> bool {
 ///
 /// Word boundaries make each block of a match a whole block (a digit before or after one
 /// would be a word byte), which is why block lengths can be compared exactly.
-/// Only digit positions need a look: the text between them is skipped 16 bytes at a time.
+/// The text is read 64 bytes at a time as bit masks (digits, '+'); only the blocks that can
+/// take part in a shape are visited: blocks of 2 or more digits, and blocks right after a '+'.
+/// A lone digit elsewhere cannot: no shape has a 1-digit block, and a skipped digit between two
+/// blocks keeps them from being joined, as a visited one would.
 /// Stops when `f` returns false.
 fn digit_triggers(text: &[u8], mut f: impl FnMut(Trigger, usize, usize) -> bool) {
     let n = text.len();
-    // the last three blocks (start, length), newest last, of the current joined run
+    // the last three visited blocks (start, length), newest last, of the current joined run
     let mut blocks: [(usize, usize); 3] = [(0, 0); 3];
     let mut joined_count = 0usize; // blocks in the current run, capped at 3
-    let mut last_end: usize = usize::MAX; // just past the previous block
-    let mut i = 0usize;
-    loop {
-        i = next_digit(text, i);
-        if i >= n {
-            return;
-        }
-        // a block of consecutive digits [i, j)
-        let mut j = i + 1;
-        while j < n && text[j].is_ascii_digit() {
-            j += 1;
-        }
+    let mut last_end: usize = usize::MAX; // just past the previous visited block
+    let mut visit = |i: usize, j: usize| -> bool {
         let len = j - i;
-        let joined = last_end != usize::MAX && i - last_end <= 2 && text[last_end..i].iter().all(|&c| run_separator(c));
+        let joined = last_end != usize::MAX
+            && i >= last_end
+            && i - last_end <= 2
+            && text[last_end..i].iter().all(|&c| run_separator(c));
         joined_count = if joined { (joined_count + 1).min(3) } else { 1 };
         blocks = [blocks[1], blocks[2], (i, len)];
+        last_end = j;
         if (12..=19).contains(&len) && !f(Trigger::Card, i, i) {
-            return;
+            return false;
         }
         if joined_count == 3 {
-            let (first, _) = blocks[0];
-            let shape = (blocks[0].1, blocks[1].1, len);
-            let hit = match shape {
+            let first = blocks[0].0;
+            let hit = match (blocks[0].1, blocks[1].1, len) {
                 (4, 4, 4) | (4, 6, 4) | (4, 6, 5) => Some(Trigger::Card),
                 (3, 2, 4) => Some(Trigger::Ssn),
                 (3, 3, 4) => Some(Trigger::Phone),
@@ -360,24 +356,79 @@ fn digit_triggers(text: &[u8], mut f: impl FnMut(Trigger, usize, usize) -> bool)
             if let Some(t) = hit {
                 let lo = if t == Trigger::Card { first } else { first.saturating_sub(3) };
                 if !f(t, lo, first) {
-                    return;
+                    return false;
                 }
             }
         }
         if i >= 1 && text[i - 1] == b'+' && text[i] != b'0' && !f(Trigger::Plus, i - 1, i - 1) {
-            return;
+            return false;
         }
-        if i >= 2
+        !(i >= 2
             && len >= 2
             && text[i - 1].is_ascii_uppercase()
             && text[i - 2].is_ascii_uppercase()
-            && !f(Trigger::Upper, i - 2, i - 2)
-        {
-            return;
+            && !f(Trigger::Upper, i - 2, i - 2))
+    };
+    let mut c = 0usize; // start of the 64-byte chunk
+    while c < n {
+        let (m, plus) = digit_plus_masks(text, c);
+        let prev_digit = c > 0 && text[c - 1].is_ascii_digit();
+        let prev_plus = c > 0 && text[c - 1] == b'+';
+        let next_digit = c + 64 < n && text[c + 64].is_ascii_digit();
+        let starts = m & !((m << 1) | u64::from(prev_digit));
+        let second = (m >> 1) | (u64::from(next_digit) << 63); // the next byte is a digit
+        let after_plus = (plus << 1) | u64::from(prev_plus);
+        let mut want = starts & (second | after_plus);
+        while want != 0 {
+            let bit = want.trailing_zeros() as usize;
+            want &= want - 1;
+            let i = c + bit;
+            // the block's end: within the chunk from the mask, past it byte by byte
+            let ones = (!(m >> bit)).trailing_zeros() as usize;
+            let mut j = i + ones;
+            if bit + ones >= 64 {
+                j = c + 64;
+                while j < n && text[j].is_ascii_digit() {
+                    j += 1;
+                }
+            }
+            if !visit(i, j) {
+                return;
+            }
         }
-        last_end = j;
-        i = j;
+        c += 64;
     }
+}
+
+/// Bit k of the first mask: `text[c + k]` is an ASCII digit; of the second: it is '+'. Bits past
+/// the end of `text` are 0.
+#[inline]
+fn digit_plus_masks(text: &[u8], c: usize) -> (u64, u64) {
+    #[cfg(target_arch = "x86_64")]
+    if c + 64 <= text.len() {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86_64 baseline; the four loads read text[c..c + 64].
+        unsafe {
+            let lo = _mm_set1_epi8(b'/' as i8);
+            let hi = _mm_set1_epi8(b':' as i8);
+            let pl = _mm_set1_epi8(b'+' as i8);
+            let (mut m, mut p) = (0u64, 0u64);
+            for k in 0..4 {
+                let v = _mm_loadu_si128(text.as_ptr().add(c + 16 * k) as *const __m128i);
+                // signed compares: bytes >= 0x80 are negative, never digits
+                let d = _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi));
+                m |= u64::from(_mm_movemask_epi8(d) as u16) << (16 * k);
+                p |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, pl)) as u16) << (16 * k);
+            }
+            return (m, p);
+        }
+    }
+    let (mut m, mut p) = (0u64, 0u64);
+    for (k, &b) in text[c..text.len().min(c + 64)].iter().enumerate() {
+        m |= u64::from(b.is_ascii_digit()) << k;
+        p |= u64::from(b == b'+') << k;
+    }
+    (m, p)
 }
 
 /// A necessary condition for any match of `DIGIT_GATED`: some `digit_triggers` trigger.
@@ -388,56 +439,6 @@ pub fn digit_gate(text: &[u8]) -> bool {
         false
     });
     any
-}
-
-/// Position of the first ASCII digit at or after `i` (`text.len()` when there is none).
-#[inline]
-fn next_digit(text: &[u8], mut i: usize) -> usize {
-    let n = text.len();
-    #[cfg(target_arch = "x86_64")]
-    {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of the x86_64 baseline; every load reads 16 bytes inside `text`.
-        unsafe {
-            let lo = _mm_set1_epi8(b'/' as i8);
-            let hi = _mm_set1_epi8(b':' as i8);
-            while i + 16 <= n {
-                let v = _mm_loadu_si128(text.as_ptr().add(i) as *const __m128i);
-                // signed compares: bytes >= 0x80 are negative, never digits
-                let m = _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi));
-                let bits = _mm_movemask_epi8(m) as u32;
-                if bits != 0 {
-                    return i + bits.trailing_zeros() as usize;
-                }
-                i += 16;
-            }
-        }
-    }
-    while i + 8 <= n {
-        let m = digit_mask(u64::from_le_bytes(text[i..i + 8].try_into().unwrap()));
-        if m != 0 {
-            return i + (m.trailing_zeros() / 8) as usize;
-        }
-        i += 8;
-    }
-    while i < n && !text[i].is_ascii_digit() {
-        i += 1;
-    }
-    i
-}
-
-/// High bit set in each byte of `w` that is an ASCII digit (exact: SWAR range test without
-/// carries between bytes).
-#[inline]
-fn digit_mask(w: u64) -> u64 {
-    const LO7: u64 = 0x7f7f_7f7f_7f7f_7f7f;
-    const HI: u64 = 0x8080_8080_8080_8080;
-    let low = w & LO7;
-    // per byte (7 low bits, no carry out): >= '0' when low + (0x80 - 0x30) sets the high bit;
-    // <= '9' when low + (0x80 - 0x3a) does not
-    let ge = low + 0x5050_5050_5050_5050;
-    let gt = low + 0x4646_4646_4646_4646;
-    ge & !gt & !w & HI
 }
 
 impl Drop for Db {
@@ -1257,27 +1258,16 @@ mod tests {
     }
 
     #[test]
-    fn digit_mask_is_exact_for_every_byte() {
-        for b in 0u8..=255 {
-            for pos in 0..8 {
-                let mut w = [b'x'; 8];
-                w[pos] = b;
-                let m = digit_mask(u64::from_le_bytes(w));
-                assert_eq!(m != 0, b.is_ascii_digit(), "byte {b} at {pos}");
-                if m != 0 {
-                    assert_eq!(m.trailing_zeros() / 8, pos as u32);
-                }
+    fn digit_plus_masks_are_exact_for_every_byte_and_offset() {
+        let mut text: Vec<u8> = (0u8..=255).collect();
+        text.extend_from_slice(b"+1x9+");
+        for c in 0..text.len() {
+            let (m, p) = digit_plus_masks(&text, c);
+            for k in 0..64 {
+                let b = text.get(c + k).copied();
+                assert_eq!(m >> k & 1 == 1, b.is_some_and(|b| b.is_ascii_digit()), "digit {c}+{k}");
+                assert_eq!(p >> k & 1 == 1, b == Some(b'+'), "plus {c}+{k}");
             }
-        }
-    }
-
-    #[test]
-    fn next_digit_finds_the_first_digit_from_any_offset() {
-        let mut text: Vec<u8> = (0u8..=255).filter(|b| !b.is_ascii_digit()).collect();
-        text.extend_from_slice(b"xx7yy\xff\x80 9");
-        for start in 0..text.len() + 1 {
-            let want = (start..text.len()).find(|&k| text[k].is_ascii_digit()).unwrap_or(text.len());
-            assert_eq!(next_digit(&text, start), want, "from {start}");
         }
     }
 
@@ -1352,6 +1342,10 @@ mod tests {
         ] {
             for (before, after) in [("", ""), ("x ", " y"), ("(", ")"), ("1 ", "."), ("12 ", " 34")] {
                 check(format!("{before}{shape}{after}").as_bytes());
+            }
+            // across the 64-byte chunks the scan reads
+            for pad in 40..66 {
+                check(format!("{}{shape} ", " 7".repeat(pad)).as_bytes());
             }
         }
         for _ in 0..20_000 {
