@@ -227,6 +227,9 @@ impl AlignedCopy {
     }
 }
 
+/// Texts longer than this are scanned in chunks (`Engine::hits`).
+const SCAN_CHUNK: usize = 256 << 10;
+
 /// Texts up to this size are copied into the thread's reused buffer (larger ones get their own).
 const ALIGNED_KEEP_MAX: usize = 4 << 20;
 
@@ -327,27 +330,83 @@ fn run_separator(b: u8) -> bool {
 /// A lone digit elsewhere cannot: no shape has a 1-digit block, and a skipped digit between two
 /// blocks keeps them from being joined, as a visited one would.
 /// Stops when `f` returns false.
-fn digit_triggers(text: &[u8], mut f: impl FnMut(Trigger, usize, usize) -> bool) {
-    let n = text.len();
-    // the last three visited blocks (start, length), newest last, of the current joined run
-    let mut blocks: [(usize, usize); 3] = [(0, 0); 3];
-    let mut joined_count = 0usize; // blocks in the current run, capped at 3
-    let mut last_end: usize = usize::MAX; // just past the previous visited block
-    let mut visit = |i: usize, j: usize| -> bool {
+fn digit_triggers(text: &[u8], f: impl FnMut(Trigger, usize, usize) -> bool) {
+    DigitShapes::default().run(text, 0, text.len(), f);
+}
+
+/// The state of `digit_triggers` between consecutive ranges of one text.
+#[derive(Default)]
+struct DigitShapes {
+    /// The last three visited blocks (start, length), newest last, of the current joined run.
+    blocks: [(usize, usize); 3],
+    /// Blocks in the current joined run, capped at 3.
+    joined_count: usize,
+    /// Just past the previous visited block (None before the first).
+    last_end: Option<usize>,
+}
+
+impl DigitShapes {
+    /// `digit_triggers` for the blocks that start in `[from, to)`, carrying on from the range
+    /// before (`from` must be where the previous call's `to` was). False when `f` stopped it.
+    fn run(&mut self, text: &[u8], from: usize, to: usize, mut f: impl FnMut(Trigger, usize, usize) -> bool) -> bool {
+        let n = text.len();
+        let mut c = from; // start of the 64-byte chunk
+        while c < to {
+            let (mut m, mut plus) = digit_plus_masks(text, c);
+            if to - c < 64 {
+                let keep = (1u64 << (to - c)) - 1;
+                // a block starting at or after `to` belongs to the next range; its first digit
+                // still ends a block before it
+                let next_is_digit = u64::from(text[to..].first().is_some_and(u8::is_ascii_digit)) << (to - c);
+                m = (m & keep) | next_is_digit;
+                plus &= keep;
+            }
+            if m | plus == 0 {
+                c += 64;
+                continue;
+            }
+            let prev_digit = c > 0 && text[c - 1].is_ascii_digit();
+            let prev_plus = c > 0 && text[c - 1] == b'+';
+            let next_digit = c + 64 < n && text[c + 64].is_ascii_digit();
+            let starts = m & !((m << 1) | u64::from(prev_digit));
+            let second = (m >> 1) | (u64::from(next_digit) << 63); // the next byte is a digit
+            let after_plus = (plus << 1) | u64::from(prev_plus);
+            let mut want = starts & (second | after_plus);
+            while want != 0 {
+                let bit = want.trailing_zeros() as usize;
+                want &= want - 1;
+                let i = c + bit;
+                if i >= to {
+                    break;
+                }
+                let mut j = i + 1;
+                while j < n && text[j].is_ascii_digit() {
+                    j += 1;
+                }
+                if !self.visit(text, i, j, &mut f) {
+                    return false;
+                }
+            }
+            c += 64;
+        }
+        true
+    }
+
+    /// One block of digits `[i, j)`: reports the triggers that end with it.
+    fn visit(&mut self, text: &[u8], i: usize, j: usize, f: &mut impl FnMut(Trigger, usize, usize) -> bool) -> bool {
         let len = j - i;
-        let joined = last_end != usize::MAX
-            && i >= last_end
-            && i - last_end <= 2
-            && text[last_end..i].iter().all(|&c| run_separator(c));
-        joined_count = if joined { (joined_count + 1).min(3) } else { 1 };
-        blocks = [blocks[1], blocks[2], (i, len)];
-        last_end = j;
+        let joined = self
+            .last_end
+            .is_some_and(|e| i >= e && i - e <= 2 && text[e..i].iter().all(|&c| run_separator(c)));
+        self.joined_count = if joined { (self.joined_count + 1).min(3) } else { 1 };
+        self.blocks = [self.blocks[1], self.blocks[2], (i, len)];
+        self.last_end = Some(j);
         if (12..=19).contains(&len) && !f(Trigger::Card, i, i) {
             return false;
         }
-        if joined_count == 3 {
-            let first = blocks[0].0;
-            let hit = match (blocks[0].1, blocks[1].1, len) {
+        if self.joined_count == 3 {
+            let first = self.blocks[0].0;
+            let hit = match (self.blocks[0].1, self.blocks[1].1, len) {
                 (4, 4, 4) | (4, 6, 4) | (4, 6, 5) => Some(Trigger::Card),
                 (3, 2, 4) => Some(Trigger::Ssn),
                 (3, 3, 4) => Some(Trigger::Phone),
@@ -368,35 +427,6 @@ fn digit_triggers(text: &[u8], mut f: impl FnMut(Trigger, usize, usize) -> bool)
             && text[i - 1].is_ascii_uppercase()
             && text[i - 2].is_ascii_uppercase()
             && !f(Trigger::Upper, i - 2, i - 2))
-    };
-    let mut c = 0usize; // start of the 64-byte chunk
-    while c < n {
-        let (m, plus) = digit_plus_masks(text, c);
-        let prev_digit = c > 0 && text[c - 1].is_ascii_digit();
-        let prev_plus = c > 0 && text[c - 1] == b'+';
-        let next_digit = c + 64 < n && text[c + 64].is_ascii_digit();
-        let starts = m & !((m << 1) | u64::from(prev_digit));
-        let second = (m >> 1) | (u64::from(next_digit) << 63); // the next byte is a digit
-        let after_plus = (plus << 1) | u64::from(prev_plus);
-        let mut want = starts & (second | after_plus);
-        while want != 0 {
-            let bit = want.trailing_zeros() as usize;
-            want &= want - 1;
-            let i = c + bit;
-            // the block's end: within the chunk from the mask, past it byte by byte
-            let ones = (!(m >> bit)).trailing_zeros() as usize;
-            let mut j = i + ones;
-            if bit + ones >= 64 {
-                j = c + 64;
-                while j < n && text[j].is_ascii_digit() {
-                    j += 1;
-                }
-            }
-            if !visit(i, j) {
-                return;
-            }
-        }
-        c += 64;
     }
 }
 
@@ -536,36 +566,23 @@ impl Db {
         rc != HS_SUCCESS // terminated by a match, or an error (fail closed: "may match")
     }
 
-    /// Marks in `hits` (by entry) what occurs in `text`.
-    /// `text` must be 64-byte aligned and followed by 64 readable bytes (see `AlignedCopy`).
-    /// Adds (entry, match end) pairs to `found`.
-    fn scan(&self, text: &[u8], found: &mut Vec<(usize, usize)>, everywhere: &mut [bool], max_len: usize) {
-        let mut ends = Ends { ends: Vec::new(), overflow: false, base: 0 };
+    /// Adds (entry, match end) pairs to `found` for the matches in `text`, which is the part of
+    /// the input starting at `base`; marks `everywhere` the entries it cannot tell about.
+    /// `text` must be 64-byte aligned, followed by 64 readable bytes (see `with_aligned`) and
+    /// shorter than 4 GiB.
+    fn scan(&self, text: &[u8], base: usize, found: &mut Vec<(usize, usize)>, everywhere: &mut [bool]) {
+        let mut ends = Ends { ends: Vec::new(), overflow: false, base };
         let Some(scratch) = self.take_scratch() else {
             // Fail closed: search every entry everywhere (the exact regexes decide).
             self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
             return;
         };
-        let mut start = 0usize;
-        while start < text.len() {
-            // hs_scan takes a 32-bit length: scan huge inputs in overlapping windows.
-            let window = (text.len() - start).min(1 << 30);
-            ends.base = start;
-            let rc = unsafe {
-                hs_scan(self.db, text[start..].as_ptr() as *const _, window as u32, 0, scratch, Some(on_match),
-                        &mut ends as *mut Ends as *mut std::ffi::c_void)
-            };
-            if rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED {
-                ends.overflow = true;
-                break;
-            }
-            if start + window >= text.len() {
-                break;
-            }
-            start += window - max_len.min(window / 2);
-        }
+        let rc = unsafe {
+            hs_scan(self.db, text.as_ptr() as *const _, text.len() as u32, 0, scratch, Some(on_match),
+                    &mut ends as *mut Ends as *mut std::ffi::c_void)
+        };
         self.put_scratch(scratch);
-        if ends.overflow {
+        if ends.overflow || (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED) {
             self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
             return;
         }
@@ -758,24 +775,44 @@ impl Engine {
         // in memory (same bytes, different results from call to call, found by the streaming
         // property test). Scanning a 64-byte aligned, zero-padded copy made results stable;
         // the copy costs one memcpy per call.
-        let max_len = self.max_len();
+        // Large texts go in chunks that stay in the cache: each is copied once (aligned) and
+        // then read by the digit-shape pass and every Hyperscan database, instead of each pass
+        // reading the whole text from memory. Chunks overlap by the longest match (plus a byte of
+        // context on each side), so every match lies whole inside one chunk.
+        let overlap = self.max_len() + 2;
+        let chunk = SCAN_CHUNK.max(4 * overlap).min(1 << 30);
+        let overlap = overlap.min(chunk / 2);
         let mut found: Vec<(usize, usize)> = Vec::new();
         let mut everywhere = vec![false; n];
         let mut per: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
-        for db in self.dbs.iter().filter(|db| !db.triggers.is_empty()) {
-            digit_triggers(text, |t, lo, hi| {
-                for &(_, e) in db.triggers.iter().filter(|(k, _)| *k == t) {
-                    per[e].push((lo, hi));
-                }
-                true
-            });
-        }
-        if self.dbs.iter().any(|db| db.triggers.is_empty()) {
-            with_aligned(text, |aligned| {
-                for db in self.dbs.iter().filter(|db| db.triggers.is_empty()) {
-                    db.scan(aligned, &mut found, &mut everywhere, max_len);
-                }
-            });
+        let shape_dbs: Vec<&Db> = self.dbs.iter().filter(|db| !db.triggers.is_empty()).collect();
+        let hs_dbs: Vec<&Db> = self.dbs.iter().filter(|db| db.triggers.is_empty()).collect();
+        let mut shapes = DigitShapes::default();
+        let (mut start, mut shaped) = (0usize, 0usize);
+        loop {
+            let end = text.len().min(start + chunk);
+            if !hs_dbs.is_empty() {
+                with_aligned(&text[start..end], |aligned| {
+                    for db in &hs_dbs {
+                        db.scan(aligned, start, &mut found, &mut everywhere);
+                    }
+                });
+            }
+            if !shape_dbs.is_empty() {
+                shapes.run(text, shaped, end, |t, lo, hi| {
+                    for db in &shape_dbs {
+                        for &(_, e) in db.triggers.iter().filter(|(k, _)| *k == t) {
+                            per[e].push((lo, hi));
+                        }
+                    }
+                    true
+                });
+            }
+            shaped = end;
+            if end == text.len() {
+                break;
+            }
+            start = end - overlap;
         }
         for (entry, end) in found {
             // a match ending at `end` (or, for a prefilter, containing it) starts in this range
@@ -1187,6 +1224,61 @@ mod tests {
         .unwrap()
     }
 
+    /// Texts longer than `SCAN_CHUNK` are scanned in overlapping chunks: values placed across
+    /// every chunk edge and overlap edge are all found, by the Hyperscan databases and by the
+    /// digit shapes alike.
+    #[test]
+    fn chunked_scans_find_matches_across_chunk_edges() {
+        let e = |id: &str, p: &str, v: Validator, max: usize, pre: &[&str]| EntrySpec {
+            id: id.into(),
+            entity: id.to_uppercase(),
+            patterns: vec![p.into()],
+            validator: v,
+            action: Action::Label,
+            group: 0,
+            max_len: max,
+            prefixes: pre.iter().map(|s| s.as_bytes().to_vec()).collect(),
+            prefilter: None,
+        };
+        let engine = Engine::new(
+            vec![
+                e("gh", r"\bghp_[A-Za-z0-9]{36}\b", Validator::None, 40, &["ghp_"]),
+                e("card", DIGIT_GATED[0].0, Validator::Luhn, 24, &[]),
+                e("long", r"\bLONG<[a-z]{1,3000}>", Validator::None, 3010, &["long<"]),
+            ],
+            [7; 32],
+        )
+        .unwrap();
+        assert!(engine.dbs.iter().any(|db| !db.triggers.is_empty()));
+        let overlap = engine.max_len() + 2;
+        let values: [&[u8]; 3] = [b"ghp_abcdefghijklmnopqrstuvwxyz0123456789", b"4111 1111 1111 1111", b"LONG<abcdefgh>"];
+        let mut edges = Vec::new();
+        for k in 1..4 {
+            let end = k * SCAN_CHUNK - (k - 1) * overlap; // where chunk k ends
+            edges.extend([end, end - overlap]);
+        }
+        let mut text = b"lorem ipsum 12 ab ".repeat((3 * SCAN_CHUNK + 5000) / 18);
+        let mut want = Vec::new();
+        for &edge in &edges {
+            for (v, value) in values.iter().enumerate() {
+                for at in [edge - value.len(), edge - value.len() / 2, edge, edge - value.len() - 1, edge + 1] {
+                    let at = at + 200 * v; // values for one edge do not overlap
+                    let mut t = text.clone();
+                    t[at - 1] = b' ';
+                    t[at..at + value.len()].copy_from_slice(value);
+                    t[at + value.len()] = b' ';
+                    want.push((t, at, at + value.len()));
+                }
+            }
+        }
+        text.clear();
+        for (t, start, end) in want {
+            let spans = engine.spans(&t);
+            assert_eq!(spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(), vec![(start, end)],
+                       "{:?} at {start}", String::from_utf8_lossy(&t[start..end]));
+        }
+    }
+
     #[test]
     fn block_masks_and_validates() {
         let m = engine();
@@ -1321,6 +1413,18 @@ mod tests {
                 windows.push((t, lo, hi));
                 true
             });
+            // the same, in consecutive ranges at every split point
+            for cut in 0..=text.len() {
+                let mut pieces: Vec<(Trigger, usize, usize)> = Vec::new();
+                let mut shapes = DigitShapes::default();
+                for (from, to) in [(0, cut), (cut, text.len())] {
+                    shapes.run(text, from, to, |t, lo, hi| {
+                        pieces.push((t, lo, hi));
+                        true
+                    });
+                }
+                assert_eq!(pieces, windows, "split at {cut} of {:?}", String::from_utf8_lossy(text));
+            }
             for (re, t) in &res {
                 for from in 0..text.len() {
                     if let Some(m) = re.search(&Input::new(text).span(from..text.len())) {
