@@ -1201,8 +1201,9 @@ pub struct StreamState {
 mod tests {
     use super::*;
 
-    fn engine() -> Engine {
-        let e = |id: &str, ent: &str, p: &str, v: Validator, max: usize, pre: &[&str]| EntrySpec {
+    /// A one-pattern entry that labels its matches.
+    fn spec(id: &str, ent: &str, p: &str, v: Validator, max: usize, pre: &[&str]) -> EntrySpec {
+        EntrySpec {
             id: id.into(),
             entity: ent.into(),
             patterns: vec![p.into()],
@@ -1212,7 +1213,11 @@ mod tests {
             max_len: max,
             prefixes: pre.iter().map(|s| s.as_bytes().to_vec()).collect(),
             prefilter: None,
-        };
+        }
+    }
+
+    fn engine() -> Engine {
+        let e = spec;
         Engine::new(
             vec![
                 e("gh", "GITHUB_TOKEN", r"\bghp_[A-Za-z0-9]{36}\b", Validator::None, 40, &["ghp_"]),
@@ -1229,17 +1234,7 @@ mod tests {
     /// digit shapes alike.
     #[test]
     fn chunked_scans_find_matches_across_chunk_edges() {
-        let e = |id: &str, p: &str, v: Validator, max: usize, pre: &[&str]| EntrySpec {
-            id: id.into(),
-            entity: id.to_uppercase(),
-            patterns: vec![p.into()],
-            validator: v,
-            action: Action::Label,
-            group: 0,
-            max_len: max,
-            prefixes: pre.iter().map(|s| s.as_bytes().to_vec()).collect(),
-            prefilter: None,
-        };
+        let e = |id: &str, p: &str, v: Validator, max: usize, pre: &[&str]| spec(id, &id.to_uppercase(), p, v, max, pre);
         let engine = Engine::new(
             vec![
                 e("gh", r"\bghp_[A-Za-z0-9]{36}\b", Validator::None, 40, &["ghp_"]),
