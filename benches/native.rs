@@ -5,7 +5,8 @@
 //! against `re`, hyperscan and pyperscan is benchmarks/masking_bench.py.
 //!
 //! The corpus has the shape of `graphwarden masking bench`'s (same words, one catalogue value per
-//! ~1 KiB when dense) from a fixed-seed generator of its own.
+//! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|clean`
+//! repeats one case for 6 s, for a profiler.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -135,6 +136,18 @@ fn main() {
         println!("mask, 2 MiB {name:<5}          {:8.3} GB/s", size as f64 / per.as_secs_f64() / 1e9);
     }
     let kib = &dense[..1024];
+    if let Some(case) = std::env::var_os("GW_BENCH_LOOP") {
+        // one case, repeated for 6 s, to run under a profiler (`perf record`)
+        let t = Instant::now();
+        while t.elapsed().as_secs() < 6 {
+            match case.to_str() {
+                Some("stream") => drop(black_box(stream_writes(&engine, &clean, 1, 1000))),
+                Some("kib") => (0..1000).for_each(|_| drop(black_box(engine.mask(black_box(kib))))),
+                _ => drop(black_box(engine.mask(black_box(&clean)))),
+            }
+        }
+        return;
+    }
     println!("mask, 1 KiB dense          {:8.2} us", best(7, 2000, || drop(black_box(engine.mask(black_box(kib))))).as_secs_f64() * 1e6);
     let doc = [b"{\"text\": \"".as_slice(), &clean[..1000], b"\"}"].concat();
     println!("mask_json, 1 KiB clean     {:8.2} us", best(7, 2000, || drop(black_box(engine.mask_json(black_box(&doc))))).as_secs_f64() * 1e6);

@@ -159,6 +159,12 @@ pub struct Engine {
     holds: Vec<(usize, Box<[bool; 256]>)>,
     /// The largest `prefix_max`.
     prefix_reach: usize,
+    /// Proper prefixes of the prefixes, by their last byte (lower case): (length, prefix index),
+    /// longest first. A partial prefix at the end of a stream's buffer ends with its last byte.
+    partials_by_last: Vec<Vec<(usize, usize)>>,
+    /// The prefixes as caseless Hyperscan literals: tells fast whether a buffer holds any
+    /// (the overlapping Aho-Corasick search that finds them all reads every byte).
+    prefix_db: Option<Db>,
     hash_key: [u8; 32],
     /// No pattern (or prefilter) uses `^`, `$`, `\A`, `\z` or `\Z`: then a match inside a JSON
     /// string without escapes is also a match of the raw document (the quote around a string is a
@@ -734,6 +740,25 @@ impl Engine {
             )
         };
         let prefix_reach = prefix_max.iter().copied().max().unwrap_or(0);
+        let prefix_db = if prefix_bytes.is_empty() {
+            None
+        } else {
+            let exprs: Vec<std::ffi::CString> = prefix_bytes
+                .iter()
+                .map(|p| {
+                    let hex: String = p.iter().map(|b| format!("\\x{b:02x}")).collect();
+                    std::ffi::CString::new(format!("(?i){hex}")).expect("hex escapes hold no NUL")
+                })
+                .collect();
+            Some(Db::compile(&exprs, prefix_entry.clone(), &entries)?)
+        };
+        let mut partials_by_last: Vec<Vec<(usize, usize)>> = vec![Vec::new(); 256];
+        for (i, p) in prefix_bytes.iter().enumerate() {
+            for k in 1..p.len() {
+                partials_by_last[usize::from(p[k - 1])].push((k, i)); // `prefix_bytes` are lower case
+            }
+        }
+        partials_by_last.iter_mut().for_each(|v| v.sort_by(|a, b| b.cmp(a)));
         let holds = entries
             .iter()
             .filter(|e| e.prefixes.is_empty())
@@ -754,7 +779,7 @@ impl Engine {
             .map(|i| pats.iter().filter(|p| p.entry == i).all(|p| p.max_match.is_some()))
             .collect();
         Ok(Engine {
-            bounded, entries, pats, dbs, base_hold, prefixes, prefix_bytes, prefix_max, prefix_entry, holds, prefix_reach, hash_key,
+            bounded, entries, pats, dbs, base_hold, prefixes, prefix_bytes, prefix_max, prefix_entry, holds, prefix_reach, partials_by_last, prefix_db, hash_key,
             raw_superset,
         })
     }
@@ -1043,7 +1068,11 @@ impl Engine {
         if let Some(ac) = &self.prefixes {
             let lo = n.saturating_sub(self.prefix_reach).max(from);
             let longest = self.prefix_bytes.iter().map(Vec::len).max().unwrap_or(0);
-            for m in ac.find_overlapping_iter(&hay[lo..]) {
+            // most text holds no prefix at all: one search that can skip ahead says so, before
+            // the overlapping one (which reads every byte) looks for all of them
+            let any = self.prefix_db.as_ref().is_none_or(|db| with_aligned(&hay[lo..], |t| db.any(t)));
+            let found = if any { Some(ac.find_overlapping_iter(&hay[lo..])) } else { None };
+            for m in found.into_iter().flatten() {
                 if lo + m.end() >= cut + longest {
                     break; // matches come in order of their end: none of the rest starts before `cut`
                 }
@@ -1054,11 +1083,12 @@ impl Engine {
                 }
             }
             // a partial prefix at the very end
-            for prefix in &self.prefix_bytes {
-                for k in (1..prefix.len()).rev() {
-                    if n >= from + k && n - k < cut && hay[n - k..].eq_ignore_ascii_case(&prefix[..k]) {
+            if n > from {
+                let last = usize::from(hay[n - 1].to_ascii_lowercase());
+                for &(k, p) in &self.partials_by_last[last] {
+                    if n >= from + k && n - k < cut && hay[n - k..].eq_ignore_ascii_case(&self.prefix_bytes[p][..k]) {
                         cut = n - k;
-                        break;
+                        break; // longest first
                     }
                 }
             }
@@ -1271,6 +1301,29 @@ mod tests {
             let spans = engine.spans(&t);
             assert_eq!(spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(), vec![(start, end)],
                        "{:?} at {start}", String::from_utf8_lossy(&t[start..end]));
+        }
+    }
+
+    /// The Hyperscan prefix check is caseless, like the prefixes: a PEM header (prefix
+    /// "-----begin ") split across writes is held back until the block can be masked whole.
+    #[test]
+    fn prefix_check_is_caseless() {
+        let engine = Engine::new(
+            vec![spec("pem", "PEM", r"-----BEGIN KEY-----[A-Za-z0-9\n]+-----END KEY-----", Validator::None, 400, &["-----begin "])],
+            [7; 32],
+        )
+        .unwrap();
+        let db = engine.prefix_db.as_ref().unwrap();
+        for (text, want) in [("xx -----BEGIN KEY", true), ("-----begin", false), ("-----Begin x", true), ("plain", false)] {
+            assert_eq!(with_aligned(text.as_bytes(), |t| db.any(t)), want, "{text}");
+        }
+        let text = b"a -----BEGIN KEY-----\nQUJD\n-----END KEY----- b";
+        for cut in 0..text.len() {
+            let mut st = StreamState::default();
+            let mut out = engine.feed(&mut st, &text[..cut]);
+            out.extend(engine.feed(&mut st, &text[cut..]));
+            out.extend(engine.finish(&mut st));
+            assert_eq!(out, b"a [PEM] b", "cut at {cut}");
         }
     }
 
