@@ -5,7 +5,7 @@
 //! against `re`, hyperscan and pyperscan is benchmarks/masking_bench.py.
 //!
 //! The corpus has the shape of `graphwarden masking bench`'s (same words, one catalogue value per
-//! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|clean`
+//! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|json|clean`
 //! repeats one case for 6 s, for a profiler.
 
 use std::hint::black_box;
@@ -143,6 +143,10 @@ fn main() {
             match case.to_str() {
                 Some("stream") => drop(black_box(stream_writes(&engine, &clean, 1, 1000))),
                 Some("kib") => (0..1000).for_each(|_| drop(black_box(engine.mask(black_box(kib))))),
+                Some("json") => {
+                    let doc = [b"{\"text\": \"".as_slice(), &clean[..1000], b"\"}"].concat();
+                    (0..1000).for_each(|_| drop(black_box(engine.mask_json(black_box(&doc)))))
+                }
                 _ => drop(black_box(engine.mask(black_box(&clean)))),
             }
         }

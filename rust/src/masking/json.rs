@@ -22,26 +22,23 @@ pub fn mask_json_opt(doc: &[u8], mut mask: impl FnMut(&[u8]) -> Option<Vec<u8>>)
     let mut copied = 0;
     let mut decoded: Vec<u8> = Vec::new();
     while i < n {
-        let b = doc[i];
-        if b != b'"' {
-            i += 1;
-            continue;
-        }
-        // a string token from i to its closing quote
-        let start = i;
-        i += 1;
+        // the next string token (the document is valid: every quote outside a string opens one)
+        let Some(q) = memchr::memchr(b'"', &doc[i..]) else { break };
+        let start = i + q;
+        i = start + 1;
         let mut escaped = false;
-        while i < n {
-            let c = doc[i];
-            if c == b'\\' {
-                escaped = true;
-                i += 2;
-                continue;
+        // to its closing quote, skipping escaped characters
+        let closed = loop {
+            let Some(k) = memchr::memchr2(b'"', b'\\', &doc[i.min(n)..]) else { break false };
+            i += k;
+            if doc[i] == b'"' {
+                break true;
             }
-            if c == b'"' {
-                break;
-            }
-            i += 1;
+            escaped = true;
+            i += 2;
+        };
+        if !closed {
+            break; // unterminated: cannot happen after `validate`
         }
         let end = i + 1; // past the closing quote
         let inner = &doc[start + 1..i];
