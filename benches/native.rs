@@ -6,7 +6,7 @@
 //!
 //! The corpus has the shape of `graphwarden masking bench`'s (same words, one catalogue value per
 //! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|json|clean`
-//! repeats one case for 6 s, for a profiler.
+//! repeats one case for 6 s, for a profiler (`GW_BENCH_ROUNDS=N`: N times, for callgrind).
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -138,8 +138,12 @@ fn main() {
     let kib = &dense[..1024];
     if let Some(case) = std::env::var_os("GW_BENCH_LOOP") {
         // one case, repeated for 6 s, to run under a profiler (`perf record`)
+        // or `GW_BENCH_ROUNDS` times (to count instructions under callgrind)
+        let rounds: Option<u32> = std::env::var("GW_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok());
         let t = Instant::now();
-        while t.elapsed().as_secs() < 6 {
+        let mut done = 0;
+        while rounds.map_or(t.elapsed().as_secs() < 6, |r| done < r) {
+            done += 1;
             match case.to_str() {
                 Some("stream") => drop(black_box(stream_writes(&engine, &clean, 1, 1000))),
                 Some("kib") => (0..1000).for_each(|_| drop(black_box(engine.mask(black_box(kib))))),

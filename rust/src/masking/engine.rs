@@ -359,6 +359,7 @@ impl DigitShapes {
         let mut c = from; // start of the 64-byte chunk
         while c < to {
             let (mut m, mut plus) = digit_plus_masks(text, c);
+            let digits = m; // every digit of the chunk, for the ends of blocks
             if to - c < 64 {
                 let keep = (1u64 << (to - c)) - 1;
                 // a block starting at or after `to` belongs to the next range; its first digit
@@ -385,9 +386,13 @@ impl DigitShapes {
                 if i >= to {
                     break;
                 }
-                let mut j = i + 1;
-                while j < n && text[j].is_ascii_digit() {
-                    j += 1;
+                // the block's end: within the chunk from the mask, past it byte by byte
+                let ones = (!(digits >> bit)).trailing_zeros() as usize;
+                let mut j = i + ones;
+                if bit + ones >= 64 {
+                    while j < n && text[j].is_ascii_digit() {
+                        j += 1;
+                    }
                 }
                 if !self.visit(text, i, j, &mut f) {
                     return false;

@@ -42,29 +42,28 @@ impl Validator {
 
 /// Luhn checksum over the digits of `text` (12 to 19 of them).
 pub fn luhn(text: &[u8]) -> bool {
-    let digits: Vec<u32> = text.iter().filter(|b| b.is_ascii_digit()).map(|b| u32::from(b - b'0')).collect();
-    if !(12..=19).contains(&digits.len()) {
-        return false;
-    }
-    let mut sum = 0;
-    for (i, d) in digits.iter().rev().enumerate() {
-        let mut v = *d;
-        if i % 2 == 1 {
-            v *= 2;
-            if v > 9 {
-                v -= 9;
-            }
-        }
+    let (mut count, mut sum) = (0usize, 0u32);
+    for d in text.iter().rev().filter(|b| b.is_ascii_digit()).map(|b| u32::from(b - b'0')) {
+        let v = if count % 2 == 1 { [0, 2, 4, 6, 8, 1, 3, 5, 7, 9][d as usize] } else { d };
         sum += v;
+        count += 1;
     }
-    sum % 10 == 0
+    (12..=19).contains(&count) && sum % 10 == 0
 }
 
 /// US Social Security Number rules (SSA): 9 digits, area 001-665 or 667-899, group 01-99,
 /// serial 0001-9999.
 pub fn ssn(text: &[u8]) -> bool {
-    let d: Vec<u8> = text.iter().filter(|b| b.is_ascii_digit()).map(|b| b - b'0').collect();
-    if d.len() != 9 {
+    let mut d = [0u8; 9];
+    let mut n = 0;
+    for b in text.iter().filter(|b| b.is_ascii_digit()) {
+        if n == 9 {
+            return false;
+        }
+        d[n] = b - b'0';
+        n += 1;
+    }
+    if n != 9 {
         return false;
     }
     let area = u32::from(d[0]) * 100 + u32::from(d[1]) * 10 + u32::from(d[2]);
