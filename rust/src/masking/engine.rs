@@ -472,16 +472,6 @@ fn digit_plus_masks(text: &[u8], c: usize) -> (u64, u64) {
     (m, p)
 }
 
-/// A necessary condition for any match of `DIGIT_GATED`: some `digit_triggers` trigger.
-pub fn digit_gate(text: &[u8]) -> bool {
-    let mut any = false;
-    digit_triggers(text, |_, _, _| {
-        any = true;
-        false
-    });
-    any
-}
-
 impl Drop for Db {
     fn drop(&mut self) {
         unsafe {
@@ -882,15 +872,29 @@ impl Engine {
         if text.is_empty() {
             return false;
         }
-        let mut gate: Option<bool> = None;
-        with_aligned(text, |t| {
-            self.dbs.iter().any(|db| {
-                if !db.triggers.is_empty() && !*gate.get_or_insert_with(|| digit_gate(text)) {
-                    return false;
+        // the digit shapes first: they need no copy, and most text has none
+        self.dbs.iter().filter(|db| !db.triggers.is_empty()).any(|db| self.shapes_match(db, text))
+            || self.dbs.iter().any(|db| db.triggers.is_empty() && with_aligned(text, |t| db.any(t)))
+    }
+
+    /// Whether a pattern of a digit-shape database matches somewhere in `text` (what a
+    /// Hyperscan pass over it would say): its regexes, run only at the shapes' windows.
+    fn shapes_match(&self, db: &Db, text: &[u8]) -> bool {
+        let mut found = false;
+        digit_triggers(text, |t, lo, hi| {
+            for &(_, e) in db.triggers.iter().filter(|(k, _)| *k == t) {
+                for pat in self.pats.iter().filter(|p| p.entry == e) {
+                    let end = pat.max_match.map_or(text.len(), |m| text.len().min(hi.saturating_add(m)));
+                    // leftmost-first: no match starts in [lo, hi] when the leftmost one is later
+                    if pat.re.search(&Input::new(text).span(lo..end)).is_some_and(|m| m.start() <= hi) {
+                        found = true;
+                        return false;
+                    }
                 }
-                db.any(t)
-            })
-        })
+            }
+            true
+        });
+        found
     }
 
     fn max_len(&self) -> usize {
@@ -1235,6 +1239,49 @@ pub struct StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A necessary condition for any match of `DIGIT_GATED`: some `digit_triggers` trigger.
+    fn digit_gate(text: &[u8]) -> bool {
+        let mut any = false;
+        digit_triggers(text, |_, _, _| {
+            any = true;
+            false
+        });
+        any
+    }
+
+    /// `may_match` on a digit-shape database says what a Hyperscan pass would: whether any of
+    /// its patterns matches (validators aside), on generated digit-heavy texts.
+    #[test]
+    fn may_match_on_digit_shapes_agrees_with_the_regexes() {
+        let entries: Vec<EntrySpec> = DIGIT_GATED
+            .iter()
+            .enumerate()
+            .map(|(i, (p, _))| spec(&format!("g{i}"), "G", p, Validator::None, 40, &[]))
+            .collect();
+        let engine = Engine::new(entries, [7; 32]).unwrap();
+        assert!(engine.digit_gated());
+        let res: Vec<Regex> = DIGIT_GATED.iter().map(|(p, _)| Regex::builder().syntax(syntax_config()).build(p).unwrap()).collect();
+        let pieces: &[&str] = &["4111", "1111", "415", "555", "0100", "12", "446655440000", "(", ") ", "-", " ", ".", "+4", "GB82", "x", "a", "\n"];
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let (mut yes, mut no) = (0, 0);
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..next() % 9 {
+                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let want = res.iter().any(|re| re.is_match(text.as_bytes()));
+            assert_eq!(engine.may_match(text.as_bytes()), want, "{text:?}");
+            if want { yes += 1 } else { no += 1 }
+        }
+        assert!(yes > 500 && no > 500, "{yes} matching, {no} not");
+    }
 
     /// A one-pattern entry that labels its matches.
     fn spec(id: &str, ent: &str, p: &str, v: Validator, max: usize, pre: &[&str]) -> EntrySpec {

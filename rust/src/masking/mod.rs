@@ -6,5 +6,5 @@ mod ffi;
 pub mod json;
 pub mod validators;
 
-pub use engine::{digit_gate, Action, CompileError, Engine, EntrySpec, Span, StreamState};
+pub use engine::{Action, CompileError, Engine, EntrySpec, Span, StreamState};
 pub use validators::Validator;
