@@ -5,7 +5,7 @@
 //! against `re`, hyperscan and pyperscan is benchmarks/masking_bench.py.
 //!
 //! The corpus has the shape of `graphwarden masking bench`'s (same words, one catalogue value per
-//! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|json|clean`
+//! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|json|clean|dense`
 //! repeats one case for 6 s, for a profiler (`GW_BENCH_ROUNDS=N`: N times, for callgrind).
 
 use std::hint::black_box;
@@ -151,6 +151,7 @@ fn main() {
                     let doc = [b"{\"text\": \"".as_slice(), &clean[..1000], b"\"}"].concat();
                     (0..1000).for_each(|_| drop(black_box(engine.mask_json(black_box(&doc)))))
                 }
+                Some("dense") => drop(black_box(engine.mask(black_box(&dense)))),
                 _ => drop(black_box(engine.mask(black_box(&clean)))),
             }
         }
