@@ -181,7 +181,9 @@ def main() -> int:
     ap.add_argument("--only", default="passthrough,policy,audit-batch,audit-strict,all")
     ap.add_argument("--rounds", type=int, default=8, help="paired rounds; medians of per-round ratios are reported")
     ap.add_argument("--pin", action="store_true", help="pin the gateways and the load to separate CPUs")
-    ap.add_argument("--profile", help="py-spy record this configuration's gateway during its first JSON slice (raw output to /tmp)")
+    ap.add_argument("--profile", help="py-spy record this configuration's gateway during its first slice of "
+                                      "--profile-load (raw output to /tmp/gw-NAME.spy)")
+    ap.add_argument("--profile-load", choices=("json", "sse"), default="json")
     args = ap.parse_args()
     names = args.only.split(",")
     ncpu = len(os.sched_getaffinity(0))
@@ -235,7 +237,7 @@ def main() -> int:
                 script = None if name == "passthrough" else hdr
                 base = f"http://127.0.0.1:{port}"
                 spy = None
-                if load == "json" and rnd == 0 and args.profile == name and shutil.which("py-spy"):
+                if load == args.profile_load and rnd == 0 and args.profile == name and shutil.which("py-spy"):
                     spy = subprocess.Popen(["py-spy", "record", "-p", str(gw.pid), "-d", str(max(1, int(args.duration))),
                                             "-r", "1000", "-f", "raw", "-o", f"/tmp/gw-{name}.spy"],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
