@@ -166,14 +166,21 @@ def test_findings_never_carry_values() -> None:
     assert f == [("EMAIL", 9, 29)]
 
 
-def test_default_catalogue_uses_the_digit_gate() -> None:
+ORDER_ENTRY = ('[[entries]]\nid = "order"\nentity = "ORDER"\nkind = "pii"\npatterns = [\'\\bORD\\d{6}\\b\']\n'
+               'max_len = 9\npositive = ["ORD123456"]\nnegative = ["ORD12"]\n')
+
+
+def test_default_digit_patterns_keep_their_shapes_beside_operator_patterns() -> None:
     assert M._engine.digit_gated()
-    # an operator's own class-led pattern shares that database: no gate then
-    cat = parse_catalogue('[[entries]]\nid = "order"\nentity = "ORDER"\nkind = "pii"\npatterns = [\'\\bORD\\d{6}\\b\']\n'
-                          'max_len = 9\npositive = ["ORD123456"]\nnegative = ["ORD12"]\n', "t.toml", base=default_catalogue())
-    custom = Masker(cat)
-    assert not custom._engine.digit_gated()
+    # an operator's own class-led pattern gets a Hyperscan database of its own; the shipped
+    # digit patterns are still found by their shapes
+    custom = Masker(parse_catalogue(ORDER_ENTRY, "t.toml", base=default_catalogue()))
+    assert custom._engine.digit_gated()
     assert custom.mask(b"order ORD123456 card 4111 1111 1111 1111") == b"order [ORDER] card [" + CARD + b"]"
+    # without the shipped digit patterns, nothing stands in for a Hyperscan pass
+    alone = Masker(parse_catalogue(ORDER_ENTRY, "t.toml"))
+    assert not alone._engine.digit_gated()
+    assert alone.mask(b"order ORD123456 card 4111 1111 1111 1111") == b"order [ORDER] card 4111 1111 1111 1111"
 
 
 @pytest.mark.parametrize("seed", range(6))

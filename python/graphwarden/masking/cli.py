@@ -105,24 +105,25 @@ def _bench(args: argparse.Namespace) -> int:
     except (ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    clean = corpus(args.bytes, dense=False)
-    dense = corpus(args.bytes, dense=True)
-    r_prose, r_clean, r_dense = _rate(whole, prose(args.bytes)), _rate(whole, clean), _rate(whole, dense)
+    text, clean, dense = prose(args.bytes), corpus(args.bytes, dense=False), corpus(args.bytes, dense=True)
+    r_prose, r_clean, r_dense = _rate(whole, text), _rate(whole, clean), _rate(whole, dense)
     print(f"pattern set: {len(whole.entries)} entries")
     print(f"  prose      : {r_prose / 1e9:6.2f} GB/s  (no PII, few digits)")
     print(f"  clean text : {r_clean / 1e9:6.2f} GB/s  (no PII; ids, dates, amounts, UUIDs)")
     print(f"  PII-dense  : {r_dense / 1e9:6.2f} GB/s  (one value per ~1 KiB)")
-    per: list[tuple[float, str]] = []
+    per: list[tuple[float, float, str]] = []
     for e in whole.entries:
         single = Masker(Catalogue((e,), catalogue.hash_key or b"\0" * 32))
-        per.append((_rate(single, clean, 3), e.id))
+        per.append((_rate(single, text, 3), _rate(single, clean, 3), e.id))
     per.sort()
-    print("slowest entries on clean text:")
-    for rate, ident in per[:5]:
-        print(f"  {ident:<28} {rate / 1e9:6.2f} GB/s")
-    if r_clean < SLOW_SET_BPS:
-        print(f"warning: this pattern set scans clean text at {r_clean / 1e9:.2f} GB/s (< {SLOW_SET_BPS / 1e9:.0f} GB/s); "
-              f"slowest entry: {per[0][1]}", file=sys.stderr)
+    print("slowest entries alone (prose | clean text):")
+    for r_p, r_c, ident in per[:5]:
+        print(f"  {ident:<28} {r_p / 1e9:6.2f} | {r_c / 1e9:6.2f} GB/s")
+    # Ordinary text is what an operator's pattern must not slow down; the digit-heavy clean
+    # text is slow for the shipped card, SSN and phone patterns, whatever the operator does.
+    if r_prose < SLOW_SET_BPS:
+        print(f"warning: this pattern set scans prose at {r_prose / 1e9:.2f} GB/s (< {SLOW_SET_BPS / 1e9:.0f} GB/s); "
+              f"slowest entry: {per[0][2]}", file=sys.stderr)
         return 1
     return 0
 

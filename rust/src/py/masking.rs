@@ -80,8 +80,8 @@ impl MaskEngine {
         }
     }
 
-    /// Whether the class-led patterns are the default catalogue's, skipped on text without the
-    /// digit shapes they need (see `digit_gate`).
+    /// Whether the default catalogue's digit patterns (cards, SSNs, IBANs, phones) are located
+    /// by their digit shapes instead of a Hyperscan pass (see `digit_triggers`).
     fn digit_gated(&self) -> bool {
         self.inner.digit_gated()
     }
