@@ -933,7 +933,13 @@ impl Engine {
                 // a match starting at most at `hi` ends by `end`
                 let end = pat.max_match.map_or(hay.len(), |m| hay.len().min(hi.saturating_add(m)));
                 while pos <= hi && pos <= end {
-                    let input = Input::new(hay).span(pos..end);
+                    // one possible start left (a digit shape's window is one byte): an anchored
+                    // search, with no scan for where a match begins
+                    let anchored = pos == hi;
+                    let mut input = Input::new(hay).span(pos..end);
+                    if anchored {
+                        input = input.anchored(Anchored::Yes);
+                    }
                     let found = if let Some(caps) = caps.as_mut() {
                         pat.re.search_captures(&input, caps);
                         caps.get_match().map(|m| match caps.get_group(entry.group) {
@@ -944,7 +950,7 @@ impl Engine {
                         pat.re.search(&input).map(|m| (m.start(), m.end(), m.start(), m.end()))
                     };
                     let Some((ms, me, gs, ge)) = found else {
-                        if end == hay.len() {
+                        if end == hay.len() && !anchored {
                             break 'windows; // no match anywhere after `pos`
                         }
                         break; // none starts in this window
