@@ -17,7 +17,7 @@ dates, amounts and UUIDs make a quarter of the bytes digits (the worst case for 
 and phone patterns), and PII-dense text (clean text with one catalogue value per ~1 KiB); µs per
 1 KiB mask() call from Python (p50), µs per streamed write of 256 bytes (p50), and ratios.
 
-Usage: taskset -c 0 python3 benchmarks/masking_bench.py [--mib 4]
+Usage: taskset -c 1 python3 benchmarks/masking_bench.py [--mib 4]
 """
 
 from __future__ import annotations
