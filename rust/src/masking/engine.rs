@@ -1278,13 +1278,7 @@ mod tests {
         assert!(engine.digit_gated());
         let res: Vec<Regex> = DIGIT_GATED.iter().map(|(p, _)| Regex::builder().syntax(syntax_config()).build(p).unwrap()).collect();
         let pieces: &[&str] = &["4111", "1111", "415", "555", "0100", "12", "446655440000", "(", ") ", "-", " ", ".", "+4", "GB82", "x", "a", "\n"];
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let (mut yes, mut no) = (0, 0);
         for _ in 0..20_000 {
             let mut text = String::new();
@@ -1296,6 +1290,16 @@ mod tests {
             if want { yes += 1 } else { no += 1 }
         }
         assert!(yes > 500 && no > 500, "{yes} matching, {no} not");
+    }
+
+    /// A small deterministic generator for the randomised tests.
+    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
     }
 
     /// A one-pattern entry that labels its matches.
@@ -1514,13 +1518,7 @@ mod tests {
             .iter()
             .map(|&(p, t)| (Regex::builder().syntax(syntax_config()).build(p).unwrap(), t))
             .collect();
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         let mut checked = 0usize;
         let mut check = |text: &[u8]| {
             let mut windows: Vec<(Trigger, usize, usize)> = Vec::new();
