@@ -186,7 +186,7 @@ def test_default_digit_patterns_keep_their_shapes_beside_operator_patterns() -> 
 @pytest.mark.parametrize("seed", range(6))
 def test_single_values_are_found_alone_and_inside_json(seed: int) -> None:
     """Every value the oracle finds is found when it is the whole text, inside prose, and as a
-    JSON string (where one raw pass with the digit gate may clear a document)."""
+    JSON string (where one raw pass, digit shapes included, may clear a document)."""
     fake = Faker()
     fake.seed_instance(seed)
     makers = [fake.phone_number, fake.credit_card_number, fake.ssn, fake.iban, fake.msisdn, fake.bban,

@@ -1483,7 +1483,7 @@ mod tests {
     }
 
     #[test]
-    fn digit_gate_passes_every_shape_the_gated_patterns_match() {
+    fn digit_shapes_are_found_in_every_shape_the_gated_patterns_match() {
         for yes in [
             "4111111111111111", "card 4111 1111 1111 1111.", "4111-1111-1111-1111", "3782 822463 10005",
             "123-45-6789", "ssn 123 45 6789", "+14155550100", "call +1 415 555 0100", "+44 20 7946 0958",
