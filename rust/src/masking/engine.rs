@@ -357,9 +357,10 @@ impl DigitShapes {
     /// before (`from` must be where the previous call's `to` was). False when `f` stopped it.
     fn run(&mut self, text: &[u8], from: usize, to: usize, mut f: impl FnMut(Trigger, usize, usize) -> bool) -> bool {
         let n = text.len();
+        let avx2 = has_avx2();
         let mut c = from; // start of the 64-byte chunk
         while c < to {
-            let (mut m, mut plus) = digit_plus_masks(text, c);
+            let (mut m, mut plus) = digit_plus_masks(text, c, avx2);
             let digits = m; // every digit of the chunk, for the ends of blocks
             if to - c < 64 {
                 let keep = (1u64 << (to - c)) - 1;
@@ -443,34 +444,77 @@ impl DigitShapes {
 }
 
 /// Bit k of the first mask: `text[c + k]` is an ASCII digit; of the second: it is '+'. Bits past
-/// the end of `text` are 0.
+/// the end of `text` are 0. `avx2`: the CPU has AVX2 (`has_avx2`).
 #[inline]
-fn digit_plus_masks(text: &[u8], c: usize) -> (u64, u64) {
+fn digit_plus_masks(text: &[u8], c: usize, avx2: bool) -> (u64, u64) {
     #[cfg(target_arch = "x86_64")]
     if c + 64 <= text.len() {
-        use std::arch::x86_64::*;
-        // SAFETY: SSE2 is part of the x86_64 baseline; the four loads read text[c..c + 64].
-        unsafe {
-            let lo = _mm_set1_epi8(b'/' as i8);
-            let hi = _mm_set1_epi8(b':' as i8);
-            let pl = _mm_set1_epi8(b'+' as i8);
-            let (mut m, mut p) = (0u64, 0u64);
-            for k in 0..4 {
-                let v = _mm_loadu_si128(text.as_ptr().add(c + 16 * k) as *const __m128i);
-                // signed compares: bytes >= 0x80 are negative, never digits
-                let d = _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi));
-                m |= u64::from(_mm_movemask_epi8(d) as u16) << (16 * k);
-                p |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, pl)) as u16) << (16 * k);
+        // SAFETY: the loads read text[c..c + 64]; AVX2 only when the CPU has it, SSE2 is part of
+        // the x86_64 baseline.
+        return unsafe {
+            if avx2 {
+                masks_avx2(text.as_ptr().add(c))
+            } else {
+                masks_sse2(text.as_ptr().add(c))
             }
-            return (m, p);
-        }
+        };
     }
+    let _ = avx2;
     let (mut m, mut p) = (0u64, 0u64);
     for (k, &b) in text[c..text.len().min(c + 64)].iter().enumerate() {
         m |= u64::from(b.is_ascii_digit()) << k;
         p |= u64::from(b == b'+') << k;
     }
     (m, p)
+}
+
+/// Whether `digit_plus_masks` may use AVX2.
+fn has_avx2() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        std::arch::is_x86_feature_detected!("avx2")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        false
+    }
+}
+
+/// `digit_plus_masks` of the 64 bytes at `p`, 16 at a time.
+#[cfg(target_arch = "x86_64")]
+unsafe fn masks_sse2(p: *const u8) -> (u64, u64) {
+    use std::arch::x86_64::*;
+    let lo = _mm_set1_epi8(b'/' as i8);
+    let hi = _mm_set1_epi8(b':' as i8);
+    let pl = _mm_set1_epi8(b'+' as i8);
+    let (mut m, mut q) = (0u64, 0u64);
+    for k in 0..4 {
+        let v = _mm_loadu_si128(p.add(16 * k) as *const __m128i);
+        // signed compares: bytes >= 0x80 are negative, never digits
+        let d = _mm_and_si128(_mm_cmpgt_epi8(v, lo), _mm_cmplt_epi8(v, hi));
+        m |= u64::from(_mm_movemask_epi8(d) as u16) << (16 * k);
+        q |= u64::from(_mm_movemask_epi8(_mm_cmpeq_epi8(v, pl)) as u16) << (16 * k);
+    }
+    (m, q)
+}
+
+/// `digit_plus_masks` of the 64 bytes at `p`, 32 at a time.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn masks_avx2(p: *const u8) -> (u64, u64) {
+    use std::arch::x86_64::*;
+    let lo = _mm256_set1_epi8(b'/' as i8);
+    let hi = _mm256_set1_epi8(b':' as i8);
+    let pl = _mm256_set1_epi8(b'+' as i8);
+    let (mut m, mut q) = (0u64, 0u64);
+    for k in 0..2 {
+        let v = _mm256_loadu_si256(p.add(32 * k) as *const __m256i);
+        // signed compares: bytes >= 0x80 are negative, never digits
+        let d = _mm256_and_si256(_mm256_cmpgt_epi8(v, lo), _mm256_cmpgt_epi8(hi, v));
+        m |= u64::from(_mm256_movemask_epi8(d) as u32) << (32 * k);
+        q |= u64::from(_mm256_movemask_epi8(_mm256_cmpeq_epi8(v, pl)) as u32) << (32 * k);
+    }
+    (m, q)
 }
 
 impl Drop for Db {
@@ -1472,12 +1516,14 @@ mod tests {
     fn digit_plus_masks_are_exact_for_every_byte_and_offset() {
         let mut text: Vec<u8> = (0u8..=255).collect();
         text.extend_from_slice(b"+1x9+");
-        for c in 0..text.len() {
-            let (m, p) = digit_plus_masks(&text, c);
-            for k in 0..64 {
-                let b = text.get(c + k).copied();
-                assert_eq!(m >> k & 1 == 1, b.is_some_and(|b| b.is_ascii_digit()), "digit {c}+{k}");
-                assert_eq!(p >> k & 1 == 1, b == Some(b'+'), "plus {c}+{k}");
+        for avx2 in [false, has_avx2()] {
+            for c in 0..text.len() {
+                let (m, p) = digit_plus_masks(&text, c, avx2);
+                for k in 0..64 {
+                    let b = text.get(c + k).copied();
+                    assert_eq!(m >> k & 1 == 1, b.is_some_and(|b| b.is_ascii_digit()), "digit {c}+{k} avx2 {avx2}");
+                    assert_eq!(p >> k & 1 == 1, b == Some(b'+'), "plus {c}+{k} avx2 {avx2}");
+                }
             }
         }
     }
