@@ -276,8 +276,9 @@ struct Db {
     pool: Mutex<Vec<*mut hs_scratch_t>>,
     /// The catalogue entry each expression reports for.
     expr_entry: Vec<usize>,
-    /// Every expression is one of `DIGIT_GATED`: where each entry's matches may start is then
-    /// found by `digit_triggers` instead of a Hyperscan pass (empty: scan with Hyperscan).
+    /// The shipped digit patterns' database (`Engine::new`): (trigger, entry) pairs, and where
+    /// each entry's matches may start is found by `digit_triggers` instead of a Hyperscan pass
+    /// (empty: scan with Hyperscan).
     triggers: Vec<(Trigger, usize)>,
 }
 
@@ -564,21 +565,7 @@ impl Db {
             unsafe { hs_free_database(db) };
             return Err(CompileError { id: "(catalogue)".into(), message: "hs_alloc_scratch failed".into() });
         }
-        let mut triggers: Vec<(Trigger, usize)> = Vec::new();
-        for (x, &e) in exprs.iter().zip(&expr_entry) {
-            match DIGIT_GATED.iter().find(|(g, _)| g.as_bytes() == x.as_bytes()) {
-                Some(&(_, t)) => {
-                    if !triggers.contains(&(t, e)) {
-                        triggers.push((t, e));
-                    }
-                }
-                None => {
-                    triggers.clear();
-                    break;
-                }
-            }
-        }
-        Ok(Db { db, proto, pool: Mutex::new(Vec::new()), expr_entry, triggers })
+        Ok(Db { db, proto, pool: Mutex::new(Vec::new()), expr_entry, triggers: Vec::new() })
     }
 
     /// A scratch space for one scan: from the pool, or cloned from the prototype (None when
@@ -747,10 +734,15 @@ impl Engine {
         // digit patterns (`DIGIT_GATED`) get a database of their own, which digit shapes stand
         // in for, so that an operator's class-led entry does not send them back to Hyperscan.
         let mut groups: [(Vec<std::ffi::CString>, Vec<usize>); 3] = Default::default();
+        let mut triggers: Vec<(Trigger, usize)> = Vec::new(); // of the digit database's entries
         for (x, e) in exprs.into_iter().zip(expr_entry) {
+            let shipped = DIGIT_GATED.iter().find(|(g, _)| g.as_bytes() == x.as_bytes());
             let g = if !entries[e].prefixes.is_empty() || entries[e].prefilter.is_some() {
                 0
-            } else if DIGIT_GATED.iter().any(|(g, _)| g.as_bytes() == x.as_bytes()) {
+            } else if let Some(&(_, t)) = shipped {
+                if !triggers.contains(&(t, e)) {
+                    triggers.push((t, e));
+                }
                 1
             } else {
                 2
@@ -759,9 +751,13 @@ impl Engine {
             groups[g].1.push(e);
         }
         let mut dbs = Vec::new();
-        for (x, ee) in groups {
+        for (g, (x, ee)) in groups.into_iter().enumerate() {
             if !x.is_empty() {
-                dbs.push(Db::compile(&x, ee, &entries)?);
+                let mut db = Db::compile(&x, ee, &entries)?;
+                if g == 1 {
+                    db.triggers = std::mem::take(&mut triggers);
+                }
+                dbs.push(db);
             }
         }
         let base_hold = entries.iter().filter(|e| e.prefixes.is_empty()).map(|e| e.max_len).max().unwrap_or(0);
@@ -858,25 +854,24 @@ impl Engine {
         let mut found: Vec<(usize, usize)> = Vec::new();
         let mut everywhere = vec![false; n];
         let mut per: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
-        let shape_dbs: Vec<&Db> = self.dbs.iter().filter(|db| !db.triggers.is_empty()).collect();
-        let hs_dbs: Vec<&Db> = self.dbs.iter().filter(|db| db.triggers.is_empty()).collect();
+        // at most one database is located by digit shapes (`Engine::new`)
+        let shape_db = self.dbs.iter().find(|db| !db.triggers.is_empty());
+        let any_hs = self.dbs.iter().any(|db| db.triggers.is_empty());
         let mut shapes = DigitShapes::default();
         let (mut start, mut shaped) = (0usize, 0usize);
         loop {
             let end = text.len().min(start + chunk);
-            if !hs_dbs.is_empty() {
+            if any_hs {
                 with_aligned(&text[start..end], |aligned| {
-                    for db in &hs_dbs {
+                    for db in self.dbs.iter().filter(|db| db.triggers.is_empty()) {
                         db.scan(aligned, start, &mut found, &mut everywhere);
                     }
                 });
             }
-            if !shape_dbs.is_empty() {
+            if let Some(db) = shape_db {
                 shapes.run(text, shaped, end, |t, lo, hi| {
-                    for db in &shape_dbs {
-                        for &(_, e) in db.triggers.iter().filter(|(k, _)| *k == t) {
-                            per[e].push((lo, hi));
-                        }
+                    for &(_, e) in db.triggers.iter().filter(|(k, _)| *k == t) {
+                        per[e].push((lo, hi));
                     }
                     true
                 });
