@@ -239,7 +239,7 @@ def main() -> int:
                 spy = None
                 if load == args.profile_load and rnd == 0 and args.profile == name and shutil.which("py-spy"):
                     spy = subprocess.Popen(["py-spy", "record", "-p", str(gw.pid), "-d", str(max(1, int(args.duration))),
-                                            "-r", "1000", "-f", "raw", "-o", f"/tmp/gw-{name}.spy"],
+                                            "-r", "1000", *(["--native"] if os.environ.get("GW_SPY_NATIVE") else []), "-f", "raw", "-o", f"/tmp/gw-{name}.spy"],
                                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                 cpu0 = tree_cpu_s(gw.pid)
                 if load == "json":

@@ -8,7 +8,7 @@ use pyo3::exceptions::{PyTypeError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyByteArray, PyBytes, PyList, PyTuple};
 
-use crate::sse::{DataRewriter, Segment, SseSplitter as Inner};
+use crate::sse::{DataRewriter, Piece, SseSplitter as Inner};
 
 /// What rewrites bulk events' data.
 pub(crate) enum Rewrite {
@@ -80,15 +80,48 @@ impl SseSplitter {
     }
 }
 
-fn to_list<'py>(py: Python<'py>, segs: Vec<Segment>) -> PyResult<Bound<'py, PyList>> {
+/// One `bytes` object holding `parts` joined (a single copy of each byte).
+fn joined<'py>(py: Python<'py>, parts: &[&[u8]]) -> PyResult<Bound<'py, PyBytes>> {
+    if let [one] = parts {
+        return Ok(PyBytes::new(py, one));
+    }
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    // Not `PyBytes::new_with`: it zero-fills the buffer first, a second pass over every byte.
+    // SAFETY: `PyBytes_FromStringAndSize(NULL, len)` returns a new bytes object (or NULL with
+    // an exception set) whose `len` bytes are ours to write before anyone else sees it; the
+    // copies below fill exactly those `len` bytes.
+    unsafe {
+        let obj = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as pyo3::ffi::Py_ssize_t);
+        let bytes = Bound::from_owned_ptr_or_err(py, obj)?.cast_into_unchecked::<PyBytes>();
+        let mut dst = pyo3::ffi::PyBytes_AsString(obj) as *mut u8;
+        for p in parts {
+            std::ptr::copy_nonoverlapping(p.as_ptr(), dst, p.len());
+            dst = dst.add(p.len());
+        }
+        Ok(bytes)
+    }
+}
+
+/// The pieces as `bytes` (consecutive pass-through and rewritten pieces joined into one) and
+/// `(name, raw)` tuples, in order.
+fn to_list<'py>(py: Python<'py>, pieces: Vec<Piece<'_>>) -> PyResult<Bound<'py, PyList>> {
     let out = PyList::empty(py);
-    for seg in segs {
-        match seg {
-            Segment::Bytes(b) => out.append(PyBytes::new(py, &b))?,
-            Segment::Event { name, raw } => {
-                out.append(PyTuple::new(py, [PyBytes::new(py, &name), PyBytes::new(py, &raw)])?)?
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for piece in &pieces {
+        match piece {
+            Piece::Borrowed(b) => parts.push(b),
+            Piece::Owned(b) => parts.push(b),
+            Piece::Event { name, raw } => {
+                if !parts.is_empty() {
+                    out.append(joined(py, &parts)?)?;
+                    parts.clear();
+                }
+                out.append(PyTuple::new(py, [PyBytes::new(py, name), PyBytes::new(py, raw)])?)?;
             }
         }
+    }
+    if !parts.is_empty() {
+        out.append(joined(py, &parts)?)?;
     }
     Ok(out)
 }
@@ -125,14 +158,14 @@ impl SseSplitter {
             return Err(PyTypeError::new_err("SseSplitter.feed takes bytes or bytearray"));
         };
         let mut rw = CallRewriter { py, rw: &mut self.rewrite, err: None };
-        let segs = self
+        let pieces = self
             .inner
-            .feed(data, &mut rw)
+            .feed_pieces(data, &mut rw)
             .map_err(|e| PyValueError::new_err(format!("SSE event larger than {} bytes", e.0)))?;
         if let Some(e) = rw.err {
             return Err(e);
         }
-        to_list(py, segs)
+        to_list(py, pieces)
     }
 
     /// Complete events seen so far.
