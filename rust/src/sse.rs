@@ -119,19 +119,10 @@ impl SseSplitter {
     /// of an LF stream is copied once (into the caller's output), or twice when it belongs to
     /// an event that straddles two chunks.
     pub fn feed_pieces<'c, R: DataRewriter>(&mut self, chunk: &'c [u8], rw: &mut R) -> Result<Vec<Piece<'c>>, EventTooLarge> {
-        if self.carry_cr || memchr::memchr(b'\r', chunk).is_some() {
-            let segs = self.feed_general(chunk, rw)?;
-            self.carry_cr = memchr::memchr(b'\r', &self.buf).is_some();
-            self.lf.valid = false;
-            return Ok(segs
-                .into_iter()
-                .map(|s| match s {
-                    Segment::Bytes(b) => Piece::Owned(b),
-                    Segment::Event { name, raw } => Piece::Event { name, raw },
-                })
-                .collect());
-        }
         let mut out: Vec<Piece<'c>> = Vec::new();
+        if self.carry_cr {
+            return self.general_into(out, chunk, rw);
+        }
         let mut rest = chunk;
         let carried = self.buf.len();
         if carried > 0 {
@@ -148,7 +139,7 @@ impl SseSplitter {
             let clear = end.is_some() && carried <= REGION_CARRY_MAX && rw.wants_data() && rw.region_clear(&data);
             let st = if self.lf.valid { self.lf } else { LfState { valid: true, ..LfState::default() } };
             let mut lf_out = Vec::new();
-            let done = self.split_lf(&data, st, rw, clear, &mut lf_out);
+            let (done, cr) = self.split_lf(&data, st, rw, clear, &mut lf_out);
             for o in lf_out {
                 out.push(match o {
                     LfOut::Pass(a, b) => Piece::Owned(data[a..b].to_vec()),
@@ -156,17 +147,16 @@ impl SseSplitter {
                     LfOut::Routed(a, b, n) => Piece::Event { name: data[n.0..n.1].to_vec(), raw: data[a..b].to_vec() },
                 });
             }
-            if done == 0 {
-                self.buf = data; // still incomplete: keep it without a copy
-            } else {
-                self.buf = data[done..].to_vec();
+            self.buf = if done == 0 { data } else { data[done..].to_vec() };
+            if cr {
+                return self.general_into(out, rest, rw);
             }
         }
         if !rest.is_empty() {
             let clear = rw.wants_data() && rw.region_clear(rest);
             let mut lf_out = Vec::new();
             let st = LfState { valid: true, ..LfState::default() };
-            let done = self.split_lf(rest, st, rw, clear, &mut lf_out);
+            let (done, cr) = self.split_lf(rest, st, rw, clear, &mut lf_out);
             for o in lf_out {
                 out.push(match o {
                     LfOut::Pass(a, b) => Piece::Borrowed(&rest[a..b]),
@@ -175,10 +165,25 @@ impl SseSplitter {
                 });
             }
             self.buf = rest[done..].to_vec();
+            if cr {
+                return self.general_into(out, b"", rw);
+            }
         }
         if self.buf.len() > self.max_event_bytes {
             return Err(EventTooLarge(self.max_event_bytes));
         }
+        Ok(out)
+    }
+
+    /// The general path from here on: `self.buf` (read up to `self.scanned`) and then `chunk`.
+    fn general_into<'c, R: DataRewriter>(&mut self, mut out: Vec<Piece<'c>>, chunk: &[u8], rw: &mut R) -> Result<Vec<Piece<'c>>, EventTooLarge> {
+        let segs = self.feed_general(chunk, rw)?;
+        self.carry_cr = memchr::memchr(b'\r', &self.buf).is_some();
+        self.lf.valid = false;
+        out.extend(segs.into_iter().map(|s| match s {
+            Segment::Bytes(b) => Piece::Owned(b),
+            Segment::Event { name, raw } => Piece::Event { name, raw },
+        }));
         Ok(out)
     }
 
@@ -240,18 +245,25 @@ impl SseSplitter {
     }
 
     /// The LF-only path (what LangGraph sends): reads `buf` from `st.read` 64 bytes at a time
-    /// as LF and backslash bit masks, classifies each line by its first bytes as it ends, and
+    /// as LF, backslash and CR bit masks (a CR hands the rest to the general path), classifies each line by its first bytes as it ends, and
     /// decides at each blank line whether the event passes unchanged (most do: no data, or one
     /// backslash-free data line in a region the rewriter cleared), is routed, or is rewritten.
     /// Events that pass are reported as ranges, merged into runs. The same decisions as
-    /// `emit`. Returns where the incomplete tail starts; `self.lf` and `self.scanned` describe
+    /// `emit`. Returns where the incomplete tail starts and whether a CR stopped it; `self.lf` and `self.scanned` describe
     /// that tail afterwards, so the next feed reads only new bytes.
-    fn split_lf<R: DataRewriter>(&mut self, buf: &[u8], mut st: LfState, rw: &mut R, clear: bool, out: &mut Vec<LfOut>) -> usize {
+    fn split_lf<R: DataRewriter>(&mut self, buf: &[u8], mut st: LfState, rw: &mut R, clear: bool, out: &mut Vec<LfOut>) -> (usize, bool) {
         let wants_data = rw.wants_data();
         let mut event_start = 0usize;
         let mut pos = st.read;
+        let mut cr = false;
         while pos < buf.len() {
-            let (mut lf, mut bs) = lf_backslash_masks(buf, pos);
+            let (mut lf, mut bs, crs) = line_masks(buf, pos);
+            if crs != 0 {
+                // Not an LF-only stream after all: the general path takes over from the
+                // start of this event (its lines before `st.line_start` have no CR).
+                cr = true;
+                break;
+            }
             while lf != 0 {
                 let k = lf.trailing_zeros() as usize;
                 let p = pos + k;
@@ -295,10 +307,10 @@ impl SseSplitter {
             data_lines: st.data_lines,
             backslash: st.backslash,
             line_start: st.line_start - base,
-            read: buf.len() - base,
+            read: pos.min(buf.len()) - base,
         };
         self.scanned = st.line_start - base;
-        event_start
+        (event_start, cr)
     }
 
     /// One complete LF event `buf[start..end]` (see `split_lf`).
@@ -428,9 +440,9 @@ fn push_pass(out: &mut Vec<LfOut>, start: usize, end: usize) {
     out.push(LfOut::Pass(start, end));
 }
 
-/// Bit masks of the LF and backslash bytes in `buf[at..at + 64]` (bit i: byte at + i; bytes
-/// past the end count as neither).
-fn lf_backslash_masks(buf: &[u8], at: usize) -> (u64, u64) {
+/// Bit masks of the LF, backslash and CR bytes in `buf[at..at + 64]` (bit i: byte at + i;
+/// bytes past the end count as none of them).
+fn line_masks(buf: &[u8], at: usize) -> (u64, u64, u64) {
     let mut pad = [0u8; 64];
     let block: &[u8; 64] = match buf.get(at..at + 64) {
         Some(b) => b.try_into().expect("64 bytes"),
@@ -444,30 +456,33 @@ fn lf_backslash_masks(buf: &[u8], at: usize) -> (u64, u64) {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn masks_64(block: &[u8; 64]) -> (u64, u64) {
+fn masks_64(block: &[u8; 64]) -> (u64, u64, u64) {
     use std::arch::x86_64::{__m128i, _mm_cmpeq_epi8, _mm_loadu_si128, _mm_movemask_epi8, _mm_set1_epi8};
-    let (mut lf, mut bs) = (0u64, 0u64);
+    let (mut lf, mut bs, mut cr) = (0u64, 0u64, 0u64);
     // SAFETY: SSE2 is part of x86_64; each load reads 16 of the block's 64 bytes.
     unsafe {
         let nl = _mm_set1_epi8(b'\n' as i8);
         let bsl = _mm_set1_epi8(b'\\' as i8);
+        let ret = _mm_set1_epi8(b'\r' as i8);
         for k in 0..4 {
             let v = _mm_loadu_si128(block.as_ptr().add(16 * k) as *const __m128i);
             lf |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, nl)) as u32 as u64) << (16 * k);
             bs |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, bsl)) as u32 as u64) << (16 * k);
+            cr |= (_mm_movemask_epi8(_mm_cmpeq_epi8(v, ret)) as u32 as u64) << (16 * k);
         }
     }
-    (lf, bs)
+    (lf, bs, cr)
 }
 
 #[cfg(not(target_arch = "x86_64"))]
-fn masks_64(block: &[u8; 64]) -> (u64, u64) {
-    let (mut lf, mut bs) = (0u64, 0u64);
+fn masks_64(block: &[u8; 64]) -> (u64, u64, u64) {
+    let (mut lf, mut bs, mut cr) = (0u64, 0u64, 0u64);
     for (i, &b) in block.iter().enumerate() {
         lf |= ((b == b'\n') as u64) << i;
         bs |= ((b == b'\\') as u64) << i;
+        cr |= ((b == b'\r') as u64) << i;
     }
-    (lf, bs)
+    (lf, bs, cr)
 }
 
 struct Parsed {
@@ -958,10 +973,12 @@ mod diff_tests {
         for round in 0..4000 {
             let with_cr = round % 4 == 3;
             let mut text = Vec::new();
-            for _ in 0..next() % 40 {
+            let n_lines = next() % 40;
+            let cr_from = next() % 40; // CR streams: LF-only lines first, then any line end
+            for line in 0..n_lines {
                 let k = (next() % (lines.len() as u64 + 1)) as usize;
                 text.extend_from_slice(if k == lines.len() { &long } else { lines[k] });
-                let eol: &[u8] = if with_cr { [&b"\r\n"[..], b"\r", b"\n"][(next() % 3) as usize] } else { b"\n" };
+                let eol: &[u8] = if with_cr && line >= cr_from { [&b"\r\n"[..], b"\r", b"\n"][(next() % 3) as usize] } else { b"\n" };
                 text.extend_from_slice(eol);
             }
             if next() % 2 == 0 {
@@ -979,7 +996,7 @@ mod diff_tests {
     }
 
     #[test]
-    fn masks_mark_every_lf_and_backslash() {
+    fn masks_mark_every_lf_backslash_and_cr() {
         let mut next = {
             let mut seed = 0x9e37_79b9_7f4a_7c15u64;
             move || {
@@ -991,9 +1008,10 @@ mod diff_tests {
         };
         let text: Vec<u8> = (0..1000).map(|_| [b'\n', b'\\', b'a', b'\r', 0u8][(next() % 5) as usize]).collect();
         for at in 0..text.len() {
-            let (lf, bs) = lf_backslash_masks(&text, at);
+            let (lf, bs, cr) = line_masks(&text, at);
             for i in 0..64 {
                 let b = text.get(at + i).copied();
+                assert_eq!(cr >> i & 1 == 1, b == Some(b'\r'), "cr at {at}+{i}");
                 assert_eq!(lf >> i & 1 == 1, b == Some(b'\n'), "lf at {at}+{i}");
                 assert_eq!(bs >> i & 1 == 1, b == Some(b'\\'), "backslash at {at}+{i}");
             }
