@@ -182,7 +182,8 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=8, help="paired rounds; medians of per-round ratios are reported")
     ap.add_argument("--pin", action="store_true", help="pin the gateways and the load to separate CPUs")
     ap.add_argument("--profile", help="py-spy record this configuration's gateway during its first slice of "
-                                      "--profile-load (raw output to /tmp/gw-NAME.spy)")
+                                      "--profile-load (raw output to /tmp/gw-NAME.spy; with GW_SPY_NATIVE=1 in "
+                                      "the environment, native frames too)")
     ap.add_argument("--profile-load", choices=("json", "sse"), default="json")
     args = ap.parse_args()
     names = args.only.split(",")

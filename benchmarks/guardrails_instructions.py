@@ -14,7 +14,7 @@ callgrind, in turn, in one invocation; after a warm-up, `callgrind_control --dum
 sequential keep-alive `GET /info` requests (all threads of the gateway counted: the audit
 writer too).
 
-Usage: python3 benchmarks/guardrails_instructions.py [--requests 1000] [--only policy,audit-batch]
+Usage: python3 benchmarks/guardrails_instructions.py [--requests 1000] [--only policy,audit-batch] [--keep DIR]
 (about 2 minutes per configuration; needs valgrind)
 """
 
@@ -49,8 +49,9 @@ def load(port: int, token: str | None, n: int) -> None:
     conn.close()
 
 
-def dump_total(pid: int, out: Path) -> int:
-    """Dump the counters (which also zeroes them) and return the instructions since the last dump."""
+def dump_total(pid: int, out: Path, keep: Path | None = None) -> int:
+    """Dump the counters (which also zeroes them) and return the instructions since the last dump.
+    `keep`: copy the dump there (for callgrind_annotate)."""
     for f in glob.glob(f"{out}/cg.*"):
         os.unlink(f)
     subprocess.run(["callgrind_control", "--dump", str(pid)], capture_output=True, check=False)
@@ -59,6 +60,8 @@ def dump_total(pid: int, out: Path) -> int:
         for f in glob.glob(f"{out}/cg.*"):
             for line in Path(f).read_text(errors="replace").splitlines():
                 if line.startswith(("summary:", "totals:")):
+                    if keep is not None:
+                        shutil.copy(f, keep)
                     return int(line.split()[1])
         time.sleep(0.2)
     raise RuntimeError("callgrind did not dump its counters")
@@ -68,6 +71,8 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=1000)
     ap.add_argument("--only", default="passthrough,policy,audit-batch,audit-strict,all")
+    ap.add_argument("--keep", metavar="DIR", help="keep each configuration's callgrind dump of the measured "
+                                                 "requests as DIR/NAME.callgrind (read it with callgrind_annotate)")
     args = ap.parse_args()
     if not shutil.which("valgrind") or not shutil.which("callgrind_control"):
         print("valgrind is not installed (apt-get install valgrind)")
@@ -105,7 +110,10 @@ def main() -> int:
                     load(port, tok, 300)  # warm-up: caches, JWKS, first segment
                     dump_total(gw.pid, out)
                     load(port, tok, args.requests)
-                    per_request[name] = dump_total(gw.pid, out) / args.requests
+                    keep = Path(args.keep) / f"{name}.callgrind" if args.keep else None
+                    if keep is not None:
+                        keep.parent.mkdir(parents=True, exist_ok=True)
+                    per_request[name] = dump_total(gw.pid, out, keep) / args.requests
                 finally:
                     gw.send_signal(signal.SIGTERM)
                     try:

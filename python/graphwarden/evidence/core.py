@@ -696,7 +696,6 @@ class CaptureFilter:
         return b""
 
     def _audit_bytes(self, raw: bytes, masked: bytes) -> None:
-        self.size += 0
         self.ex.notes["output_bytes"] = int(self.ex.notes.get("output_bytes", 0)) + len(masked)  # type: ignore[call-overload]
 
     def finish(self) -> bytes:
