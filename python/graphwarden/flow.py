@@ -15,6 +15,9 @@ WRITE_HIGH_WATER_BYTES = 256 * 1024
 WRITE_LOW_WATER_BYTES = 64 * 1024
 #: A corked response (see ClientConnection.cork) is flushed once this much is collected.
 CORK_FLUSH_BYTES = 64 * 1024
+#: Corked writes larger than this leave as a vectored write of the pieces; smaller ones are
+#: joined (copying a few KiB costs less than a writev context per flush).
+WRITEV_MIN_BYTES = 16 * 1024
 
 
 class FlowControl:

@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING, cast
 import h11
 
 from graphwarden.errors import BadRequest, ClientGone, GatewayError, PayloadTooLarge
-from graphwarden.flow import CORK_FLUSH_BYTES, WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES, FlowControl
+from graphwarden.flow import (
+    CORK_FLUSH_BYTES,
+    WRITE_HIGH_WATER_BYTES,
+    WRITE_LOW_WATER_BYTES,
+    WRITEV_MIN_BYTES,
+    FlowControl,
+)
 from graphwarden.http import h11fast
 
 if TYPE_CHECKING:
@@ -333,11 +339,16 @@ class ClientConnection(asyncio.Protocol):
     def flush(self) -> None:
         cork = self._cork
         if cork:
-            data = cork[0] if len(cork) == 1 else b"".join(cork)
+            transport = self.transport
+            if transport is not None and not self._closed:
+                if len(cork) == 1:
+                    transport.write(cork[0])
+                elif self._corked_bytes <= WRITEV_MIN_BYTES:
+                    transport.write(b"".join(cork))  # small: one copy beats a vectored write
+                else:
+                    transport.writelines(cork)  # large bodies are not copied again (writev)
             cork.clear()
             self._corked_bytes = 0
-            if self.transport is not None and not self._closed:
-                self.transport.write(data)
 
     @property
     def corked_bytes(self) -> int:
@@ -356,7 +367,21 @@ class ClientConnection(asyncio.Protocol):
     def send_data(self, data: bytes) -> None:
         if data:
             assert self.h11 is not None
-            self._write(self.h11.send(h11.Data(data=data)))
+            # The pieces as they are (chunk size line, `data` itself, CRLF): h11's `send` would
+            # join them into a copy of `data`.
+            parts = self.h11.send_with_data_passthrough(h11.Data(data=data))
+            if parts and self.transport is not None and not self._closed:
+                cork = self._cork
+                if cork is None:
+                    if len(parts) == 1:
+                        self.transport.write(parts[0])
+                    else:
+                        self.transport.writelines(parts)
+                else:
+                    cork.extend(parts)
+                    self._corked_bytes += len(data)
+                    if self._corked_bytes >= CORK_FLUSH_BYTES:
+                        self.flush()
 
     def send_end(self) -> None:
         assert self.h11 is not None
