@@ -159,11 +159,15 @@ class UpstreamConnection(asyncio.Protocol):
         if self._closed or self.transport is None:
             raise self._exc or UpstreamUnavailable("upstream connection is closed")
         try:
-            data = self.h11.send(event)
+            # h11's pieces as they are: `send` would join a body chunk into a copy
+            parts = self.h11.send_with_data_passthrough(event)
         except h11.LocalProtocolError as exc:
             raise UpstreamUnavailable(f"cannot send request upstream: {exc}") from None
-        if data:
-            self.transport.write(data)
+        if parts:
+            if len(parts) == 1:
+                self.transport.write(parts[0])
+            else:
+                self.transport.writelines(parts)
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
