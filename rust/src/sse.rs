@@ -57,8 +57,10 @@ pub struct SseSplitter {
     scanned: usize,
     /// What the LF path knows of the carried event (see `LfState`).
     lf: LfState,
-    /// The carried bytes hold a CR: the general path goes on with them.
+    /// The general path holds the carried bytes: it goes on with them.
     carry_cr: bool,
+    /// General path: offset in `buf` before which no line end remains to be found.
+    searched: usize,
     /// Event-name prefixes handed to the caller.
     routed: Vec<Vec<u8>>,
     max_event_bytes: usize,
@@ -78,6 +80,7 @@ impl SseSplitter {
             scanned: 0,
             lf: LfState::default(),
             carry_cr: false,
+            searched: 0,
             routed,
             max_event_bytes,
             events: 0,
@@ -178,7 +181,9 @@ impl SseSplitter {
     /// The general path from here on: `self.buf` (read up to `self.scanned`) and then `chunk`.
     fn general_into<'c, R: DataRewriter>(&mut self, mut out: Vec<Piece<'c>>, chunk: &[u8], rw: &mut R) -> Result<Vec<Piece<'c>>, EventTooLarge> {
         let segs = self.feed_general(chunk, rw)?;
-        self.carry_cr = memchr::memchr(b'\r', &self.buf).is_some();
+        // Stay on the general path while it holds an incomplete event (whether that event has
+        // a CR or not; looking would read the carried bytes again on every feed).
+        self.carry_cr = !self.buf.is_empty();
         self.lf.valid = false;
         out.extend(segs.into_iter().map(|s| match s {
             Segment::Bytes(b) => Piece::Owned(b),
@@ -200,7 +205,8 @@ impl SseSplitter {
         let n = buf.len();
         let mut event_start = 0usize;
         let mut line_start = self.scanned;
-        let mut i = self.scanned;
+        // the bytes before `searched` hold no line end (a long line is not searched again)
+        let mut i = self.scanned.max(self.searched);
         // Find complete events: a line end followed by an empty line.
         while i < n {
             let b = buf[i];
@@ -211,7 +217,10 @@ impl SseSplitter {
                         i += off;
                         continue;
                     }
-                    None => break,
+                    None => {
+                        i = n;
+                        break;
+                    }
                 }
             }
             let (end, next) = if b == b'\r' {
@@ -234,9 +243,12 @@ impl SseSplitter {
         if !pending.is_empty() {
             out.push(Segment::Bytes(pending));
         }
-        // Keep the incomplete tail; remember how far it was scanned (whole lines only).
-        let rest = buf[event_start..].to_vec();
+        // Keep the incomplete tail (without copying it when nothing was taken from it, so a
+        // large event that arrives in many chunks costs linear time); remember where its first
+        // incomplete line starts and how far line ends were searched.
+        let rest = if event_start == 0 { buf } else { buf[event_start..].to_vec() };
         self.scanned = line_start.saturating_sub(event_start).min(rest.len());
+        self.searched = i.saturating_sub(event_start).min(rest.len());
         self.buf = rest;
         if self.buf.len() > self.max_event_bytes {
             return Err(EventTooLarge(self.max_event_bytes));
@@ -310,6 +322,7 @@ impl SseSplitter {
             read: pos.min(buf.len()) - base,
         };
         self.scanned = st.line_start - base;
+        self.searched = self.scanned;
         (event_start, cr)
     }
 
@@ -347,6 +360,7 @@ impl SseSplitter {
         self.scanned = 0;
         self.lf = LfState::default();
         self.carry_cr = false;
+        self.searched = 0;
         std::mem::take(&mut self.buf)
     }
 
@@ -1015,6 +1029,38 @@ mod diff_tests {
                 assert_eq!(lf >> i & 1 == 1, b == Some(b'\n'), "lf at {at}+{i}");
                 assert_eq!(bs >> i & 1 == 1, b == Some(b'\\'), "backslash at {at}+{i}");
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod large_event_tests {
+    use super::*;
+
+    /// An 8 MiB event arriving 512 bytes at a time, on both paths. Each feed reads only its
+    /// own bytes: were the carried event read (or copied) again on every feed, this would move
+    /// tens of GB and not finish.
+    #[test]
+    fn a_large_event_in_small_chunks_costs_linear_time() {
+        for eol in [&b"\n"[..], b"\r\n"] {
+            let mut text = b"event: values".to_vec();
+            text.extend_from_slice(eol);
+            text.extend_from_slice(b"data: ");
+            text.extend(std::iter::repeat_n(b'a', 8 << 20));
+            text.extend_from_slice(eol);
+            text.extend_from_slice(eol);
+            let mut s = SseSplitter::new(vec![], 16 << 20);
+            let mut keep = |_: &[u8], _: &[u8]| -> Option<Vec<u8>> { None };
+            let mut out = Vec::new();
+            for chunk in text.chunks(512) {
+                for seg in s.feed(chunk, &mut keep).unwrap() {
+                    if let Segment::Bytes(b) = seg {
+                        out.extend(b);
+                    }
+                }
+            }
+            assert_eq!(out, text);
+            assert_eq!(s.events, 1);
         }
     }
 }
