@@ -319,15 +319,24 @@ class ClientConnection(asyncio.Protocol):
 
     # -- writing ------------------------------------------------------------------------------
     def _write(self, data: bytes | None) -> None:
-        if data and self.transport is not None and not self._closed:
-            cork = self._cork
-            if cork is None:
-                self.transport.write(data)
+        if data:
+            self._write_parts([data], len(data))
+
+    def _write_parts(self, parts: list[bytes], size: int) -> None:
+        """Write `parts` in order (`size`: about how many bytes), or add them to the cork."""
+        if self.transport is None or self._closed:
+            return
+        cork = self._cork
+        if cork is None:
+            if len(parts) == 1:
+                self.transport.write(parts[0])
             else:
-                cork.append(data)
-                self._corked_bytes += len(data)
-                if self._corked_bytes >= CORK_FLUSH_BYTES:
-                    self.flush()
+                self.transport.writelines(parts)
+        else:
+            cork.extend(parts)
+            self._corked_bytes += size
+            if self._corked_bytes >= CORK_FLUSH_BYTES:
+                self.flush()
 
     def cork(self) -> None:
         """Collect writes until `flush`/`uncork`: a response head, its body and its end usually
@@ -370,18 +379,8 @@ class ClientConnection(asyncio.Protocol):
             # The pieces as they are (chunk size line, `data` itself, CRLF): h11's `send` would
             # join them into a copy of `data`.
             parts = self.h11.send_with_data_passthrough(h11.Data(data=data))
-            if parts and self.transport is not None and not self._closed:
-                cork = self._cork
-                if cork is None:
-                    if len(parts) == 1:
-                        self.transport.write(parts[0])
-                    else:
-                        self.transport.writelines(parts)
-                else:
-                    cork.extend(parts)
-                    self._corked_bytes += len(data)
-                    if self._corked_bytes >= CORK_FLUSH_BYTES:
-                        self.flush()
+            if parts:
+                self._write_parts(parts, len(data))
 
     def send_end(self) -> None:
         assert self.h11 is not None

@@ -102,26 +102,58 @@ fn joined<'py>(py: Python<'py>, parts: &[&[u8]]) -> PyResult<Bound<'py, PyBytes>
     }
 }
 
+/// A piece of `feed`'s answer once nothing borrows the caller's chunk any more.
+enum Item<'py> {
+    Bytes(Bound<'py, PyBytes>),
+    /// The next routed event.
+    Event,
+}
+
 /// The pieces as `bytes` (consecutive pass-through and rewritten pieces joined into one) and
 /// `(name, raw)` tuples, in order.
+///
+/// In two steps: the `bytes` objects first, while the pieces may still borrow the caller's
+/// `bytearray`; then the tuples and the list. Only the second step allocates objects the
+/// garbage collector tracks, and a collection may run arbitrary `__del__` code, which must not
+/// happen while the `bytearray` is borrowed (`SseSplitter::feed`).
 fn to_list<'py>(py: Python<'py>, pieces: Vec<Piece<'_>>) -> PyResult<Bound<'py, PyList>> {
-    let out = PyList::empty(py);
+    let mut items: Vec<Item<'py>> = Vec::new();
     let mut parts: Vec<&[u8]> = Vec::new();
     for piece in &pieces {
         match piece {
             Piece::Borrowed(b) => parts.push(b),
             Piece::Owned(b) => parts.push(b),
-            Piece::Event { name, raw } => {
+            Piece::Event { .. } => {
                 if !parts.is_empty() {
-                    out.append(joined(py, &parts)?)?;
+                    items.push(Item::Bytes(joined(py, &parts)?));
                     parts.clear();
                 }
-                out.append(PyTuple::new(py, [PyBytes::new(py, name), PyBytes::new(py, raw)])?)?;
+                items.push(Item::Event);
             }
         }
     }
     if !parts.is_empty() {
-        out.append(joined(py, &parts)?)?;
+        items.push(Item::Bytes(joined(py, &parts)?));
+    }
+    drop(parts);
+    let events: Vec<(Vec<u8>, Vec<u8>)> = pieces
+        .into_iter()
+        .filter_map(|p| match p {
+            Piece::Event { name, raw } => Some((name, raw)),
+            _ => None,
+        })
+        .collect();
+    // nothing borrows the chunk from here on
+    let mut events = events.into_iter();
+    let out = PyList::empty(py);
+    for item in items {
+        match item {
+            Item::Bytes(b) => out.append(b)?,
+            Item::Event => {
+                let (name, raw) = events.next().expect("one event per Event item");
+                out.append(PyTuple::new(py, [PyBytes::new(py, &name), PyBytes::new(py, &raw)])?)?;
+            }
+        }
     }
     Ok(out)
 }
@@ -148,7 +180,8 @@ impl SseSplitter {
         } else if let Ok(ba) = chunk.cast::<PyByteArray>() {
             if native {
                 // SAFETY: no Python code runs while `data` is borrowed (native rewriting
-                // only), so nothing can resize or free the bytearray meanwhile.
+                // only, and `to_list` makes only untracked `bytes` objects until it drops
+                // the pieces), so nothing can resize or free the bytearray meanwhile.
                 unsafe { ba.as_bytes() }
             } else {
                 copied = ba.to_vec();
