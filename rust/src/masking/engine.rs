@@ -356,26 +356,9 @@ struct DigitShapes {
 impl DigitShapes {
     /// `digit_triggers` for the blocks that start in `[from, to)`, carrying on from the range
     /// before (`from` must be where the previous call's `to` was). False when `f` stopped it.
-    fn run(&mut self, text: &[u8], from: usize, to: usize, f: impl FnMut(Trigger, usize, usize) -> bool) -> bool {
-        #[cfg(target_arch = "x86_64")]
-        if has_avx2() {
-            // SAFETY: the CPU has AVX2.
-            return unsafe { self.run_avx2(text, from, to, f) };
-        }
-        self.run_with(text, from, to, f, false)
-    }
-
-    /// `run` compiled with AVX2, so that the masks are computed inline rather than through a
-    /// call per 64 bytes.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx2")]
-    unsafe fn run_avx2(&mut self, text: &[u8], from: usize, to: usize, f: impl FnMut(Trigger, usize, usize) -> bool) -> bool {
-        self.run_with(text, from, to, f, true)
-    }
-
-    #[inline(always)]
-    fn run_with(&mut self, text: &[u8], from: usize, to: usize, mut f: impl FnMut(Trigger, usize, usize) -> bool, avx2: bool) -> bool {
+    fn run(&mut self, text: &[u8], from: usize, to: usize, mut f: impl FnMut(Trigger, usize, usize) -> bool) -> bool {
         let n = text.len();
+        let avx2 = has_avx2();
         let mut c = from; // start of the 64-byte chunk
         while c < to {
             let (mut m, mut plus) = digit_plus_masks(text, c, avx2);
@@ -463,7 +446,7 @@ impl DigitShapes {
 
 /// Bit k of the first mask: `text[c + k]` is an ASCII digit; of the second: it is '+'. Bits past
 /// the end of `text` are 0. `avx2`: the CPU has AVX2 (`has_avx2`).
-#[inline(always)]
+#[inline]
 fn digit_plus_masks(text: &[u8], c: usize, avx2: bool) -> (u64, u64) {
     #[cfg(target_arch = "x86_64")]
     if c + 64 <= text.len() {
@@ -519,7 +502,6 @@ unsafe fn masks_sse2(p: *const u8) -> (u64, u64) {
 /// `digit_plus_masks` of the 64 bytes at `p`, 32 at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
-#[inline]
 unsafe fn masks_avx2(p: *const u8) -> (u64, u64) {
     use std::arch::x86_64::*;
     let lo = _mm256_set1_epi8(b'/' as i8);
