@@ -15,9 +15,12 @@ WRITE_HIGH_WATER_BYTES = 256 * 1024
 WRITE_LOW_WATER_BYTES = 64 * 1024
 #: A corked response (see ClientConnection.cork) is flushed once this much is collected.
 CORK_FLUSH_BYTES = 64 * 1024
-#: Corked writes larger than this leave as a vectored write of the pieces; smaller ones are
-#: joined (copying a few KiB costs less than a writev context per flush).
+#: Body data of at least this size leaves as h11's pieces (chunk size line, the data itself,
+#: CRLF) in a vectored write, not joined into a copy; smaller writes, and corks holding more than
+#: WRITEV_MAX_PIECES pieces, are joined (a small copy costs less than the transport's per-buffer
+#: work).
 WRITEV_MIN_BYTES = 16 * 1024
+WRITEV_MAX_PIECES = 64
 
 
 class FlowControl:

@@ -21,6 +21,7 @@ from graphwarden.flow import (
     CORK_FLUSH_BYTES,
     WRITE_HIGH_WATER_BYTES,
     WRITE_LOW_WATER_BYTES,
+    WRITEV_MAX_PIECES,
     WRITEV_MIN_BYTES,
     FlowControl,
 )
@@ -352,10 +353,10 @@ class ClientConnection(asyncio.Protocol):
             if transport is not None and not self._closed:
                 if len(cork) == 1:
                     transport.write(cork[0])
-                elif self._corked_bytes <= WRITEV_MIN_BYTES:
-                    transport.write(b"".join(cork))  # small: one copy beats a vectored write
+                elif self._corked_bytes > WRITEV_MIN_BYTES and len(cork) <= WRITEV_MAX_PIECES:
+                    transport.writelines(cork)  # large pieces are not copied again (writev)
                 else:
-                    transport.writelines(cork)  # large bodies are not copied again (writev)
+                    transport.write(b"".join(cork))  # small or many pieces: one copy is cheaper
             cork.clear()
             self._corked_bytes = 0
 
@@ -379,8 +380,12 @@ class ClientConnection(asyncio.Protocol):
             # The pieces as they are (chunk size line, `data` itself, CRLF): h11's `send` would
             # join them into a copy of `data`.
             parts = self.h11.send_with_data_passthrough(h11.Data(data=data))
-            if parts:
+            if not parts:
+                return
+            if len(data) >= WRITEV_MIN_BYTES:
                 self._write_parts(parts, len(data))
+            else:
+                self._write(parts[0] if len(parts) == 1 else b"".join(parts))
 
     def send_end(self) -> None:
         assert self.h11 is not None

@@ -17,7 +17,7 @@ from typing import Any, cast
 import h11
 
 from graphwarden.errors import UpstreamTimeout, UpstreamUnavailable
-from graphwarden.flow import WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES, FlowControl
+from graphwarden.flow import WRITE_HIGH_WATER_BYTES, WRITE_LOW_WATER_BYTES, WRITEV_MIN_BYTES, FlowControl
 
 READ_HIGH_WATER_BYTES = 256 * 1024
 READ_LOW_WATER_BYTES = 64 * 1024
@@ -166,8 +166,10 @@ class UpstreamConnection(asyncio.Protocol):
         if parts:
             if len(parts) == 1:
                 self.transport.write(parts[0])
+            elif sum(len(p) for p in parts) >= WRITEV_MIN_BYTES:
+                self.transport.writelines(parts)  # a large body chunk is not copied again
             else:
-                self.transport.writelines(parts)
+                self.transport.write(b"".join(parts))
 
     # -- lifecycle ----------------------------------------------------------------------------
     @property
