@@ -11,6 +11,20 @@ pub mod masking;
 mod py;
 pub mod sse;
 
+/// Helpers shared by the unit tests.
+#[cfg(test)]
+pub(crate) mod test_util {
+    /// A small deterministic generator for the randomised tests.
+    pub(crate) fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
+        move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        }
+    }
+}
+
 use pyo3::prelude::*;
 
 /// The `graphwarden._native` extension module.

@@ -143,13 +143,8 @@ impl SseSplitter {
             let st = if self.lf.valid { self.lf } else { LfState { valid: true, ..LfState::default() } };
             let mut lf_out = Vec::new();
             let (done, cr) = self.split_lf(&data, st, rw, clear, &mut lf_out);
-            for o in lf_out {
-                out.push(match o {
-                    LfOut::Pass(a, b) => Piece::Owned(data[a..b].to_vec()),
-                    LfOut::Owned(v) => Piece::Owned(v),
-                    LfOut::Routed(a, b, n) => Piece::Event { name: data[n.0..n.1].to_vec(), raw: data[a..b].to_vec() },
-                });
-            }
+            // `data` is dropped or kept below: what passes is copied out
+            push_pieces(&mut out, lf_out, &data, |a, b| Piece::Owned(data[a..b].to_vec()));
             self.buf = if done == 0 { data } else { data[done..].to_vec() };
             if cr {
                 return self.general_into(out, rest, rw);
@@ -160,13 +155,7 @@ impl SseSplitter {
             let mut lf_out = Vec::new();
             let st = LfState { valid: true, ..LfState::default() };
             let (done, cr) = self.split_lf(rest, st, rw, clear, &mut lf_out);
-            for o in lf_out {
-                out.push(match o {
-                    LfOut::Pass(a, b) => Piece::Borrowed(&rest[a..b]),
-                    LfOut::Owned(v) => Piece::Owned(v),
-                    LfOut::Routed(a, b, n) => Piece::Event { name: rest[n.0..n.1].to_vec(), raw: rest[a..b].to_vec() },
-                });
-            }
+            push_pieces(&mut out, lf_out, rest, |a, b| Piece::Borrowed(&rest[a..b]));
             self.buf = rest[done..].to_vec();
             if cr {
                 return self.general_into(out, b"", rw);
@@ -444,6 +433,17 @@ enum LfOut {
     Routed(usize, usize, (usize, usize)),
 }
 
+/// `split_lf`'s output over `buf` as pieces; `pass` makes the piece for a range that passes.
+fn push_pieces<'c>(out: &mut Vec<Piece<'c>>, lf_out: Vec<LfOut>, buf: &[u8], pass: impl Fn(usize, usize) -> Piece<'c>) {
+    for o in lf_out {
+        out.push(match o {
+            LfOut::Pass(a, b) => pass(a, b),
+            LfOut::Owned(v) => Piece::Owned(v),
+            LfOut::Routed(a, b, n) => Piece::Event { name: buf[n.0..n.1].to_vec(), raw: buf[a..b].to_vec() },
+        });
+    }
+}
+
 fn push_pass(out: &mut Vec<LfOut>, start: usize, end: usize) {
     if let Some(LfOut::Pass(_, e)) = out.last_mut() {
         if *e == start {
@@ -612,6 +612,21 @@ fn memchr2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
     memchr::memchr2(a, b, hay)
 }
 
+/// Test helper: appends `segs` to `out`, writing `<R>` where a routed event was taken out and
+/// keeping that event (name, raw) in `routed`.
+#[cfg(test)]
+fn collect_segments(segs: Vec<Segment>, out: &mut Vec<u8>, routed: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+    for seg in segs {
+        match seg {
+            Segment::Bytes(b) => out.extend(b),
+            Segment::Event { name, raw } => {
+                out.extend_from_slice(b"<R>");
+                routed.push((name, raw));
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -626,15 +641,7 @@ mod tests {
         let mut routed = Vec::new();
         let mut rw = upper;
         for c in chunks {
-            for seg in s.feed(c, &mut rw).unwrap() {
-                match seg {
-                    Segment::Bytes(b) => out.extend(b),
-                    Segment::Event { name, raw } => {
-                        out.extend_from_slice(b"<R>");
-                        routed.push((name, raw));
-                    }
-                }
-            }
+            collect_segments(s.feed(c, &mut rw).unwrap(), &mut out, &mut routed);
         }
         out.extend(s.finish());
         (out, routed)
@@ -761,19 +768,10 @@ mod lf_tests {
         let mut routed = Vec::new();
         for c in chunks {
             let segs = if keep { s.feed(c, &mut Keep).unwrap() } else { s.feed(c, &mut upper).unwrap() };
-            for seg in segs {
-                match seg {
-                    Segment::Bytes(b) => out.extend(b),
-                    Segment::Event { name, raw } => {
-                        out.extend_from_slice(b"<R>");
-                        let _ = name;
-                        routed.push(raw);
-                    }
-                }
-            }
+            collect_segments(segs, &mut out, &mut routed);
         }
         out.extend(s.finish());
-        (out, routed, s.events)
+        (out, routed.into_iter().map(|(_, raw)| raw).collect(), s.events)
     }
 
     const LF: &[u8] = b"event: metadata\ndata: {\"run_id\":\"r\"}\n\nevent: values\nid: 3\ndata: {\"a\":\"x\"}\ndata\n\n: heartbeat\n\nevent: tasks|sub:1\ndata: t\n\nevent: custom\ndata: z\n\nevent: nodata\nid: 9\n\nevent: tasks\nevent: values\ndata: w\n\ntail";
@@ -819,6 +817,7 @@ mod lf_tests {
 mod diff_tests {
     //! The splitter against a whole-text reference, on generated streams cut at random points.
     use super::*;
+    use crate::test_util::xorshift;
 
     /// Masks "SECRET" in data, where `\z` decodes to `S` (so a backslash can hide a match
     /// from a raw region check, as a JSON escape can).
@@ -852,7 +851,7 @@ mod diff_tests {
             let mut out = d.clone();
             for i in 0..d.len().saturating_sub(5) {
                 if &d[i..i + 6] == b"SECRET" {
-                    out[i..i + 6].copy_from_slice(b"XXXXXX");
+                    out[i..i + 6].copy_from_slice(b"######");
                 }
             }
             Some(out)
@@ -925,15 +924,7 @@ mod diff_tests {
                     }
                 }
             } else {
-                for seg in s.feed(chunk, &mut Secret).unwrap() {
-                    match seg {
-                        Segment::Bytes(b) => out.extend(b),
-                        Segment::Event { name, raw } => {
-                            out.extend_from_slice(b"<R>");
-                            events.push((name, raw));
-                        }
-                    }
-                }
+                collect_segments(s.feed(chunk, &mut Secret).unwrap(), &mut out, &mut events);
             }
         }
         out.extend(s.finish());
@@ -974,15 +965,7 @@ mod diff_tests {
             l
         };
         let routed: &[&[u8]] = &[b"tasks", b"metadata"];
-        let mut next = {
-            let mut seed = 0x2545_f491_4f6c_dd1du64;
-            move || {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed
-            }
-        };
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         let (mut rewritten, mut routed_n) = (0, 0);
         for round in 0..4000 {
             let with_cr = round % 4 == 3;
@@ -999,7 +982,7 @@ mod diff_tests {
                 text.extend_from_slice(b"data: unterminated");
             }
             let want = reference(&text, routed);
-            rewritten += want.0.windows(6).filter(|w| w == b"XXXXXX").count();
+            rewritten += want.0.windows(6).filter(|w| w == b"######").count();
             routed_n += want.1.len();
             let mut cuts: Vec<usize> = (0..next() % 6).map(|_| (next() as usize) % (text.len() + 1)).collect();
             cuts.sort();
@@ -1011,15 +994,7 @@ mod diff_tests {
 
     #[test]
     fn masks_mark_every_lf_backslash_and_cr() {
-        let mut next = {
-            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-            move || {
-                seed ^= seed << 13;
-                seed ^= seed >> 7;
-                seed ^= seed << 17;
-                seed
-            }
-        };
+        let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let text: Vec<u8> = (0..1000).map(|_| [b'\n', b'\\', b'a', b'\r', 0u8][(next() % 5) as usize]).collect();
         for at in 0..text.len() {
             let (lf, bs, cr) = line_masks(&text, at);

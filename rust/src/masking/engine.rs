@@ -1293,6 +1293,7 @@ pub struct StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::test_util::xorshift;
 
     /// A necessary condition for any match of `DIGIT_GATED`: some `digit_triggers` trigger.
     fn digit_gate(text: &[u8]) -> bool {
@@ -1329,16 +1330,6 @@ mod tests {
             if want { yes += 1 } else { no += 1 }
         }
         assert!(yes > 500 && no > 500, "{yes} matching, {no} not");
-    }
-
-    /// A small deterministic generator for the randomised tests.
-    fn xorshift(mut seed: u64) -> impl FnMut() -> u64 {
-        move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        }
     }
 
     /// A one-pattern entry that labels its matches.
