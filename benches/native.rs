@@ -136,8 +136,13 @@ fn main() {
             let c = best(3, 1, || drop(black_box(one.mask(black_box(&clean)))));
             let d = best(3, 1, || drop(black_box(one.mask(black_box(&dense)))));
             let w = stream_writes(&one, &dense, 3, 500);
-            println!("{:<24} clean {:7.3} GB/s  dense {:7.3} GB/s  stream dense {:7.2} us", e.id,
-                     size as f64 / c.as_secs_f64() / 1e9, size as f64 / d.as_secs_f64() / 1e9, w.as_secs_f64() * 1e6);
+            println!(
+                "{:<24} clean {:7.3} GB/s  dense {:7.3} GB/s  stream dense {:7.2} us",
+                e.id,
+                size as f64 / c.as_secs_f64() / 1e9,
+                size as f64 / d.as_secs_f64() / 1e9,
+                w.as_secs_f64() * 1e6
+            );
         }
         return;
     }
@@ -165,11 +170,28 @@ fn main() {
     let digits = Engine::new(all.iter().filter(|e| digit_ids.contains(&e.id.as_str())).cloned().collect(), [7; 32])
         .expect("digit entries compile");
     assert!(!engine.may_match(&text), "the prose holds nothing to mask");
-    println!("mask, 2 MiB prose          {:8.3} GB/s", gbps(best(5, 3, || drop(black_box(engine.mask(black_box(&text)))))));
-    println!("  literal-led entries, scan {:7.3} GB/s", gbps(best(5, 3, || { black_box(literal.may_match(black_box(&text))); })));
-    println!("  literal-led entries, mask {:7.3} GB/s", gbps(best(5, 3, || drop(black_box(literal.mask(black_box(&text)))))));
-    println!("  digit entries, mask       {:7.3} GB/s", gbps(best(5, 3, || drop(black_box(digits.mask(black_box(&text)))))));
-    println!("  copy of the text          {:7.3} GB/s", gbps(best(5, 3, || drop(black_box(black_box(&text).to_vec())))));
+    println!(
+        "mask, 2 MiB prose          {:8.3} GB/s",
+        gbps(best(5, 3, || drop(black_box(engine.mask(black_box(&text))))))
+    );
+    println!(
+        "  literal-led entries, scan {:7.3} GB/s",
+        gbps(best(5, 3, || {
+            black_box(literal.may_match(black_box(&text)));
+        }))
+    );
+    println!(
+        "  literal-led entries, mask {:7.3} GB/s",
+        gbps(best(5, 3, || drop(black_box(literal.mask(black_box(&text))))))
+    );
+    println!(
+        "  digit entries, mask       {:7.3} GB/s",
+        gbps(best(5, 3, || drop(black_box(digits.mask(black_box(&text))))))
+    );
+    println!(
+        "  copy of the text          {:7.3} GB/s",
+        gbps(best(5, 3, || drop(black_box(black_box(&text).to_vec()))))
+    );
     let kib = &dense[..1024];
     if let Some(case) = std::env::var_os("GW_BENCH_LOOP") {
         // one case, repeated for 6 s, to run under a profiler (`perf record`)
@@ -192,9 +214,15 @@ fn main() {
         }
         return;
     }
-    println!("mask, 1 KiB dense          {:8.2} us", best(7, 2000, || drop(black_box(engine.mask(black_box(kib))))).as_secs_f64() * 1e6);
+    println!(
+        "mask, 1 KiB dense          {:8.2} us",
+        best(7, 2000, || drop(black_box(engine.mask(black_box(kib))))).as_secs_f64() * 1e6
+    );
     let doc = [b"{\"text\": \"".as_slice(), &clean[..1000], b"\"}"].concat();
-    println!("mask_json, 1 KiB clean     {:8.2} us", best(7, 2000, || drop(black_box(engine.mask_json(black_box(&doc))))).as_secs_f64() * 1e6);
+    println!(
+        "mask_json, 1 KiB clean     {:8.2} us",
+        best(7, 2000, || drop(black_box(engine.mask_json(black_box(&doc))))).as_secs_f64() * 1e6
+    );
     for (name, text) in [("clean", &clean), ("dense", &dense)] {
         let per = stream_writes(&engine, text, 7, 2000);
         println!("stream write 256 B {name:<5}   {:8.2} us", per.as_secs_f64() * 1e6);
@@ -209,7 +237,8 @@ fn main() {
             out.clear();
         }
         seq += 1;
-        prev = put_record(&mut out, b"chain-0", seq, 1_700_000_000_000_000_000 + seq, &prev, b"request", black_box(&body));
+        prev =
+            put_record(&mut out, b"chain-0", seq, 1_700_000_000_000_000_000 + seq, &prev, b"request", black_box(&body));
     });
     println!("audit record encode+hash, 1 KiB body {:8.3} us", per.as_secs_f64() * 1e6);
 }

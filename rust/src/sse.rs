@@ -121,7 +121,11 @@ impl SseSplitter {
     /// caller joins consecutive `Borrowed` and `Owned` pieces into what it sends, so each byte
     /// of an LF stream is copied once (into the caller's output), or twice when it belongs to
     /// an event that straddles two chunks.
-    pub fn feed_pieces<'c, R: DataRewriter>(&mut self, chunk: &'c [u8], rw: &mut R) -> Result<Vec<Piece<'c>>, EventTooLarge> {
+    pub fn feed_pieces<'c, R: DataRewriter>(
+        &mut self,
+        chunk: &'c [u8],
+        rw: &mut R,
+    ) -> Result<Vec<Piece<'c>>, EventTooLarge> {
         let mut out: Vec<Piece<'c>> = Vec::new();
         if self.carry_cr {
             return self.general_into(out, chunk, rw);
@@ -168,7 +172,12 @@ impl SseSplitter {
     }
 
     /// The general path from here on: `self.buf` (read up to `self.scanned`) and then `chunk`.
-    fn general_into<'c, R: DataRewriter>(&mut self, mut out: Vec<Piece<'c>>, chunk: &[u8], rw: &mut R) -> Result<Vec<Piece<'c>>, EventTooLarge> {
+    fn general_into<'c, R: DataRewriter>(
+        &mut self,
+        mut out: Vec<Piece<'c>>,
+        chunk: &[u8],
+        rw: &mut R,
+    ) -> Result<Vec<Piece<'c>>, EventTooLarge> {
         let segs = self.feed_general(chunk, rw)?;
         // Stay on the general path while it holds an incomplete event (whether that event has
         // a CR or not; looking would read the carried bytes again on every feed).
@@ -252,7 +261,14 @@ impl SseSplitter {
     /// Events that pass are reported as ranges, merged into runs. The same decisions as
     /// `emit`. Returns where the incomplete tail starts and whether a CR stopped it; `self.lf` and `self.scanned` describe
     /// that tail afterwards, so the next feed reads only new bytes.
-    fn split_lf<R: DataRewriter>(&mut self, buf: &[u8], mut st: LfState, rw: &mut R, clear: bool, out: &mut Vec<LfOut>) -> (usize, bool) {
+    fn split_lf<R: DataRewriter>(
+        &mut self,
+        buf: &[u8],
+        mut st: LfState,
+        rw: &mut R,
+        clear: bool,
+        out: &mut Vec<LfOut>,
+    ) -> (usize, bool) {
         let wants_data = rw.wants_data();
         let mut event_start = 0usize;
         let mut pos = st.read;
@@ -284,7 +300,9 @@ impl SseSplitter {
                         event_start = p + 1;
                         st = LfState { valid: true, line_start: p + 1, ..LfState::default() };
                     }
-                    Some(b'd') if line.starts_with(b"data") && (line.len() == 4 || line[4] == b':') => st.data_lines += 1,
+                    Some(b'd') if line.starts_with(b"data") && (line.len() == 4 || line[4] == b':') => {
+                        st.data_lines += 1
+                    }
                     Some(b'e') if line.starts_with(b"event") && (line.len() == 5 || line[5] == b':') => {
                         let mut v = p.min(ls + 6);
                         if v < p && buf[v] == b' ' {
@@ -317,7 +335,17 @@ impl SseSplitter {
 
     /// One complete LF event `buf[start..end]` (see `split_lf`).
     #[allow(clippy::too_many_arguments)]
-    fn end_event_lf<R: DataRewriter>(&self, buf: &[u8], start: usize, end: usize, st: &LfState, rw: &mut R, clear: bool, wants_data: bool, out: &mut Vec<LfOut>) {
+    fn end_event_lf<R: DataRewriter>(
+        &self,
+        buf: &[u8],
+        start: usize,
+        end: usize,
+        st: &LfState,
+        rw: &mut R,
+        clear: bool,
+        wants_data: bool,
+        out: &mut Vec<LfOut>,
+    ) {
         let mut pass = st.data_lines == 0;
         let mut routed = false;
         if !pass {
@@ -353,7 +381,14 @@ impl SseSplitter {
         std::mem::take(&mut self.buf)
     }
 
-    fn emit<R: DataRewriter>(&mut self, raw: &[u8], rw: &mut R, out: &mut Vec<Segment>, pending: &mut Vec<u8>, clear: bool) {
+    fn emit<R: DataRewriter>(
+        &mut self,
+        raw: &[u8],
+        rw: &mut R,
+        out: &mut Vec<Segment>,
+        pending: &mut Vec<u8>,
+        clear: bool,
+    ) {
         self.events += 1;
         if !rw.wants_data() {
             // Routing only: the event name decides, the data is never looked at.
@@ -612,10 +647,14 @@ fn memchr2(a: u8, b: u8, hay: &[u8]) -> Option<usize> {
     memchr::memchr2(a, b, hay)
 }
 
+/// Test helper type: routed events as (name, raw event bytes).
+#[cfg(test)]
+type Routed = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Test helper: appends `segs` to `out`, writing `<R>` where a routed event was taken out and
 /// keeping that event (name, raw) in `routed`.
 #[cfg(test)]
-fn collect_segments(segs: Vec<Segment>, out: &mut Vec<u8>, routed: &mut Vec<(Vec<u8>, Vec<u8>)>) {
+fn collect_segments(segs: Vec<Segment>, out: &mut Vec<u8>, routed: &mut Routed) {
     for seg in segs {
         match seg {
             Segment::Bytes(b) => out.extend(b),
@@ -635,7 +674,7 @@ mod tests {
         Some(d.to_ascii_uppercase())
     }
 
-    fn run(chunks: &[&[u8]]) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>) {
+    fn run(chunks: &[&[u8]]) -> (Vec<u8>, Routed) {
         let mut s = SseSplitter::new(vec![b"tasks".to_vec(), b"metadata".to_vec()], 1 << 20);
         let mut out = Vec::new();
         let mut routed = Vec::new();
@@ -863,7 +902,7 @@ mod diff_tests {
     }
 
     /// The WHATWG rules over the whole text at once.
-    fn reference(text: &[u8], routed: &[&[u8]]) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>, u64) {
+    fn reference(text: &[u8], routed: &[&[u8]]) -> (Vec<u8>, Routed, u64) {
         let mut out = Vec::new();
         let mut events = Vec::new();
         let mut count = 0;
@@ -891,7 +930,7 @@ mod diff_tests {
             let base = p.name.split(|&c| c == b'|').next().unwrap_or(b"");
             if p.data_lines == 0 {
                 out.extend_from_slice(raw);
-            } else if routed.iter().any(|r| *r == base) {
+            } else if routed.contains(&base) {
                 out.extend_from_slice(b"<R>");
                 events.push((p.name.clone(), raw.to_vec()));
             } else {
@@ -905,7 +944,7 @@ mod diff_tests {
         (out, events, count)
     }
 
-    fn split(text: &[u8], cuts: &[usize], routed: &[&[u8]], pieces: bool) -> (Vec<u8>, Vec<(Vec<u8>, Vec<u8>)>, u64) {
+    fn split(text: &[u8], cuts: &[usize], routed: &[&[u8]], pieces: bool) -> (Vec<u8>, Routed, u64) {
         let mut s = SseSplitter::new(routed.iter().map(|r| r.to_vec()).collect(), 1 << 20);
         let (mut out, mut events) = (Vec::new(), Vec::new());
         let mut at = 0;
@@ -975,7 +1014,11 @@ mod diff_tests {
             for line in 0..n_lines {
                 let k = (next() % (lines.len() as u64 + 1)) as usize;
                 text.extend_from_slice(if k == lines.len() { &long } else { lines[k] });
-                let eol: &[u8] = if with_cr && line >= cr_from { [&b"\r\n"[..], b"\r", b"\n"][(next() % 3) as usize] } else { b"\n" };
+                let eol: &[u8] = if with_cr && line >= cr_from {
+                    [&b"\r\n"[..], b"\r", b"\n"][(next() % 3) as usize]
+                } else {
+                    b"\n"
+                };
                 text.extend_from_slice(eol);
             }
             if next() % 2 == 0 {
@@ -986,8 +1029,18 @@ mod diff_tests {
             routed_n += want.1.len();
             let mut cuts: Vec<usize> = (0..next() % 6).map(|_| (next() as usize) % (text.len() + 1)).collect();
             cuts.sort();
-            assert_eq!(split(&text, &cuts, routed, true), want, "pieces, cuts {cuts:?} in {:?}", String::from_utf8_lossy(&text));
-            assert_eq!(split(&text, &cuts, routed, false), want, "segments, cuts {cuts:?} in {:?}", String::from_utf8_lossy(&text));
+            assert_eq!(
+                split(&text, &cuts, routed, true),
+                want,
+                "pieces, cuts {cuts:?} in {:?}",
+                String::from_utf8_lossy(&text)
+            );
+            assert_eq!(
+                split(&text, &cuts, routed, false),
+                want,
+                "segments, cuts {cuts:?} in {:?}",
+                String::from_utf8_lossy(&text)
+            );
         }
         assert!(rewritten > 1000 && routed_n > 1000, "{rewritten} rewritten, {routed_n} routed");
     }

@@ -94,7 +94,14 @@ pub fn body_hash(body: &[u8]) -> [u8; 32] {
 }
 
 /// The record hash from its fields.
-pub fn record_hash(chain: &[u8], seq: u64, time_ns: u64, prev: &[u8; 32], kind: &[u8], body_hash: &[u8; 32]) -> [u8; 32] {
+pub fn record_hash(
+    chain: &[u8],
+    seq: u64,
+    time_ns: u64,
+    prev: &[u8; 32],
+    kind: &[u8],
+    body_hash: &[u8; 32],
+) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(RECORD_DOMAIN);
     h.update(&[chain.len() as u8]);
@@ -109,7 +116,15 @@ pub fn record_hash(chain: &[u8], seq: u64, time_ns: u64, prev: &[u8; 32], kind: 
 }
 
 /// Encode a record frame into `out`; returns the record hash.
-pub fn put_record(out: &mut Vec<u8>, chain: &[u8], seq: u64, time_ns: u64, prev: &[u8; 32], kind: &[u8], body: &[u8]) -> [u8; 32] {
+pub fn put_record(
+    out: &mut Vec<u8>,
+    chain: &[u8],
+    seq: u64,
+    time_ns: u64,
+    prev: &[u8; 32],
+    kind: &[u8],
+    body: &[u8],
+) -> [u8; 32] {
     let payload_len = 1 + 1 + chain.len() + 8 + 8 + 32 + 1 + kind.len() + 4 + body.len();
     out.reserve(FRAME_HEADER_BYTES + payload_len);
     let start = out.len();

@@ -27,10 +27,11 @@ pub fn load_or_create(path: &Path) -> Result<SigningKey, String> {
                     meta.permissions().mode() & 0o777
                 ));
             }
-            let text = fs::read_to_string(path).map_err(|e| format!("cannot read audit key file {}: {e}", path.display()))?;
-            let seed = unhex(&text)
-                .filter(|b| b.len() == 32)
-                .ok_or_else(|| format!("audit key file {} must hold 64 hex digits (an Ed25519 seed)", path.display()))?;
+            let text =
+                fs::read_to_string(path).map_err(|e| format!("cannot read audit key file {}: {e}", path.display()))?;
+            let seed = unhex(&text).filter(|b| b.len() == 32).ok_or_else(|| {
+                format!("audit key file {} must hold 64 hex digits (an Ed25519 seed)", path.display())
+            })?;
             let key = SigningKey::from_bytes(seed.as_slice().try_into().unwrap());
             let pp = pub_path(path);
             if !pp.exists() {
@@ -71,8 +72,10 @@ pub fn parse_public_key(spec: &str) -> Result<[u8; 32], String> {
         return Ok(b.try_into().unwrap());
     }
     let p = Path::new(spec);
-    let text = fs::read_to_string(p).map_err(|e| format!("--key {spec}: not 64 hex digits and not a readable file ({e})"))?;
-    let b = unhex(&text).filter(|b| b.len() == 32).ok_or_else(|| format!("--key file {spec} must hold 64 hex digits"))?;
+    let text =
+        fs::read_to_string(p).map_err(|e| format!("--key {spec}: not 64 hex digits and not a readable file ({e})"))?;
+    let b =
+        unhex(&text).filter(|b| b.len() == 32).ok_or_else(|| format!("--key file {spec} must hold 64 hex digits"))?;
     let arr: [u8; 32] = b.try_into().unwrap();
     if spec.ends_with(".pub") {
         Ok(arr)

@@ -257,12 +257,21 @@ pub struct ChainData {
 /// Verify one chain from its units. `bundle`: start anywhere, no pruning rule.
 pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundle: bool) -> (ChainReport, ChainData) {
     let mut rep = ChainReport { chain: chain.to_string(), ..Default::default() };
-    let mut data = ChainData { hashes: HashMap::new(), cp_hashes: HashSet::new(), end_seq: 0, first_seq: 0, key: pinned };
-    let find = |rep: &mut ChainReport, seq: Option<u64>, seg: &str, kind: &'static str, sev: Severity, detail: String| {
-        if rep.findings.len() < 200 {
-            rep.findings.push(Finding { chain: chain.to_string(), seq, segment: Some(seg.to_string()), kind, severity: sev, detail });
-        }
-    };
+    let mut data =
+        ChainData { hashes: HashMap::new(), cp_hashes: HashSet::new(), end_seq: 0, first_seq: 0, key: pinned };
+    let find =
+        |rep: &mut ChainReport, seq: Option<u64>, seg: &str, kind: &'static str, sev: Severity, detail: String| {
+            if rep.findings.len() < 200 {
+                rep.findings.push(Finding {
+                    chain: chain.to_string(),
+                    seq,
+                    segment: Some(seg.to_string()),
+                    kind,
+                    severity: sev,
+                    detail,
+                });
+            }
+        };
     let mut expected: Option<u64> = None;
     let mut prev = ZERO32;
     let mut last_time = 0u64;
@@ -278,23 +287,55 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
         let header = match frames.next() {
             Some((_, Ok(Item::Segment(h)))) => h.clone(),
             _ => {
-                let sev = if is_last && u.frames.is_empty() && u.stop.as_ref().is_none_or(|s| !s.2) { Severity::Incomplete } else { Severity::Tampering };
-                find(&mut rep, expected, &u.name, if sev == Severity::Incomplete { "torn_tail" } else { "frame_corrupt" }, sev, "segment does not start with a valid segment header".into());
+                let sev = if is_last && u.frames.is_empty() && u.stop.as_ref().is_none_or(|s| !s.2) {
+                    Severity::Incomplete
+                } else {
+                    Severity::Tampering
+                };
+                find(
+                    &mut rep,
+                    expected,
+                    &u.name,
+                    if sev == Severity::Incomplete { "torn_tail" } else { "frame_corrupt" },
+                    sev,
+                    "segment does not start with a valid segment header".into(),
+                );
                 broken = true;
                 continue;
             }
         };
         if header.chain != chain {
-            find(&mut rep, Some(header.first_seq), &u.name, "foreign_segment", Severity::Tampering, format!("segment header names chain {:?}", header.chain));
+            find(
+                &mut rep,
+                Some(header.first_seq),
+                &u.name,
+                "foreign_segment",
+                Severity::Tampering,
+                format!("segment header names chain {:?}", header.chain),
+            );
             broken = true;
         }
         if let Some(n) = u.name_seq {
             if n != header.first_seq {
-                find(&mut rep, Some(header.first_seq), &u.name, "segment_renamed", Severity::Tampering, format!("file name says first seq {n}, header says {}", header.first_seq));
+                find(
+                    &mut rep,
+                    Some(header.first_seq),
+                    &u.name,
+                    "segment_renamed",
+                    Severity::Tampering,
+                    format!("file name says first seq {n}, header says {}", header.first_seq),
+                );
                 broken = true;
             }
         } else if !bundle {
-            find(&mut rep, None, &u.name, "segment_renamed", Severity::Tampering, "segment file name is not a 20-digit seq".into());
+            find(
+                &mut rep,
+                None,
+                &u.name,
+                "segment_renamed",
+                Severity::Tampering,
+                "segment file name is not a 20-digit seq".into(),
+            );
             broken = true;
         }
         match expected {
@@ -303,7 +344,14 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
                 data.first_seq = header.first_seq;
                 prev = header.prev;
                 if header.first_seq == 0 && header.prev != ZERO32 {
-                    find(&mut rep, Some(0), &u.name, "chain_broken", Severity::Tampering, "first segment of the chain has a non-zero prev hash".into());
+                    find(
+                        &mut rep,
+                        Some(0),
+                        &u.name,
+                        "chain_broken",
+                        Severity::Tampering,
+                        "first segment of the chain has a non-zero prev hash".into(),
+                    );
                     broken = true;
                 }
             }
@@ -312,12 +360,23 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
                     let what = if header.first_seq > e {
                         format!("records {e}..{} are missing (segment deleted?)", header.first_seq - 1)
                     } else {
-                        format!("segment starts at seq {} but the previous one ended at {}", header.first_seq, e.saturating_sub(1))
+                        format!(
+                            "segment starts at seq {} but the previous one ended at {}",
+                            header.first_seq,
+                            e.saturating_sub(1)
+                        )
                     };
                     find(&mut rep, Some(e), &u.name, "segment_gap", Severity::Tampering, what);
                     broken = true;
                 } else if header.prev != prev {
-                    find(&mut rep, Some(e), &u.name, "segment_replaced", Severity::Tampering, "segment header's prev hash does not match the previous segment's last record".into());
+                    find(
+                        &mut rep,
+                        Some(e),
+                        &u.name,
+                        "segment_replaced",
+                        Severity::Tampering,
+                        "segment header's prev hash does not match the previous segment's last record".into(),
+                    );
                     broken = true;
                 }
                 prev = header.prev;
@@ -328,7 +387,14 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
             let item = match item {
                 Ok(i) => i,
                 Err(e) => {
-                    find(&mut rep, expected, &u.name, "frame_corrupt", Severity::Tampering, format!("undecodable frame at offset {off}: {e}"));
+                    find(
+                        &mut rep,
+                        expected,
+                        &u.name,
+                        "frame_corrupt",
+                        Severity::Tampering,
+                        format!("undecodable frame at offset {off}: {e}"),
+                    );
                     broken = true;
                     continue;
                 }
@@ -336,7 +402,14 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
             match item {
                 Item::Record(r) => {
                     if r.body.is_none() && !bundle {
-                        find(&mut rep, Some(r.seq), &u.name, "frame_corrupt", Severity::Tampering, "elided record inside a segment".into());
+                        find(
+                            &mut rep,
+                            Some(r.seq),
+                            &u.name,
+                            "frame_corrupt",
+                            Severity::Tampering,
+                            "elided record inside a segment".into(),
+                        );
                         broken = true;
                     }
                     let e = expected.unwrap_or(0);
@@ -347,7 +420,14 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
                     rep.last_seq = Some(r.seq);
                     let mut ok = true;
                     if r.chain != chain {
-                        find(&mut rep, Some(r.seq), &u.name, "foreign_record", Severity::Tampering, format!("record of chain {:?} spliced in at offset {off}", r.chain));
+                        find(
+                            &mut rep,
+                            Some(r.seq),
+                            &u.name,
+                            "foreign_record",
+                            Severity::Tampering,
+                            format!("record of chain {:?} spliced in at offset {off}", r.chain),
+                        );
                         ok = false;
                     }
                     if r.seq != e {
@@ -360,22 +440,50 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
                         find(&mut rep, Some(e), &u.name, kind, Severity::Tampering, detail);
                         ok = false;
                     } else if r.prev != prev {
-                        find(&mut rep, Some(r.seq), &u.name, "chain_broken", Severity::Tampering, "prev hash does not match the previous record (record edited, replaced or inserted)".into());
+                        find(
+                            &mut rep,
+                            Some(r.seq),
+                            &u.name,
+                            "chain_broken",
+                            Severity::Tampering,
+                            "prev hash does not match the previous record (record edited, replaced or inserted)".into(),
+                        );
                         ok = false;
                     }
                     if r.time_ns < last_time {
-                        find(&mut rep, Some(r.seq), &u.name, "time_backwards", Severity::Tampering, format!("time {} is before the previous record's {}", r.time_ns, last_time));
+                        find(
+                            &mut rep,
+                            Some(r.seq),
+                            &u.name,
+                            "time_backwards",
+                            Severity::Tampering,
+                            format!("time {} is before the previous record's {}", r.time_ns, last_time),
+                        );
                         ok = false;
                     }
                     if r.seq == 0 {
                         if r.kind != "audit.genesis" {
-                            find(&mut rep, Some(0), &u.name, "chain_broken", Severity::Tampering, "seq 0 is not an audit.genesis record".into());
+                            find(
+                                &mut rep,
+                                Some(0),
+                                &u.name,
+                                "chain_broken",
+                                Severity::Tampering,
+                                "seq 0 is not an audit.genesis record".into(),
+                            );
                             ok = false;
                         } else if let Some(k) = r.body.as_deref().and_then(genesis_key) {
                             match data.key {
                                 None => data.key = Some(k),
                                 Some(p) if p != k => {
-                                    find(&mut rep, Some(0), &u.name, "wrong_key", Severity::Tampering, format!("genesis names key {}, expected {}", hex(&k), hex(&p)));
+                                    find(
+                                        &mut rep,
+                                        Some(0),
+                                        &u.name,
+                                        "wrong_key",
+                                        Severity::Tampering,
+                                        format!("genesis names key {}, expected {}", hex(&k), hex(&p)),
+                                    );
                                     ok = false;
                                 }
                                 _ => {}
@@ -400,33 +508,89 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
                     let mut ok = true;
                     if data.key.is_none() {
                         data.key = Some(c.public_key);
-                        find(&mut rep, cpseq, &u.name, "key_unpinned", Severity::Info, format!("no genesis record and no --key: trusting the first checkpoint's key {}", hex(&c.public_key)));
+                        find(
+                            &mut rep,
+                            cpseq,
+                            &u.name,
+                            "key_unpinned",
+                            Severity::Info,
+                            format!(
+                                "no genesis record and no --key: trusting the first checkpoint's key {}",
+                                hex(&c.public_key)
+                            ),
+                        );
                     }
                     let key = data.key.unwrap();
                     if c.chain != chain {
-                        find(&mut rep, cpseq, &u.name, "foreign_checkpoint", Severity::Tampering, format!("checkpoint of chain {:?}", c.chain));
+                        find(
+                            &mut rep,
+                            cpseq,
+                            &u.name,
+                            "foreign_checkpoint",
+                            Severity::Tampering,
+                            format!("checkpoint of chain {:?}", c.chain),
+                        );
                         ok = false;
                     }
                     if c.public_key != key {
-                        find(&mut rep, cpseq, &u.name, "wrong_key", Severity::Tampering, format!("checkpoint signed by {} instead of the chain key {}", hex(&c.public_key), hex(&key)));
+                        find(
+                            &mut rep,
+                            cpseq,
+                            &u.name,
+                            "wrong_key",
+                            Severity::Tampering,
+                            format!(
+                                "checkpoint signed by {} instead of the chain key {}",
+                                hex(&c.public_key),
+                                hex(&key)
+                            ),
+                        );
                         ok = false;
                     } else if !c.signature_ok() {
-                        find(&mut rep, cpseq, &u.name, "bad_signature", Severity::Tampering, "checkpoint signature does not verify".into());
+                        find(
+                            &mut rep,
+                            cpseq,
+                            &u.name,
+                            "bad_signature",
+                            Severity::Tampering,
+                            "checkpoint signature does not verify".into(),
+                        );
                         ok = false;
                     }
                     if c.size > e {
-                        find(&mut rep, cpseq, &u.name, "checkpoint_mismatch", Severity::Tampering, format!("checkpoint covers {} records but only {e} precede it", c.size));
+                        find(
+                            &mut rep,
+                            cpseq,
+                            &u.name,
+                            "checkpoint_mismatch",
+                            Severity::Tampering,
+                            format!("checkpoint covers {} records but only {e} precede it", c.size),
+                        );
                         ok = false;
                     } else if c.size > 0 {
                         match data.hashes.get(&(c.size - 1)) {
                             Some(h) if *h == c.head => {}
                             Some(_) => {
-                                find(&mut rep, cpseq, &u.name, "checkpoint_mismatch", Severity::Tampering, format!("signed head hash of seq {} differs from the record on disk", c.size - 1));
+                                find(
+                                    &mut rep,
+                                    cpseq,
+                                    &u.name,
+                                    "checkpoint_mismatch",
+                                    Severity::Tampering,
+                                    format!("signed head hash of seq {} differs from the record on disk", c.size - 1),
+                                );
                                 ok = false;
                             }
                             None if bundle || c.size <= data.first_seq => {}
                             None => {
-                                find(&mut rep, cpseq, &u.name, "checkpoint_mismatch", Severity::Tampering, format!("record {} covered by the checkpoint is missing", c.size - 1));
+                                find(
+                                    &mut rep,
+                                    cpseq,
+                                    &u.name,
+                                    "checkpoint_mismatch",
+                                    Severity::Tampering,
+                                    format!("record {} covered by the checkpoint is missing", c.size - 1),
+                                );
                                 ok = false;
                             }
                         }
@@ -438,19 +602,40 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
                                 ok = false;
                             }
                             if c.size < l.size || c.time_ns < l.time_ns {
-                                find(&mut rep, cpseq, &u.name, "time_backwards", Severity::Tampering, "checkpoint size or time goes backwards".into());
+                                find(
+                                    &mut rep,
+                                    cpseq,
+                                    &u.name,
+                                    "time_backwards",
+                                    Severity::Tampering,
+                                    "checkpoint size or time goes backwards".into(),
+                                );
                                 ok = false;
                             }
                         }
                         None => {
                             if c.prev_cp != ZERO32 && !bundle && data.first_seq == 0 {
-                                find(&mut rep, cpseq, &u.name, "checkpoint_chain_broken", Severity::Tampering, "first checkpoint of an unpruned chain has a previous checkpoint".into());
+                                find(
+                                    &mut rep,
+                                    cpseq,
+                                    &u.name,
+                                    "checkpoint_chain_broken",
+                                    Severity::Tampering,
+                                    "first checkpoint of an unpruned chain has a previous checkpoint".into(),
+                                );
                                 ok = false;
                             }
                         }
                     }
                     if c.time_ns < last_time && c.size == e {
-                        find(&mut rep, cpseq, &u.name, "time_backwards", Severity::Tampering, "checkpoint time is before its head record's time".into());
+                        find(
+                            &mut rep,
+                            cpseq,
+                            &u.name,
+                            "time_backwards",
+                            Severity::Tampering,
+                            "checkpoint time is before its head record's time".into(),
+                        );
                         ok = false;
                     }
                     if c.pruned_before > 0 {
@@ -467,7 +652,14 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
                     last_cp = Some(c.clone());
                 }
                 Item::Segment(_) | Item::Bundle(_) => {
-                    find(&mut rep, expected, &u.name, "frame_corrupt", Severity::Tampering, format!("unexpected header frame at offset {off}"));
+                    find(
+                        &mut rep,
+                        expected,
+                        &u.name,
+                        "frame_corrupt",
+                        Severity::Tampering,
+                        format!("unexpected header frame at offset {off}"),
+                    );
                     broken = true;
                 }
             }
@@ -476,7 +668,14 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
             if is_last && !after {
                 find(&mut rep, expected, &u.name, "torn_tail", Severity::Incomplete, format!("{why} at offset {off}: torn write at the tail (recoverable: the writer quarantines it and appends audit.recovery)"));
             } else {
-                find(&mut rep, expected, &u.name, "frame_corrupt", Severity::Tampering, format!("{why} at offset {off} with data after it"));
+                find(
+                    &mut rep,
+                    expected,
+                    &u.name,
+                    "frame_corrupt",
+                    Severity::Tampering,
+                    format!("{why} at offset {off} with data after it"),
+                );
                 broken = true;
             }
         }
@@ -484,7 +683,14 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
     data.end_seq = expected.unwrap_or(0);
     if let Some(h) = &first_header {
         if !bundle && h.first_seq != 0 && !pruning_proofs.iter().any(|(b, p)| *b == h.first_seq && *p == h.prev) {
-            find(&mut rep, Some(h.first_seq), &units[0].name, "head_deleted", Severity::Tampering, format!("chain starts at seq {} without a signed pruning checkpoint for it", h.first_seq));
+            find(
+                &mut rep,
+                Some(h.first_seq),
+                &units[0].name,
+                "head_deleted",
+                Severity::Tampering,
+                format!("chain starts at seq {} without a signed pruning checkpoint for it", h.first_seq),
+            );
             rep.verified_through = None;
         }
     }
@@ -492,7 +698,14 @@ pub fn verify_units(chain: &str, units: &[Unit], pinned: Option<[u8; 32]>, bundl
     if let Some(last) = rep.last_seq {
         if signed_size <= last && !broken {
             let sev = if bundle { Severity::Incomplete } else { Severity::Info };
-            find(&mut rep, Some(signed_size), "", "unsigned_tail", sev, format!("records {signed_size}..{last} are not yet covered by a signed checkpoint"));
+            find(
+                &mut rep,
+                Some(signed_size),
+                "",
+                "unsigned_tail",
+                sev,
+                format!("records {signed_size}..{last} are not yet covered by a signed checkpoint"),
+            );
         }
     }
     rep.public_key = data.key.map(|k| hex(&k));
@@ -540,7 +753,14 @@ fn check_anchor(rep: &mut ChainReport, data: &ChainData, cps: &[(String, Result<
     for (name, cp) in cps {
         let seg = Some(format!("anchor:{name}"));
         let push = |rep: &mut ChainReport, seq: Option<u64>, kind: &'static str, detail: String| {
-            rep.findings.push(Finding { chain: chain.clone(), seq, segment: seg.clone(), kind, severity: Severity::Tampering, detail });
+            rep.findings.push(Finding {
+                chain: chain.clone(),
+                seq,
+                segment: seg.clone(),
+                kind,
+                severity: Severity::Tampering,
+                detail,
+            });
         };
         let c = match cp {
             Ok(c) => c,
@@ -556,7 +776,16 @@ fn check_anchor(rep: &mut ChainReport, data: &ChainData, cps: &[(String, Result<
             continue;
         }
         if Some(c.public_key) != data.key {
-            push(rep, seq, "wrong_key", format!("anchor checkpoint signed by {}, chain key is {}", hex(&c.public_key), data.key.map(|k| hex(&k)).unwrap_or_default()));
+            push(
+                rep,
+                seq,
+                "wrong_key",
+                format!(
+                    "anchor checkpoint signed by {}, chain key is {}",
+                    hex(&c.public_key),
+                    data.key.map(|k| hex(&k)).unwrap_or_default()
+                ),
+            );
             continue;
         }
         if !c.signature_ok() {
@@ -574,7 +803,12 @@ fn check_anchor(rep: &mut ChainReport, data: &ChainData, cps: &[(String, Result<
             match data.hashes.get(&(c.size - 1)) {
                 Some(h) if *h == c.head => {}
                 _ => {
-                    push(rep, seq, "anchor_mismatch", format!("record {} differs from the anchored head hash (history rewritten)", c.size - 1));
+                    push(
+                        rep,
+                        seq,
+                        "anchor_mismatch",
+                        format!("record {} differs from the anchored head hash (history rewritten)", c.size - 1),
+                    );
                     if let Some(v) = rep.verified_through {
                         rep.verified_through = Some(v.min(c.size.saturating_sub(2)));
                     }
@@ -582,7 +816,12 @@ fn check_anchor(rep: &mut ChainReport, data: &ChainData, cps: &[(String, Result<
                 }
             }
             if !data.cp_hashes.contains(&c.hash()) {
-                push(rep, seq, "checkpoint_missing", format!("anchored checkpoint at size {} is missing from the local log", c.size));
+                push(
+                    rep,
+                    seq,
+                    "checkpoint_missing",
+                    format!("anchored checkpoint at size {} is missing from the local log", c.size),
+                );
             }
         }
     }
@@ -621,7 +860,10 @@ pub fn verify_path(path: &Path, anchor: Option<&Path>, pinned: Option<[u8; 32]>)
                 segment: None,
                 kind: "chain_missing",
                 severity: Severity::Tampering,
-                detail: format!("the anchor holds {} checkpoints of chain {chain:?} but the audit directory has no such chain", cps.len()),
+                detail: format!(
+                    "the anchor holds {} checkpoints of chain {chain:?} but the audit directory has no such chain",
+                    cps.len()
+                ),
             });
         }
     }
@@ -660,7 +902,12 @@ pub fn verify_bundle(path: &Path, pinned: Option<[u8; 32]>) -> Result<Report, St
 
 /// Write an export bundle: for each chain, the records from the first to the last selected seq
 /// (others elided) up to the first checkpoint covering the last selected one.
-pub fn write_bundle(dir: &Path, out: &Path, selected: &BTreeMap<String, Vec<u64>>, header_json: &[u8]) -> Result<u64, String> {
+pub fn write_bundle(
+    dir: &Path,
+    out: &Path,
+    selected: &BTreeMap<String, Vec<u64>>,
+    header_json: &[u8],
+) -> Result<u64, String> {
     let mut buf = Vec::new();
     put_frame(&mut buf, &bundle_header_payload(header_json));
     let mut written = 0u64;
@@ -744,7 +991,13 @@ pub fn read_records(dir: &Path, chain: Option<&str>, from_seq: u64) -> Result<Ve
             for (_, item) in split_frames(&bytes).frames {
                 if let Ok(Item::Record(r)) = item {
                     if r.seq >= from_seq {
-                        out.push(ReadRecord { chain: c.clone(), seq: r.seq, time_ns: r.time_ns, kind: r.kind, body: r.body.unwrap_or_default() });
+                        out.push(ReadRecord {
+                            chain: c.clone(),
+                            seq: r.seq,
+                            time_ns: r.time_ns,
+                            kind: r.kind,
+                            body: r.body.unwrap_or_default(),
+                        });
                     }
                 }
             }
@@ -798,7 +1051,13 @@ mod tests {
         let r = verify_path(&d.join("audit"), Some(&d.join("anchor")), None).unwrap();
         assert_eq!(r.exit_code(), 0, "{}", r.to_json());
         assert_eq!(r.chains[0].verified_through, Some(300));
-        let seg = fs::read_dir(d.join("audit/c0")).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).min().unwrap();
+        let seg = fs::read_dir(d.join("audit/c0"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .min()
+            .unwrap();
         let mut b = fs::read(&seg).unwrap();
         let pos = b.windows(6).position(|w| w == b"\"i\":5}").unwrap();
         b[pos + 4] = b'6';
@@ -817,7 +1076,13 @@ mod tests {
         // Simulate a crash: leak the writer so no close checkpoint is written, then add a torn frame.
         std::mem::forget(w);
         let dir = d.join("audit/c0");
-        let last = fs::read_dir(&dir).unwrap().flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|x| x == "seg")).max().unwrap();
+        let last = fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| p.extension().is_some_and(|x| x == "seg"))
+            .max()
+            .unwrap();
         let mut b = fs::read(&last).unwrap();
         b.extend_from_slice(&[200, 0, 0, 0, 1, 2, 3]);
         fs::write(&last, b).unwrap();

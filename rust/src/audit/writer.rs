@@ -319,7 +319,17 @@ fn recover_tail(chain_dir: &Path, chain: &str) -> Result<Option<Tail>, String> {
         // A torn tail after a close checkpoint still means the last run did not end cleanly.
         let clean = clean && torn_bytes == 0;
         let seg_len = f.end as u64;
-        return Ok(Some(Tail { next_seq, head, head_time, last_cp, clean, torn_bytes, torn_file, seg_path: last, seg_len }));
+        return Ok(Some(Tail {
+            next_seq,
+            head,
+            head_time,
+            last_cp,
+            clean,
+            torn_bytes,
+            torn_file,
+            seg_path: last,
+            seg_len,
+        }));
     }
 }
 
@@ -327,7 +337,10 @@ impl Writer {
     /// Open (or create) the chain `opts.chain` under `opts.dir`.
     pub fn open(opts: Options, key: SigningKey) -> Result<Writer, String> {
         if !valid_chain_id(&opts.chain) {
-            return Err(format!("invalid chain id {:?}: use 1-64 of [A-Za-z0-9._-], not starting with '.'", opts.chain));
+            return Err(format!(
+                "invalid chain id {:?}: use 1-64 of [A-Za-z0-9._-], not starting with '.'",
+                opts.chain
+            ));
         }
         if opts.checkpoint_every == 0 {
             return Err("checkpoint_every must be at least 1".into());
@@ -356,45 +369,45 @@ impl Writer {
         let pk = key.verifying_key().to_bytes();
         let tail = recover_tail(&chain_dir, &opts.chain)?;
         let mut recovered = None;
-        let (seg, next_seq, head, head_time, last_cp, initial) =
-            match tail {
-                None => {
-                    let seg = create_segment(&chain_dir, &opts.chain, 0, &ZERO32)?;
-                    let body = format!("{{\"chain\":\"{}\",\"format\":1,\"public_key\":\"{}\"}}", opts.chain, hex(&pk));
-                    (seg, 0, ZERO32, 0, None, vec![("audit.genesis".to_string(), body.into_bytes())])
-                }
-                Some(t) => {
-                    if let Some(c) = &t.last_cp {
-                        if c.public_key != pk {
-                            return Err(format!(
-                                "the audit key does not match chain {:?}: its checkpoints are signed by {}, the key file holds {}",
-                                opts.chain,
-                                hex(&c.public_key),
-                                hex(&pk)
-                            ));
-                        }
+        let (seg, next_seq, head, head_time, last_cp, initial) = match tail {
+            None => {
+                let seg = create_segment(&chain_dir, &opts.chain, 0, &ZERO32)?;
+                let body = format!("{{\"chain\":\"{}\",\"format\":1,\"public_key\":\"{}\"}}", opts.chain, hex(&pk));
+                (seg, 0, ZERO32, 0, None, vec![("audit.genesis".to_string(), body.into_bytes())])
+            }
+            Some(t) => {
+                if let Some(c) = &t.last_cp {
+                    if c.public_key != pk {
+                        return Err(format!(
+                            "the audit key does not match chain {:?}: its checkpoints are signed by {}, the key file holds {}",
+                            opts.chain,
+                            hex(&c.public_key),
+                            hex(&pk)
+                        ));
                     }
-                    let file = OpenOptions::new().append(true).open(&t.seg_path).map_err(|e| io_err("open", &t.seg_path, e))?;
-                    let seg = Segment { path: t.seg_path.clone(), file: Some(file), durable_len: t.seg_len };
-                    let mut initial = Vec::new();
-                    if !t.clean {
-                        let torn_file = match &t.torn_file {
-                            Some(n) => format!("\"{n}\""),
-                            None => "null".into(),
-                        };
-                        let last_seq = if t.next_seq == 0 { "null".to_string() } else { (t.next_seq - 1).to_string() };
-                        let body = format!(
-                            "{{\"last_seq\":{last_seq},\"reason\":\"unclean_shutdown\",\"torn_bytes\":{},\"torn_file\":{torn_file}}}",
-                            t.torn_bytes
-                        );
-                        recovered = Some(body.clone());
-                        initial.push(("audit.recovery".to_string(), body.into_bytes()));
-                    }
-                    // Times never go backwards across restarts either (even if the clock did).
-                    let floor = t.head_time.max(t.last_cp.as_ref().map_or(0, |c| c.time_ns));
-                    (seg, t.next_seq, t.head, floor, t.last_cp, initial)
                 }
-            };
+                let file =
+                    OpenOptions::new().append(true).open(&t.seg_path).map_err(|e| io_err("open", &t.seg_path, e))?;
+                let seg = Segment { path: t.seg_path.clone(), file: Some(file), durable_len: t.seg_len };
+                let mut initial = Vec::new();
+                if !t.clean {
+                    let torn_file = match &t.torn_file {
+                        Some(n) => format!("\"{n}\""),
+                        None => "null".into(),
+                    };
+                    let last_seq = if t.next_seq == 0 { "null".to_string() } else { (t.next_seq - 1).to_string() };
+                    let body = format!(
+                        "{{\"last_seq\":{last_seq},\"reason\":\"unclean_shutdown\",\"torn_bytes\":{},\"torn_file\":{torn_file}}}",
+                        t.torn_bytes
+                    );
+                    recovered = Some(body.clone());
+                    initial.push(("audit.recovery".to_string(), body.into_bytes()));
+                }
+                // Times never go backwards across restarts either (even if the clock did).
+                let floor = t.head_time.max(t.last_cp.as_ref().map_or(0, |c| c.time_ns));
+                (seg, t.next_seq, t.head, floor, t.last_cp, initial)
+            }
+        };
         // SAFETY: plain eventfd creation.
         let efd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
         if efd < 0 {
@@ -487,7 +500,10 @@ impl Writer {
             )));
         }
         if body.len() > MAX_PAYLOAD_BYTES - 512 {
-            return Err(AppendError::Invalid(format!("record body of {} bytes is above the 16 MiB frame limit", body.len())));
+            return Err(AppendError::Invalid(format!(
+                "record body of {} bytes is above the 16 MiB frame limit",
+                body.len()
+            )));
         }
         self.append_raw(kind.as_bytes(), body)
     }

@@ -409,9 +409,8 @@ impl DigitShapes {
     /// One block of digits `[i, j)`: reports the triggers that end with it.
     fn visit(&mut self, text: &[u8], i: usize, j: usize, f: &mut impl FnMut(Trigger, usize, usize) -> bool) -> bool {
         let len = j - i;
-        let joined = self
-            .last_end
-            .is_some_and(|e| i >= e && i - e <= 2 && text[e..i].iter().all(|&c| run_separator(c)));
+        let joined =
+            self.last_end.is_some_and(|e| i >= e && i - e <= 2 && text[e..i].iter().all(|&c| run_separator(c)));
         self.joined_count = if joined { (self.joined_count + 1).min(3) } else { 1 };
         self.blocks = [self.blocks[1], self.blocks[2], (i, len)];
         self.last_end = Some(j);
@@ -544,8 +543,16 @@ impl Db {
         let ids: Vec<u32> = (0..exprs.len() as u32).collect();
         let mut err: *mut hs_compile_error_t = std::ptr::null_mut();
         let rc = unsafe {
-            hs_compile_multi(ptrs.as_ptr(), flags.as_ptr(), ids.as_ptr(), exprs.len() as u32, HS_MODE_BLOCK,
-                             std::ptr::null(), &mut db, &mut err)
+            hs_compile_multi(
+                ptrs.as_ptr(),
+                flags.as_ptr(),
+                ids.as_ptr(),
+                exprs.len() as u32,
+                HS_MODE_BLOCK,
+                std::ptr::null(),
+                &mut db,
+                &mut err,
+            )
         };
         if rc != HS_SUCCESS {
             let (idx, message) = unsafe {
@@ -592,8 +599,15 @@ impl Db {
             return true;
         };
         let rc = unsafe {
-            hs_scan(self.db, text.as_ptr() as *const _, text.len() as u32, 0, scratch, Some(on_any),
-                    std::ptr::null_mut())
+            hs_scan(
+                self.db,
+                text.as_ptr() as *const _,
+                text.len() as u32,
+                0,
+                scratch,
+                Some(on_any),
+                std::ptr::null_mut(),
+            )
         };
         self.put_scratch(scratch);
         rc != HS_SUCCESS // terminated by a match, or an error (fail closed: "may match")
@@ -611,8 +625,15 @@ impl Db {
             return;
         };
         let rc = unsafe {
-            hs_scan(self.db, text.as_ptr() as *const _, text.len() as u32, 0, scratch, Some(on_match),
-                    &mut ends as *mut Ends as *mut std::ffi::c_void)
+            hs_scan(
+                self.db,
+                text.as_ptr() as *const _,
+                text.len() as u32,
+                0,
+                scratch,
+                Some(on_match),
+                &mut ends as *mut Ends as *mut std::ffi::c_void,
+            )
         };
         self.put_scratch(scratch);
         if ends.overflow || (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED) {
@@ -816,14 +837,24 @@ impl Engine {
                 (e.max_len, Box::new(set))
             })
             .collect();
-        let raw_superset = !entries
-            .iter()
-            .any(|e| e.patterns.iter().chain(e.prefilter.iter()).any(|p| has_anchor(p)));
-        let bounded = (0..entries.len())
-            .map(|i| pats.iter().filter(|p| p.entry == i).all(|p| p.max_match.is_some()))
-            .collect();
+        let raw_superset = !entries.iter().any(|e| e.patterns.iter().chain(e.prefilter.iter()).any(|p| has_anchor(p)));
+        let bounded =
+            (0..entries.len()).map(|i| pats.iter().filter(|p| p.entry == i).all(|p| p.max_match.is_some())).collect();
         Ok(Engine {
-            bounded, entries, pats, dbs, base_hold, prefixes, prefix_bytes, prefix_max, prefix_entry, holds, prefix_reach, partials_by_last, prefix_db, hash_key,
+            bounded,
+            entries,
+            pats,
+            dbs,
+            base_hold,
+            prefixes,
+            prefix_bytes,
+            prefix_max,
+            prefix_entry,
+            holds,
+            prefix_reach,
+            partials_by_last,
+            prefix_db,
+            hash_key,
             raw_superset,
         })
     }
@@ -1000,7 +1031,11 @@ impl Engine {
                     // `max_len` is part of the entry's meaning: a longer match is no match, in
                     // block mode as in streams (whose hold-back it bounds).
                     let valid = ge > gs && me - ms <= entry.max_len && entry.validator.check(&hay[gs..ge]);
-                    out.push(Raw { start: ms, end: me, span: valid.then_some(Span { start: gs, end: ge, entry: pat.entry }) });
+                    out.push(Raw {
+                        start: ms,
+                        end: me,
+                        span: valid.then_some(Span { start: gs, end: ge, entry: pat.entry }),
+                    });
                     // A candidate the validator rejects may hide a valid one that overlaps it
                     // (a card number glued to an order number): search again from its next byte.
                     pos = if valid && me > ms { me } else { ms + 1 };
@@ -1201,7 +1236,8 @@ impl Engine {
         }
         let raws = self.raw_matches(hay, c);
         let cut = Self::outside_candidates(hold, &raws);
-        let spans = Self::shifted(Self::merge(raws.iter().filter(|r| r.start < cut).filter_map(|r| r.span).collect()), c);
+        let spans =
+            Self::shifted(Self::merge(raws.iter().filter(|r| r.start < cut).filter_map(|r| r.span).collect()), c);
         let mut out = Vec::with_capacity(cut - c);
         self.rewrite(&hay[c..cut], &spans, &mut out);
         // keep CONTEXT released bytes as look-behind (`\b`) and everything not released
@@ -1316,8 +1352,27 @@ mod tests {
             .collect();
         let engine = Engine::new(entries, [7; 32]).unwrap();
         assert!(engine.digit_gated());
-        let res: Vec<Regex> = DIGIT_GATED.iter().map(|(p, _)| Regex::builder().syntax(syntax_config()).build(p).unwrap()).collect();
-        let pieces: &[&str] = &["4111", "1111", "415", "555", "0100", "12", "446655440000", "(", ") ", "-", " ", ".", "+4", "GB82", "x", "a", "\n"];
+        let res: Vec<Regex> =
+            DIGIT_GATED.iter().map(|(p, _)| Regex::builder().syntax(syntax_config()).build(p).unwrap()).collect();
+        let pieces: &[&str] = &[
+            "4111",
+            "1111",
+            "415",
+            "555",
+            "0100",
+            "12",
+            "446655440000",
+            "(",
+            ") ",
+            "-",
+            " ",
+            ".",
+            "+4",
+            "GB82",
+            "x",
+            "a",
+            "\n",
+        ];
         let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let (mut yes, mut no) = (0, 0);
         for _ in 0..20_000 {
@@ -1327,7 +1382,11 @@ mod tests {
             }
             let want = res.iter().any(|re| re.is_match(text.as_bytes()));
             assert_eq!(engine.may_match(text.as_bytes()), want, "{text:?}");
-            if want { yes += 1 } else { no += 1 }
+            if want {
+                yes += 1
+            } else {
+                no += 1
+            }
         }
         assert!(yes > 500 && no > 500, "{yes} matching, {no} not");
     }
@@ -1352,7 +1411,14 @@ mod tests {
         Engine::new(
             vec![
                 e("gh", "GITHUB_TOKEN", r"\bghp_[A-Za-z0-9]{36}\b", Validator::None, 40, &["ghp_"]),
-                e("email", "EMAIL", r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b", Validator::None, 254, &[]),
+                e(
+                    "email",
+                    "EMAIL",
+                    r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b",
+                    Validator::None,
+                    254,
+                    &[],
+                ),
                 e("card", "CARD", r"\b(?:\d[ -]?){12,18}\d\b", Validator::Luhn, 23, &[]),
             ],
             [7; 32],
@@ -1365,7 +1431,8 @@ mod tests {
     /// digit shapes alike.
     #[test]
     fn chunked_scans_find_matches_across_chunk_edges() {
-        let e = |id: &str, p: &str, v: Validator, max: usize, pre: &[&str]| spec(id, &id.to_uppercase(), p, v, max, pre);
+        let e =
+            |id: &str, p: &str, v: Validator, max: usize, pre: &[&str]| spec(id, &id.to_uppercase(), p, v, max, pre);
         let engine = Engine::new(
             vec![
                 e("gh", r"\bghp_[A-Za-z0-9]{36}\b", Validator::None, 40, &["ghp_"]),
@@ -1377,7 +1444,8 @@ mod tests {
         .unwrap();
         assert!(engine.dbs.iter().any(|db| !db.triggers.is_empty()));
         let overlap = engine.max_len() + 2;
-        let values: [&[u8]; 3] = [b"ghp_abcdefghijklmnopqrstuvwxyz0123456789", b"4111 1111 1111 1111", b"LONG<abcdefgh>"];
+        let values: [&[u8]; 3] =
+            [b"ghp_abcdefghijklmnopqrstuvwxyz0123456789", b"4111 1111 1111 1111", b"LONG<abcdefgh>"];
         let mut edges = Vec::new();
         for k in 1..4 {
             let end = k * SCAN_CHUNK - (k - 1) * overlap; // where chunk k ends
@@ -1400,8 +1468,12 @@ mod tests {
         text.clear();
         for (t, start, end) in want {
             let spans = engine.spans(&t);
-            assert_eq!(spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(), vec![(start, end)],
-                       "{:?} at {start}", String::from_utf8_lossy(&t[start..end]));
+            assert_eq!(
+                spans.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>(),
+                vec![(start, end)],
+                "{:?} at {start}",
+                String::from_utf8_lossy(&t[start..end])
+            );
         }
     }
 
@@ -1410,12 +1482,21 @@ mod tests {
     #[test]
     fn prefix_check_is_caseless() {
         let engine = Engine::new(
-            vec![spec("pem", "PEM", r"-----BEGIN KEY-----[A-Za-z0-9\n]+-----END KEY-----", Validator::None, 400, &["-----begin "])],
+            vec![spec(
+                "pem",
+                "PEM",
+                r"-----BEGIN KEY-----[A-Za-z0-9\n]+-----END KEY-----",
+                Validator::None,
+                400,
+                &["-----begin "],
+            )],
             [7; 32],
         )
         .unwrap();
         let db = engine.prefix_db.as_ref().unwrap();
-        for (text, want) in [("xx -----BEGIN KEY", true), ("-----begin", false), ("-----Begin x", true), ("plain", false)] {
+        for (text, want) in
+            [("xx -----BEGIN KEY", true), ("-----begin", false), ("-----Begin x", true), ("plain", false)]
+        {
             assert_eq!(with_aligned(text.as_bytes(), |t| db.any(t)), want, "{text}");
         }
         let text = b"a -----BEGIN KEY-----\nQUJD\n-----END KEY----- b";
@@ -1472,7 +1553,7 @@ mod tests {
         )
         .unwrap();
         let mut text = b"token: eyJhbGciOiJSUzI1NiJ9.eyJ".to_vec();
-        text.extend(std::iter::repeat(b'a').take(900));
+        text.extend(std::iter::repeat_n(b'a', 900));
         text.extend_from_slice(b".signature0123 and eyJ more text after it");
         let whole = m.mask(&text);
         assert!(whole.starts_with(b"token: [JWT] and"));
@@ -1517,19 +1598,42 @@ mod tests {
     #[test]
     fn digit_shapes_are_found_in_every_shape_the_gated_patterns_match() {
         for yes in [
-            "4111111111111111", "card 4111 1111 1111 1111.", "4111-1111-1111-1111", "3782 822463 10005",
-            "123-45-6789", "ssn 123 45 6789", "+14155550100", "call +1 415 555 0100", "+44 20 7946 0958",
-            "(415) 555-0100", "415-555-0100", "1-415.555.0100", "+49 30 901820", "+1 2 3",
-            "GB82WEST12345698765432", "DE89 3704 0044 0532 0130 00", "1 (415) 555-0100", "4111 111111 11111",
+            "4111111111111111",
+            "card 4111 1111 1111 1111.",
+            "4111-1111-1111-1111",
+            "3782 822463 10005",
+            "123-45-6789",
+            "ssn 123 45 6789",
+            "+14155550100",
+            "call +1 415 555 0100",
+            "+44 20 7946 0958",
+            "(415) 555-0100",
+            "415-555-0100",
+            "1-415.555.0100",
+            "+49 30 901820",
+            "+1 2 3",
+            "GB82WEST12345698765432",
+            "DE89 3704 0044 0532 0130 00",
+            "1 (415) 555-0100",
+            "4111 111111 11111",
         ] {
             assert!(digit_gate(yes.as_bytes()), "{yes}");
         }
         for no in [
-            "", "plain prose without any numbers at all, long enough to use the word skipping path",
+            "",
+            "plain prose without any numbers at all, long enough to use the word skipping path",
             r#"{"event": "on_chain_stream", "run_id": "1ef-run", "step": 123456, "chunk": {}}"#,
-            "id: 99\ndata: 12345678", "2026-11-24T10:20:30.123456+00:00", "v2.14.3 INV-482913 total 1249.50",
-            "+0 1 2", "12345678", "1234 5678", "1234,5678,9012,3456", "x  123456789", "2026-11-24 1249.50",
-            "550e8400-e29b-41d4-a716-44665544000a", "12345678901234567890",
+            "id: 99\ndata: 12345678",
+            "2026-11-24T10:20:30.123456+00:00",
+            "v2.14.3 INV-482913 total 1249.50",
+            "+0 1 2",
+            "12345678",
+            "1234 5678",
+            "1234,5678,9012,3456",
+            "x  123456789",
+            "2026-11-24 1249.50",
+            "550e8400-e29b-41d4-a716-44665544000a",
+            "12345678901234567890",
         ] {
             assert!(!digit_gate(no.as_bytes()), "{no}");
         }
@@ -1546,10 +1650,8 @@ mod tests {
         let prefixes: &[&[u8]] = &[b"", b"", b"", b"(", b"+", b"GB", b"1 ", b"1-(", b"x", b"+0"];
         let lengths = [1usize, 2, 3, 3, 4, 4, 4, 5, 6, 12, 13, 16, 20];
         let seps: &[&[u8]] = &[b" ", b" ", b"-", b".", b"", b",", b"\n", b"  ", b") ", b")"];
-        let res: Vec<(Regex, Trigger)> = DIGIT_GATED
-            .iter()
-            .map(|&(p, t)| (Regex::builder().syntax(syntax_config()).build(p).unwrap(), t))
-            .collect();
+        let res: Vec<(Regex, Trigger)> =
+            DIGIT_GATED.iter().map(|&(p, t)| (Regex::builder().syntax(syntax_config()).build(p).unwrap(), t)).collect();
         let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         let mut checked = 0usize;
         let mut check = |text: &[u8]| {
@@ -1576,7 +1678,11 @@ mod tests {
                         checked += 1;
                         assert!(
                             windows.iter().any(|&(k, lo, hi)| k == *t && lo <= m.start() && m.start() <= hi),
-                            "{:?} at {} in {:?}: {:?}", t, m.start(), String::from_utf8_lossy(text), windows
+                            "{:?} at {} in {:?}: {:?}",
+                            t,
+                            m.start(),
+                            String::from_utf8_lossy(text),
+                            windows
                         );
                     }
                 }
@@ -1584,10 +1690,24 @@ mod tests {
         };
         // every shape the patterns take, in a few contexts
         for shape in [
-            "4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1", "3782 822463 10005", "123-45-6789",
-            "123 45 6789", "+14155550100", "+1 415 555 0100", "+44 20 7946 0958", "+49 (30) 901820", "(415) 555-0100",
-            "415-555-0100", "415.555.0100", "1-415.555.0100", "1 (415) 555-0100", "1.(415)-555-0100",
-            "GB82WEST12345698765432", "DE89 3704 0044 0532 0130 00",
+            "4111111111111111",
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1",
+            "3782 822463 10005",
+            "123-45-6789",
+            "123 45 6789",
+            "+14155550100",
+            "+1 415 555 0100",
+            "+44 20 7946 0958",
+            "+49 (30) 901820",
+            "(415) 555-0100",
+            "415-555-0100",
+            "415.555.0100",
+            "1-415.555.0100",
+            "1 (415) 555-0100",
+            "1.(415)-555-0100",
+            "GB82WEST12345698765432",
+            "DE89 3704 0044 0532 0130 00",
         ] {
             for (before, after) in [("", ""), ("x ", " y"), ("(", ")"), ("1 ", "."), ("12 ", " 34")] {
                 check(format!("{before}{shape}{after}").as_bytes());
@@ -1653,7 +1773,10 @@ mod tests {
         )
         .unwrap();
         assert!(!anchored.raw_superset);
-        assert_eq!(anchored.mask_json_if_needed(br#"{"a":"key-1234"}"#).unwrap().unwrap(), br#"{"a":"[KEY]"}"#.to_vec());
+        assert_eq!(
+            anchored.mask_json_if_needed(br#"{"a":"key-1234"}"#).unwrap().unwrap(),
+            br#"{"a":"[KEY]"}"#.to_vec()
+        );
     }
 
     #[test]

@@ -74,8 +74,13 @@ pub fn ssn(text: &[u8]) -> bool {
 
 /// IBAN mod-97 (ISO 13616): move the first four characters to the end, letters to numbers.
 pub fn iban(text: &[u8]) -> bool {
-    let s: Vec<u8> = text.iter().filter(|b| !b.is_ascii_whitespace() && **b != b'-').map(|b| b.to_ascii_uppercase()).collect();
-    if s.len() < 15 || s.len() > 34 || !s[..2].iter().all(u8::is_ascii_uppercase) || !s[2..4].iter().all(u8::is_ascii_digit) {
+    let s: Vec<u8> =
+        text.iter().filter(|b| !b.is_ascii_whitespace() && **b != b'-').map(|b| b.to_ascii_uppercase()).collect();
+    if s.len() < 15
+        || s.len() > 34
+        || !s[..2].iter().all(u8::is_ascii_uppercase)
+        || !s[2..4].iter().all(u8::is_ascii_digit)
+    {
         return false;
     }
     let mut rem: u32 = 0;

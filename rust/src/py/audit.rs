@@ -8,16 +8,21 @@ use pyo3::exceptions::{PyException, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 
+use crate::audit::canonical::iso_micros;
 use crate::audit::format::hex;
 use crate::audit::keys;
 use crate::audit::verify;
-use crate::audit::canonical::iso_micros;
 use crate::audit::writer::{now_ns, AppendError, Durability, Options, Writer};
 
 use super::canonical;
 
 pyo3::create_exception!(graphwarden._native, AuditError, PyException, "The audit log cannot be opened or used.");
-pyo3::create_exception!(graphwarden._native, AuditUnavailable, AuditError, "The audit log cannot write now (fail closed).");
+pyo3::create_exception!(
+    graphwarden._native,
+    AuditUnavailable,
+    AuditError,
+    "The audit log cannot write now (fail closed)."
+);
 
 fn dur(s: f64, name: &str) -> PyResult<Duration> {
     if !(s.is_finite() && s > 0.0) {
@@ -54,7 +59,9 @@ impl AuditWriter {
         let durability = match durability {
             "strict" => Durability::Strict,
             "batch" => Durability::Batch,
-            other => return Err(PyValueError::new_err(format!("durability must be \"strict\" or \"batch\", got {other:?}"))),
+            other => {
+                return Err(PyValueError::new_err(format!("durability must be \"strict\" or \"batch\", got {other:?}")))
+            }
         };
         let opts = Options {
             dir,
@@ -199,7 +206,13 @@ fn audit_read_records<'py>(
 
 /// Write an export bundle of the selected seqs per chain; returns the number of full records.
 #[pyfunction]
-fn audit_write_bundle(py: Python<'_>, dir: PathBuf, out: PathBuf, selected: BTreeMap<String, Vec<u64>>, header_json: Vec<u8>) -> PyResult<u64> {
+fn audit_write_bundle(
+    py: Python<'_>,
+    dir: PathBuf,
+    out: PathBuf,
+    selected: BTreeMap<String, Vec<u64>>,
+    header_json: Vec<u8>,
+) -> PyResult<u64> {
     py.detach(|| verify::write_bundle(Path::new(&dir), &out, &selected, &header_json)).map_err(AuditError::new_err)
 }
 

@@ -139,7 +139,12 @@ fn key_prefix(k: &[u8]) -> u64 {
 /// (prefix, key bytes, value; null for the stamped `ts`)
 type Item<'a> = (u64, &'a [u8], *mut ffi::PyObject);
 
-unsafe fn encode_dict(d: *mut ffi::PyObject, out: &mut Vec<u8>, depth: u32, ts: Option<&[u8; 32]>) -> Result<(), Refused> {
+unsafe fn encode_dict(
+    d: *mut ffi::PyObject,
+    out: &mut Vec<u8>,
+    depth: u32,
+    ts: Option<&[u8; 32]>,
+) -> Result<(), Refused> {
     check_depth(depth)?;
     let n = ffi::PyDict_Size(d).max(0) as usize;
     // small dicts (records are) sort on the stack

@@ -25,9 +25,8 @@ impl MaskEngine {
     /// priority order; `hash_key`: 32 bytes for the keyed-hash action.
     #[new]
     fn new(py: Python<'_>, entries: Vec<EntryTuple>, hash_key: Vec<u8>) -> PyResult<Self> {
-        let key: [u8; 32] = hash_key
-            .try_into()
-            .map_err(|_| PyValueError::new_err("hash_key must be exactly 32 bytes"))?;
+        let key: [u8; 32] =
+            hash_key.try_into().map_err(|_| PyValueError::new_err("hash_key must be exactly 32 bytes"))?;
         let mut specs = Vec::with_capacity(entries.len());
         for (id, entity, patterns, validator, action, group, max_len, prefixes, prefilter) in entries {
             let v = Validator::parse(&validator)

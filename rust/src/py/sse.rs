@@ -10,13 +10,18 @@ use pyo3::types::{PyByteArray, PyBytes, PyList, PyTuple};
 
 use crate::sse::{DataRewriter, Piece, SseSplitter as Inner};
 
+/// A native rewriter of an event's data (name, data): the new data, or None to keep it.
+pub(crate) type NativeRewrite = Box<dyn FnMut(&[u8], &[u8]) -> Option<Vec<u8>> + Send + Sync>;
+/// A region pass: true when nothing in these bytes can need a rewrite.
+pub(crate) type RegionClear = Box<dyn Fn(&[u8]) -> bool + Send + Sync>;
+
 /// What rewrites bulk events' data.
 pub(crate) enum Rewrite {
     /// A Python callable (slow path, used by tests and custom filters).
     Callable(Py<PyAny>),
     /// A native rewriter (masking engine), with an optional region pass (see
     /// `DataRewriter::region_clear`).
-    Native(Box<dyn FnMut(&[u8], &[u8]) -> Option<Vec<u8>> + Send + Sync>, Option<Box<dyn Fn(&[u8]) -> bool + Send + Sync>>),
+    Native(NativeRewrite, Option<RegionClear>),
     /// Leave events as they are (only routing and framing).
     Keep,
 }
