@@ -897,7 +897,7 @@ mod diff_tests {
         }
         fn region_clear(&mut self, region: &[u8]) -> bool {
             // sometimes claims nothing, so that both paths run
-            !has_secret(region) && region.len() % 3 != 0
+            !has_secret(region) && !region.len().is_multiple_of(3)
         }
     }
 
@@ -1021,7 +1021,7 @@ mod diff_tests {
                 };
                 text.extend_from_slice(eol);
             }
-            if next() % 2 == 0 {
+            if next().is_multiple_of(2) {
                 text.extend_from_slice(b"data: unterminated");
             }
             let want = reference(&text, routed);

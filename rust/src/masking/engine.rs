@@ -1756,7 +1756,7 @@ mod tests {
                 if next() % 8 < digit_share {
                     let count = if shapes {
                         [2u64, 3, 3, 4, 4, 4, 5, 6][(next() % 8) as usize]
-                    } else if next() % 16 == 0 {
+                    } else if next().is_multiple_of(16) {
                         10 + next() % 12
                     } else {
                         1 + next() % 7
