@@ -367,10 +367,41 @@ impl DigitShapes {
         text: &[u8],
         from: usize,
         to: usize,
+        f: impl FnMut(Trigger, usize, usize) -> bool,
+    ) -> bool {
+        let simd = Simd::detect();
+        #[cfg(target_arch = "x86_64")]
+        if simd == Simd::Avx512 {
+            // SAFETY: the CPU has AVX-512BW (`Simd::detect`).
+            return unsafe { self.run_avx512::<SKIP_LONE>(text, from, to, f) };
+        }
+        self.run_loop::<SKIP_LONE>(text, from, to, simd, f)
+    }
+
+    /// `run_loop` compiled for AVX-512: the masks are computed inline, in registers, with their
+    /// constants loaded once per call.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw")]
+    unsafe fn run_avx512<const SKIP_LONE: bool>(
+        &mut self,
+        text: &[u8],
+        from: usize,
+        to: usize,
+        f: impl FnMut(Trigger, usize, usize) -> bool,
+    ) -> bool {
+        self.run_loop::<SKIP_LONE>(text, from, to, Simd::Avx512, f)
+    }
+
+    #[inline(always)]
+    fn run_loop<const SKIP_LONE: bool>(
+        &mut self,
+        text: &[u8],
+        from: usize,
+        to: usize,
+        simd: Simd,
         mut f: impl FnMut(Trigger, usize, usize) -> bool,
     ) -> bool {
         let n = text.len();
-        let simd = Simd::detect();
         let mut c = from; // start of the 64-byte chunk
         while c < to {
             let k = chunk_masks(text, c, simd);
@@ -535,24 +566,42 @@ impl Simd {
 
 /// `ChunkMasks` of `text[c..c + 64]`, with the vector instructions `simd` names (which the CPU
 /// must have: `Simd::detect`).
-#[inline]
+#[inline(always)]
 fn chunk_masks(text: &[u8], c: usize, simd: Simd) -> ChunkMasks {
     #[cfg(target_arch = "x86_64")]
-    if c + 64 <= text.len() {
-        // SAFETY: the loads read text[c..c + 64]; AVX2 or AVX-512 only when the CPU has them
-        // (`Simd::detect`); SSE2 is part of the x86_64 baseline.
-        return unsafe {
-            let p = text.as_ptr().add(c);
+    {
+        // The last, partial chunk is copied into zeros (a zero byte is in none of the masks):
+        // short texts (SSE events, JSON strings) are mostly that chunk, and a byte loop over it
+        // cost more than the vector code over the rest.
+        let mut tail = [0u8; 64];
+        let p = if c + 64 <= text.len() {
+            text[c..].as_ptr()
+        } else {
+            tail[..text.len() - c].copy_from_slice(&text[c..]);
+            tail.as_ptr()
+        };
+        // SAFETY: `p` points at 64 readable bytes (in `text` or `tail`); AVX2 or AVX-512 only
+        // when the CPU has them (`Simd::detect`); SSE2 is part of the x86_64 baseline.
+        unsafe {
             match simd {
                 Simd::Avx512 => masks_avx512(p),
                 Simd::Avx2 => masks_avx2(p),
                 Simd::Sse2 => masks_sse2(p),
             }
-        };
+        }
     }
-    let _ = simd;
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = simd;
+        chunk_masks_bytes(&text[c..text.len().min(c + 64)])
+    }
+}
+
+/// `chunk_masks` of up to 64 bytes, byte by byte.
+#[cfg(any(test, not(target_arch = "x86_64")))]
+fn chunk_masks_bytes(chunk: &[u8]) -> ChunkMasks {
     let mut k = ChunkMasks { digit: 0, plus: 0, sep: 0, upper: 0 };
-    for (i, &b) in text[c..text.len().min(c + 64)].iter().enumerate() {
+    for (i, &b) in chunk.iter().enumerate() {
         k.digit |= u64::from(b.is_ascii_digit()) << i;
         k.plus |= u64::from(b == b'+') << i;
         k.sep |= u64::from(run_separator(b)) << i;
@@ -564,6 +613,7 @@ fn chunk_masks(text: &[u8], c: usize, simd: Simd) -> ChunkMasks {
 /// `chunk_masks` of the 64 bytes at `p`, in one register.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
 unsafe fn masks_avx512(p: *const u8) -> ChunkMasks {
     use std::arch::x86_64::*;
     let set = |b: u8| _mm512_set1_epi8(b as i8);
@@ -1696,6 +1746,7 @@ mod tests {
         for simd in Simd::available() {
             for c in 0..text.len() {
                 let k = chunk_masks(&text, c, simd);
+                assert_eq!(k, chunk_masks_bytes(&text[c..text.len().min(c + 64)]), "{c} {simd:?}");
                 for i in 0..64 {
                     let b = text.get(c + i).copied();
                     let bit = |m: u64| m >> i & 1 == 1;
@@ -1774,6 +1825,15 @@ mod tests {
             let whole = collect(&text, &[], false);
             reported += whole.len();
             assert_eq!(collect(&text, &[], true), whole, "{:?}", String::from_utf8_lossy(&text));
+            // the loop with every other SIMD level this CPU has
+            for simd in Simd::available() {
+                let mut other: Vec<(Trigger, usize, usize)> = Vec::new();
+                DigitShapes::default().run_loop::<true>(&text, 0, text.len(), simd, |t, lo, hi| {
+                    other.push((t, lo, hi));
+                    true
+                });
+                assert_eq!(other, whole, "{simd:?} {:?}", String::from_utf8_lossy(&text));
+            }
             if round % 10 == 0 {
                 for cut in 0..=text.len() {
                     assert_eq!(
