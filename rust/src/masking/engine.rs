@@ -392,6 +392,8 @@ impl DigitShapes {
         self.run_loop::<SKIP_LONE>(text, from, to, Simd::Avx512, f)
     }
 
+    /// The chunk loop of `run_with`, reading masks with `simd`: a level the CPU has
+    /// (`Simd::detect`; the tests pass each of `Simd::available`).
     #[inline(always)]
     fn run_loop<const SKIP_LONE: bool>(
         &mut self,
