@@ -173,6 +173,7 @@ class AuditAdapter:
         self.log = log
         self.strict = log.durability == "strict"
         self.append = log.append  # no extra frame per record
+        self.append_dict = log.append_dict
 
     async def wait_durable(self, seq: int) -> None:
         await self.log.wait_durable(seq)

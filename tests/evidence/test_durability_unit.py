@@ -96,3 +96,31 @@ def test_an_unwritable_trail_refuses_the_request() -> None:
     with pytest.raises(AuditUnavailable) as err:
         _run(ev, "GET", op, Admit(P, op), None)
     assert err.value.status == 503 and "No space left" in str(err.value)
+
+
+def test_records_reach_a_real_log_natively_and_through_the_general_path(tmp_path: Any) -> None:
+    """`Evidence.record` appends plain dicts through the log's native encoder (`append_dict`);
+    a body that encoder refuses (here a dict subclass) goes through `AuditLog.append` (orjson),
+    with the same canonical result; a closed log refuses the request."""
+    from graphwarden.assembly import AuditAdapter
+    from graphwarden.audit import AuditLog
+    from graphwarden.audit._verify import read_records
+
+    class Sub(dict[str, Any]):
+        pass
+
+    log = AuditLog.open(tmp_path / "audit", key_file=tmp_path / "k.key", chain="w0", mode="batch")
+    ev = Evidence(audit=AuditAdapter(log), masker=Masker.default(),
+                  policy=MaskingPolicy([], default_requests=True, default_responses=True), max_body_bytes=1 << 20)
+    ex = _exchange("GET", Operation("threads.get", "threads", "read", {"thread_id": "t"}))
+    a = ev.record(ex, "probe", {"b": [1, 2.5, None], "a": "x"})
+    b = ev.record(ex, "probe", {"b": Sub(z=1), "a": "y"})
+    assert b == a + 1 and ex.notes["audit_seq"] == b
+    log.close()
+    bodies = [r.json() for r in read_records(tmp_path / "audit") if r.kind == "probe"]
+    assert [{k: v for k, v in d.items() if k != "ts"} for d in bodies] == [
+        {"a": "x", "b": [1, 2.5, None]}, {"a": "y", "b": {"z": 1}}]
+    assert all(isinstance(d["ts"], str) for d in bodies)  # stamped on both paths
+    with pytest.raises(AuditUnavailable) as err:
+        ev.record(ex, "probe", {"a": "z"})
+    assert err.value.status == 503

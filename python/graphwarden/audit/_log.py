@@ -23,9 +23,9 @@ import asyncio
 import heapq
 import os
 import socket
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import orjson
 
@@ -123,6 +123,14 @@ class AuditLog:
         return cls(writer)
 
     # -- writing ---------------------------------------------------------------------------
+
+    @property
+    def append_dict(self) -> Callable[[str, dict[str, Any], bool], int]:
+        """`append(kind, body, stamp=stamp)` for a plain dict body, as the native writer's own
+        method (no Python frame per record, for the request path): TypeError, with nothing
+        appended, for a body it does not encode natively (then use `append`); the native
+        AuditUnavailable (`graphwarden._native.AuditUnavailable`) when the log cannot write."""
+        return cast("Callable[[str, dict[str, Any], bool], int]", self._writer.append_obj)
 
     def append(self, kind: str, body: Mapping[str, Any] | bytes, *, stamp: bool = False) -> int:
         """Append a record and return its seq. `body` is a JSON object (encoded canonically) or

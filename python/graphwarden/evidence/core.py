@@ -84,6 +84,9 @@ class AuditAppender(Protocol):
 
     async def wait_durable(self, seq: int) -> None: ...
 
+    # Optional: `append_dict(kind, body, stamp)` appends a plain dict body, raising TypeError
+    # (nothing appended) for what it does not encode; `Evidence` then uses `append`.
+
     @property
     def strict(self) -> bool: ...
 
@@ -192,6 +195,10 @@ class Evidence:
         self.gateway: Gateway | None = None
         self._background: set[asyncio.Task[None]] = set()
         self._decisions: dict[str, Any] = {}
+        # Two or three records per request: where the log offers it, its native dict encoder is
+        # called directly (no Python frame in between: about 1,500 instructions a record).
+        self._append_dict: Callable[[str, dict[str, Any], bool], int] = getattr(
+            audit, "append_dict", None) or (lambda kind, body, stamp: audit.append(kind, body, stamp=stamp))
 
     def install(self, gateway: Gateway) -> None:
         self.gateway = gateway
@@ -234,7 +241,10 @@ class Evidence:
     def record(self, ex: Exchange, kind: str, body: dict[str, Any]) -> int:
         """Append a record of this exchange, stamped with `"ts"` (now) unless it has one."""
         try:
-            seq = self.audit.append(kind, body, stamp=True)
+            try:
+                seq = self._append_dict(kind, body, True)
+            except TypeError:  # not natively encodable: the general path encodes it or says why
+                seq = self.audit.append(kind, body, stamp=True)
         except Exception as exc:
             raise AuditUnavailable(f"the audit trail cannot be written ({exc}); request refused") from exc
         ex.notes["audit_seq"] = seq  # seqs only grow: the last one is the one to wait for

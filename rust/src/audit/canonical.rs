@@ -18,11 +18,33 @@ const ESCAPE: [bool; 256] = {
     t
 };
 
+/// Whether some byte of `s` must be escaped in a JSON string. Eight bytes at a time (a record's
+/// keys and values are mostly short and need no escape): a byte below 0x20, a `"` or a `\`
+/// leaves a high bit in the word test, and any hit is confirmed byte by byte.
+fn needs_escape(s: &[u8]) -> bool {
+    const LO: u64 = 0x0101_0101_0101_0101;
+    const HI: u64 = 0x8080_8080_8080_8080;
+    // `haszero`: a zero byte in `w` sets its high bit here (a byte of 0x80 and up in `w` can set
+    // one too, hence the exact check of a hit)
+    let zero = |w: u64| w.wrapping_sub(LO) & !w & HI;
+    let mut chunks = s.chunks_exact(8);
+    for c in &mut chunks {
+        let w = u64::from_le_bytes(c.try_into().expect("8 bytes"));
+        let below = w.wrapping_sub(LO * 0x20) & !w & HI; // bytes under 0x20 (exact when ASCII)
+        if below | zero(w ^ (LO * u64::from(b'"'))) | zero(w ^ (LO * u64::from(b'\\'))) != 0
+            && c.iter().any(|&b| ESCAPE[b as usize])
+        {
+            return true;
+        }
+    }
+    chunks.remainder().iter().any(|&b| ESCAPE[b as usize])
+}
+
 /// Append `s` (UTF-8) as a JSON string: `"` and `\` escaped, the C0 controls as `\b \t \n \f \r`
 /// or `\u00XX` (lower-case hex), everything else (non-ASCII and DEL included) as itself.
 pub fn write_str(out: &mut Vec<u8>, s: &[u8]) {
-    // Most strings need no escape: one pass of table lookups, then one copy.
-    if !s.iter().any(|&b| ESCAPE[b as usize]) {
+    // Most strings need no escape: one check, then one copy.
+    if !needs_escape(s) {
         out.reserve(s.len() + 2);
         out.push(b'"');
         out.extend_from_slice(s);
@@ -123,9 +145,25 @@ fn decimal(lit: &str) -> (Vec<u8>, i32, bool) {
     (digits, e + point - 1 - lead as i32, neg)
 }
 
-/// Append a signed or unsigned integer in decimal.
+/// Append a signed or unsigned integer in decimal (digits written backwards into a stack
+/// buffer: no allocation, unlike `to_string`).
 pub fn write_int(out: &mut Vec<u8>, v: i128) {
-    out.extend_from_slice(v.to_string().as_bytes());
+    let mut buf = [0u8; 40];
+    let mut i = buf.len();
+    let mut u = v.unsigned_abs();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (u % 10) as u8;
+        u /= 10;
+        if u == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        i -= 1;
+        buf[i] = b'-';
+    }
+    out.extend_from_slice(&buf[i..]);
 }
 
 /// `time_ns` (Unix epoch, UTC) as the records' `ts`: what Python's
@@ -216,6 +254,33 @@ mod tests {
         let mut v = Vec::new();
         write_str(&mut v, "a\"b\\c\u{0}\u{8}\t\n\u{b}\u{c}\r\u{1f}\u{7f}/é😀".as_bytes());
         assert_eq!(String::from_utf8(v).unwrap(), "\"a\\\"b\\\\c\\u0000\\b\\t\\n\\u000b\\f\\r\\u001f\u{7f}/é😀\"");
+    }
+
+    #[test]
+    fn the_word_check_finds_every_byte_to_escape() {
+        // every byte value at every position of strings up to 3 words long, in ASCII and
+        // non-ASCII surroundings (bytes of 0x80 and up can set the word test's high bits)
+        for fill in [b'a', 0x7f, 0x80, 0xe9, 0xff] {
+            for len in 1..=24 {
+                for at in 0..len {
+                    for b in 0..=255u8 {
+                        let mut s = vec![fill; len];
+                        s[at] = b;
+                        assert_eq!(needs_escape(&s), s.iter().any(|&x| ESCAPE[x as usize]), "{s:?}");
+                    }
+                }
+            }
+        }
+        assert!(!needs_escape(b""));
+    }
+
+    #[test]
+    fn integers_are_written_in_decimal() {
+        for v in [0i128, 7, -7, 10, -10, 1234567890, i128::from(i64::MIN), i128::from(i64::MAX), i128::from(u64::MAX)] {
+            let mut out = Vec::new();
+            write_int(&mut out, v);
+            assert_eq!(out, v.to_string().into_bytes());
+        }
     }
 
     #[test]
