@@ -154,9 +154,9 @@ def _principal(p: Principal | None) -> dict[str, Any] | None:
         return last_dict
     hit = _PRINCIPALS.get(p)
     if hit is None:
-        hit = {
-            "subject": p.subject, "groups": list(p.groups), "auth_method": p.auth_method,
-            "token_id": p.token_id, "display_name": p.display_name,
+        hit = {  # keys sorted (see `Evidence.on_decision`)
+            "auth_method": p.auth_method, "display_name": p.display_name, "groups": list(p.groups),
+            "subject": p.subject, "token_id": p.token_id,
         }
         if len(_PRINCIPALS) >= 4096:
             _PRINCIPALS.clear()
@@ -277,22 +277,24 @@ class Evidence:
         notes["masking"] = masking
         params = op.params  # serialised only, never changed
         admitted = isinstance(decision, Admit)
+        # Keys in sorted order, here and in the other records of every request: the canonical
+        # encoder sorts them, and input already in order costs its insertion sort least.
         rec: dict[str, Any] = {
-            "request_id": ex.request_id,
-            "method": ex.method,
-            "path": ex.target.partition("?")[0],
-            "route": op.name,
-            "resource": op.resource,
             "action": op.action,
-            "params": params,
-            "thread_id": params.get("thread_id"),
-            "run_id": params.get("run_id"),
-            "principal": _principal(principal),
             "client_ip": ex.client_ip,
             "injected_modes": _NO_MODES,
             "input": None,
+            "method": ex.method,
+            "params": params,
+            "path": ex.target.partition("?")[0],
+            "principal": _principal(principal),
+            "request_id": ex.request_id,
+            "resource": op.resource,
+            "route": op.name,
+            "run_id": params.get("run_id"),
+            "thread_id": params.get("thread_id"),
         }
-        if isinstance(decision, Admit):
+        if admitted:
             # Allows are not noted by the guard (their rule travels on the Admit).
             rec["decision"] = rec["effect"] = "allow"
             rec["rule"] = decision.rule
@@ -501,16 +503,16 @@ class Evidence:
         ex.notes["response_recorded"] = True
         ctx: dict[str, Any] = ex.notes.get("ctx") or {}  # type: ignore[assignment]
         stream = ex.notes.get("stream")
-        rec: dict[str, Any] = {
-            "request_id": ex.request_id,
-            "status": ex.status,
+        rec: dict[str, Any] = {  # keys sorted (see `on_decision`)
             "bytes_in": ex.bytes_in,
             "bytes_out": ex.bytes_out,
             # milliseconds to 3 decimals (an int over 1000 prints as such; round() is slower)
             "duration_ms": int((ex.duration_s or 0.0) * 1_000_000 + 0.5) / 1000,
             "outcome": ex.outcome,
-            "thread_id": ctx.get("thread_id"),
+            "request_id": ex.request_id,
             "run_id": ctx.get("run_id"),
+            "status": ex.status,
+            "thread_id": ctx.get("thread_id"),
         }
         if isinstance(stream, RunStreamFilter):
             rec["events"] = stream.events
