@@ -51,6 +51,7 @@ WAIT_RUN_ROUTES = frozenset({"threads.wait_run", "runs.wait"})
 #: Background runs: the gateway joins the run and then reads the history.
 BACKGROUND_RUN_ROUTES = frozenset({"threads.create_run", "runs.create"})
 RUN_ROUTES = STREAM_RUN_ROUTES | WAIT_RUN_ROUTES | BACKGROUND_RUN_ROUTES | {"runs.batch"}
+_BACKGROUND_OR_BATCH = BACKGROUND_RUN_ROUTES | {"runs.batch"}
 #: Stateless runs: the server deletes their thread when they end (`on_completion = "delete"`,
 #: the default), history and all. The gateway asks it to keep the thread, records the run's
 #: steps from the history, then deletes the thread itself. A stateless stream's answer does not
@@ -294,7 +295,7 @@ class Evidence:
             "run_id": params.get("run_id"),
             "thread_id": params.get("thread_id"),
         }
-        if admitted:
+        if isinstance(decision, Admit):
             # Allows are not noted by the guard (their rule travels on the Admit).
             rec["decision"] = rec["effect"] = "allow"
             rec["rule"] = decision.rule
@@ -463,8 +464,10 @@ class Evidence:
                 log.error("audit record for a finished request could not be written",
                           extra={"fields": {"request_id": ex.request_id}})
         op = ex.operation
+        if op is None or op.name not in RUN_ROUTES:
+            return  # no run's steps to collect (most requests: decided before anything else)
         delete = bool(ex.notes.get("delete_thread"))
-        if not (self.collect_history and op is not None and self.gateway is not None and 200 <= ex.status < 300):
+        if not (self.collect_history and self.gateway is not None and 200 <= ex.status < 300):
             return
         task_ids: list[str] = []
         runs = cast("list[tuple[str | None, str | None]]", ex.notes.get("runs") or [])
@@ -480,7 +483,7 @@ class Evidence:
                 ctx = cast("dict[str, Any]", ex.notes.get("ctx") or {})
                 runs = [(ctx.get("thread_id"), ctx.get("run_id"))]
             join = ex.outcome != "ok"
-        elif op.name not in (BACKGROUND_RUN_ROUTES | {"runs.batch"}):
+        elif op.name not in _BACKGROUND_OR_BATCH:
             return
         for thread_id, run_id in runs:
             if delete and run_id and not thread_id and op.name == "runs.stream":
