@@ -187,10 +187,17 @@ fn leading_literals(prefilter: &str, patterns: &[String]) -> Option<(usize, usiz
     if !seq.is_exact() || lits.iter().any(|l| l.as_bytes().is_empty()) {
         return None;
     }
+    let starts_with_one = |x: &[u8]| lits.iter().any(|l| x.starts_with(l.as_bytes()));
     for p in patterns {
-        let ps = ex.extract(&syntax::parse_with(p, &syntax_config()).ok()?);
-        let starts_with_one = |x: &[u8]| lits.iter().any(|l| x.starts_with(l.as_bytes()));
-        if !ps.literals()?.iter().all(|x| starts_with_one(x.as_bytes())) {
+        let hir = syntax::parse_with(p, &syntax_config()).ok()?;
+        // Any extraction is sound; which one is long enough depends on the pattern: repeats
+        // unrolled 10 times blew the limit for OpenAI's `[A-Za-z0-9]{48}` (leaving only "sk-",
+        // shorter than its prefilter's "sk-" and one more byte), once they do not.
+        let proven = [10, 1].into_iter().any(|repeat| {
+            let ps = ex.limit_repeat(repeat).extract(&hir);
+            ps.literals().is_some_and(|l| l.iter().all(|x| starts_with_one(x.as_bytes())))
+        });
+        if !proven {
             return None;
         }
     }
@@ -2200,6 +2207,11 @@ mod tests {
         assert_eq!(start_window(&jwt, "eyJ", true), (3, 3));
         let aws = entry(&[r"(?i)aws[A-Za-z0-9_ .-]{0,24}secret\s{0,3}=\s{0,3}([A-Za-z0-9/+]{40})\b"], 130);
         assert_eq!(start_window(&aws, "(?i)aws", true), (3, 3));
+        let openai = entry(
+            &[r"\bsk-(?:proj-[A-Za-z0-9_-]{40,200}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})\b"],
+            215,
+        );
+        assert_eq!(start_window(&openai, "sk-[A-Za-z0-9]", true), (4, 4));
         // literals of two lengths: a start is one or the other before the end
         let two = entry(&[r"\b(?:ab|abc)[0-9]{4}\b"], 10);
         assert_eq!(start_window(&two, "ab|abcd|abc0", true), (4, 2));
@@ -2354,5 +2366,32 @@ mod tests {
             let searched = SEARCHED.with(|c| c.get());
             assert!(searched < 8 * text.len() + (64 << 10), "{unit:?}: {searched} bytes searched");
         }
+    }
+
+    /// Every prefilter of the shipped catalogue but the email's (whose `@` core lies inside
+    /// its match) is leading: the windows of those entries are a byte or a few long.
+    #[test]
+    fn shipped_prefilters_are_leading() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/python/graphwarden/masking/catalogue.toml");
+        let doc: toml::Table = std::fs::read_to_string(path).expect("catalogue").parse().expect("toml");
+        let mut leading = Vec::new();
+        for e in doc["entries"].as_array().expect("entries") {
+            let t = e.as_table().expect("entry");
+            let Some(pf) = t.get("prefilter").and_then(|v| v.as_str()) else { continue };
+            let patterns: Vec<String> =
+                t["patterns"].as_array().expect("patterns").iter().map(|p| p.as_str().expect("str").into()).collect();
+            let id = t["id"].as_str().expect("id");
+            let max_len = t["max_len"].as_integer().expect("max_len") as usize;
+            let entry = EntrySpec { patterns, ..spec(id, "X", "x", Validator::None, max_len, &[]) };
+            let (lo, hi) = start_window(&entry, pf, true);
+            if id == "email" {
+                assert_eq!((lo, hi), (max_len, 0));
+            } else {
+                // literals of several lengths (`amqp://`, `mongodb+srv://`) give a few bytes
+                assert!(hi > 0 && lo - hi <= 8, "{id}: {pf:?} gives ({lo}, {hi})");
+                leading.push(id);
+            }
+        }
+        assert!(leading.len() >= 12, "{leading:?}");
     }
 }
