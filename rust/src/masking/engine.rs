@@ -141,6 +141,72 @@ fn max_match(pattern: &str) -> Option<usize> {
     syntax::parse_with(pattern, &syntax_config()).ok()?.properties().maximum_len()
 }
 
+/// For an expression of `entry` that Hyperscan reports the match ends of (one of its
+/// `patterns`, or its `prefilter`), `(lo, hi)` such that every match of the entry that a
+/// reported end `e` stands for starts in `[e - lo, e - hi]`.
+///
+/// * A pattern: the matches that end at `e` are between its shortest and longest match (capped
+///   at `max_len`: a longer one is no match) long.
+/// * A *leading* prefilter (`leading_literals`: a finite set of literals that every match of
+///   every pattern begins with, such as PEM's `-----BEGIN `): each match starts with one of
+///   them, whose end Hyperscan reports, so it starts one literal's length before a reported end.
+///   The window is a byte or a few (searched anchored), where `[e - max_len, e]` had the regex
+///   search up to 16 KiB before each PEM header and 7 KiB before each JWT.
+/// * Any other prefilter (its match lies inside the real match: the email's `@` core):
+///   `[e - max_len, e]`.
+fn start_window(entry: &EntrySpec, expr: &str, prefilter: bool) -> (usize, usize) {
+    let whole = (entry.max_len, 0);
+    if prefilter {
+        return leading_literals(expr, &entry.patterns).map_or(whole, |(short, long)| (long, short));
+    }
+    let Ok(hir) = syntax::parse_with(expr, &syntax_config()) else { return whole };
+    let props = hir.properties();
+    let lo = props.maximum_len().map_or(entry.max_len, |m| m.min(entry.max_len));
+    (lo, props.minimum_len().unwrap_or(0).min(lo))
+}
+
+/// When `prefilter` matches exactly a finite set of literals (no look-around, no unbounded
+/// part) and every match of every one of `patterns` begins with one of them: the shortest and
+/// longest of those literals. None when that cannot be shown (then the caller falls back to
+/// the window every prefilter gets).
+///
+/// Read from regex-syntax's prefix literal extraction: a finite sequence of prefixes means every
+/// match begins with one of them (inexact ones) or is one of them (exact ones); look-arounds such
+/// as `\b` are zero-width and extract as the empty string.
+fn leading_literals(prefilter: &str, patterns: &[String]) -> Option<(usize, usize)> {
+    use regex_syntax::hir::literal::{ExtractKind, Extractor};
+    let mut ex = Extractor::new();
+    // classes are expanded up to a byte each (JWT's `eyJ[A-Za-z0-9_-]` is 64 literals)
+    ex.kind(ExtractKind::Prefix).limit_class(256).limit_total(4096);
+    let pf = syntax::parse_with(prefilter, &syntax_config()).ok()?;
+    if !pf.properties().look_set().is_empty() {
+        return None; // Hyperscan's matches of it need not be where the literals are
+    }
+    let seq = ex.extract(&pf);
+    let lits = seq.literals()?;
+    if !seq.is_exact() || lits.iter().any(|l| l.as_bytes().is_empty()) {
+        return None;
+    }
+    let starts_with_one = |x: &[u8]| lits.iter().any(|l| x.starts_with(l.as_bytes()));
+    for p in patterns {
+        let hir = syntax::parse_with(p, &syntax_config()).ok()?;
+        // Any extraction is sound; which one is long enough depends on the pattern: repeats
+        // unrolled 10 times blew the limit for OpenAI's `[A-Za-z0-9]{48}` (leaving only "sk-",
+        // shorter than its prefilter's "sk-" and one more byte), once they do not.
+        let proven = [10, 1].into_iter().any(|repeat| {
+            let ps = ex.limit_repeat(repeat).extract(&hir);
+            ps.literals().is_some_and(|l| l.iter().all(|x| starts_with_one(x.as_bytes())))
+        });
+        if !proven {
+            return None;
+        }
+    }
+    Some((seq.min_literal_len()?, seq.max_literal_len()?))
+}
+
+/// Hyperscan expressions with, for each, its entry and start window (`Db::compile`).
+type ExprGroup = (Vec<std::ffi::CString>, Vec<usize>, Vec<(usize, usize)>);
+
 /// A compiled pattern set.
 pub struct Engine {
     entries: Vec<EntrySpec>,
@@ -276,6 +342,9 @@ struct Db {
     pool: Mutex<Vec<*mut hs_scratch_t>>,
     /// The catalogue entry each expression reports for.
     expr_entry: Vec<usize>,
+    /// Per expression, where a match of its entry can start relative to a reported end `e`:
+    /// in `[e - back.0, e - back.1]` (`start_window`).
+    back: Vec<(usize, usize)>,
     /// The shipped digit patterns' database (`Engine::new`): (trigger, entry) pairs, and where
     /// each entry's matches may start is found by `digit_triggers` instead of a Hyperscan pass
     /// (empty: scan with Hyperscan).
@@ -381,7 +450,7 @@ impl DigitShapes {
     /// `run_loop` compiled for AVX-512: the masks are computed inline, in registers, with their
     /// constants loaded once per call.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw")]
+    #[target_feature(enable = "avx512f,avx512bw,bmi2")]
     unsafe fn run_avx512<const SKIP_LONE: bool>(
         &mut self,
         text: &[u8],
@@ -425,7 +494,7 @@ impl DigitShapes {
             let after_plus = (plus << 1) | u64::from(prev == b'+');
             let mut want = starts & (second | after_plus);
             if SKIP_LONE {
-                want &= k.not_lone(after_plus);
+                want &= k.not_lone(after_plus, simd);
             }
             while want != 0 {
                 let bit = want.trailing_zeros() as usize;
@@ -511,14 +580,22 @@ impl ChunkMasks {
     /// block resets the joined run; a skipped one sits between the next block and the block
     /// before it, which keeps them from being joined and resets it too.
     ///
-    /// Most digit blocks of prose are lone ("12 items", "page 3"). The ends of blocks are not
-    /// mapped back to their starts: when any block of the chunk (a single digit too) is joined
-    /// after its end, is 12+ digits long or may go on past the chunk, every block of the chunk
-    /// is kept. That covers the blocks joined before too: the digit before one ends a block
-    /// joined after it, in the same chunk unless the block starts in the chunk's first 3
-    /// bytes, and those are kept anyway (their neighbours lie in the chunk before).
+    /// Most digit blocks of prose are lone ("12 items", "page 3"). A chunk where no block (a
+    /// single digit too) is joined after its end, is 12+ digits long or may go on past the
+    /// chunk keeps only the blocks in its first 3 bytes (their neighbours lie in the chunk
+    /// before) and those after '+' or two capitals: a block joined before is joined after the
+    /// digit before it, which ends a block of the same chunk unless it starts in those 3
+    /// bytes.
+    ///
+    /// Any other chunk: with AVX-512 (`simd`; BMI2 then too), only the blocks that are not
+    /// lone are kept: joined before is read at a block's start; joined after, ending in the
+    /// chunk's last 2 bytes (the next chunk may hold its neighbour) or reaching its end, at its
+    /// last digit, moved to its start with BMI2 (the k-th first digit of the chunk and its
+    /// k-th last digit are one block's). In digit-heavy text, where nearly every chunk holds a
+    /// date or an amount, the `550`, `8400`, `29` and `41` of a UUID are lone and no longer
+    /// visited. Without AVX-512 every block of such a chunk is kept.
     #[inline]
-    fn not_lone(&self, after_plus: u64) -> u64 {
+    fn not_lone(&self, after_plus: u64, simd: Simd) -> u64 {
         let (d, s, u) = (self.digit, self.sep, self.upper);
         let upper_before = (u << 1) & (u << 2);
         // bit e: the first byte after a block (d[e - 1] and not d[e])
@@ -527,9 +604,35 @@ impl ChunkMasks {
         let d2 = d & (d >> 1); // bit k: digits at k and k + 1
         let d4 = d2 & (d2 >> 2); // k to k + 3
         let d12 = d4 & (d4 >> 4) & (d4 >> 8); // k to k + 11
-        let any = (ends & (joined_after | (0b11 << 62))) | d12 | (d >> 63);
-        let all = 0u64.wrapping_sub(u64::from(any != 0));
-        0b111 | after_plus | upper_before | all
+        let marked_ends = ends & (joined_after | (0b11 << 62));
+        let kept = 0b111 | after_plus | upper_before;
+        let any = marked_ends | d12 | (d >> 63);
+        if simd != Simd::Avx512 {
+            return kept | 0u64.wrapping_sub(u64::from(any != 0)); // the whole chunk
+        }
+        if any == 0 {
+            // 96% of prose's chunks. Without this branch the AVX-512 path below made prose 7%
+            // slower (interleaved A/B, 15 rounds); with it, 2-3% (`cargo bench`, 30 paired
+            // rounds: prose x0.97, the digit pass alone on prose x0.95; the path out of line,
+            // the same)
+            return kept;
+        }
+        #[cfg(target_arch = "x86_64")]
+        let precise = {
+            use std::arch::x86_64::{_pdep_u64, _pext_u64};
+            // a block's first and last digits (one going on from the chunk before starts at
+            // bit 0; one going on into the next ends at bit 63)
+            let (first, last) = (d & !(d << 1), d & !(d >> 1));
+            let joined_before = (s << 1) & ((d << 2) | ((s << 2) & (d << 3)));
+            let marked_last = (marked_ends >> 1) | (d & (1 << 63));
+            // SAFETY: `Simd::Avx512` is only detected with BMI2 (and `run_avx512`, where this
+            // is inlined, is compiled for it).
+            let marked_first = unsafe { _pdep_u64(_pext_u64(marked_last, last), first) };
+            kept | joined_before | marked_first | d12
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let precise = u64::MAX; // (AVX-512 is only detected on x86_64)
+        precise
     }
 }
 
@@ -549,7 +652,8 @@ impl Simd {
     fn detect() -> Simd {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512bw") {
+            // every CPU with AVX-512BW has BMI2 (`ChunkMasks::not_lone`); asked anyway
+            if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("bmi2") {
                 return Simd::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2") {
@@ -696,7 +800,12 @@ impl Drop for Db {
 }
 
 impl Db {
-    fn compile(exprs: &[std::ffi::CString], expr_entry: Vec<usize>, entries: &[EntrySpec]) -> Result<Db, CompileError> {
+    fn compile(
+        exprs: &[std::ffi::CString],
+        expr_entry: Vec<usize>,
+        back: Vec<(usize, usize)>,
+        entries: &[EntrySpec],
+    ) -> Result<Db, CompileError> {
         let mut db: *mut hs_database_t = std::ptr::null_mut();
         let mut proto: *mut hs_scratch_t = std::ptr::null_mut();
         let ptrs: Vec<*const std::os::raw::c_char> = exprs.iter().map(|c| c.as_ptr()).collect();
@@ -734,7 +843,7 @@ impl Db {
             unsafe { hs_free_database(db) };
             return Err(CompileError { id: "(catalogue)".into(), message: "hs_alloc_scratch failed".into() });
         }
-        Ok(Db { db, proto, pool: Mutex::new(Vec::new()), expr_entry, triggers: Vec::new() })
+        Ok(Db { db, proto, pool: Mutex::new(Vec::new()), expr_entry, back, triggers: Vec::new() })
     }
 
     /// A scratch space for one scan: from the pool, or cloned from the prototype (None when
@@ -775,12 +884,18 @@ impl Db {
         rc != HS_SUCCESS // terminated by a match, or an error (fail closed: "may match")
     }
 
-    /// Adds (entry, match end) pairs to `found` for the matches in `text`, which is the part of
-    /// the input starting at `base`; marks `everywhere` the entries it cannot tell about.
-    /// `text` must be 64-byte aligned, followed by 64 readable bytes (see `with_aligned`) and
-    /// shorter than 4 GiB.
-    fn scan(&self, text: &[u8], base: usize, found: &mut Vec<(usize, usize)>, everywhere: &mut [bool]) {
-        let mut ends = Ends { ends: Vec::new(), overflow: false, base };
+    /// Adds (entry, lo, hi) windows of possible match starts to `found` for the matches in
+    /// `text`, which is the part of the input starting at `base`; marks `everywhere` the entries
+    /// it cannot tell about. `text` must be 64-byte aligned, followed by 64 readable bytes (see
+    /// `with_aligned`) and shorter than 4 GiB.
+    fn scan(&self, text: &[u8], base: usize, found: &mut Vec<(usize, usize, usize)>, everywhere: &mut [bool]) {
+        let mut ends = Ends {
+            windows: Vec::new(),
+            open: vec![usize::MAX; self.back.len()],
+            back: &self.back,
+            overflow: false,
+            base,
+        };
         let Some(scratch) = self.take_scratch() else {
             // Fail closed: search every entry everywhere (the exact regexes decide).
             self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
@@ -794,7 +909,7 @@ impl Db {
                 0,
                 scratch,
                 Some(on_match),
-                &mut ends as *mut Ends as *mut std::ffi::c_void,
+                &mut ends as *mut Ends<'_> as *mut std::ffi::c_void,
             )
         };
         self.put_scratch(scratch);
@@ -802,8 +917,8 @@ impl Db {
             self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
             return;
         }
-        for (expr, end) in ends.ends {
-            found.push((self.expr_entry[expr as usize], end));
+        for (expr, lo, hi) in ends.windows {
+            found.push((self.expr_entry[expr as usize], lo, hi));
         }
     }
 }
@@ -829,9 +944,19 @@ struct Raw {
 /// Keep this much released text as look-behind context for `\b`.
 const CONTEXT: usize = 16;
 
-/// Match ends reported by one scan; past `MAX_ENDS` the entry is searched whole.
-struct Ends {
-    ends: Vec<(u32, usize)>,
+/// The windows of possible match starts that the match ends of one scan give, (expression,
+/// lo, hi); past `MAX_ENDS` windows the database's entries are searched whole.
+///
+/// Consecutive ends of one expression are merged here, as they come: a pattern that ends in a
+/// repeat with no `\b` after it (`sk-ant-[A-Za-z0-9_-]{20,200}`) has an end at every byte along
+/// the token, about 80 per key. Kept one by one, they were a callback push each and then most of
+/// the sort in `Engine::hits` (17% of the time on text with one Anthropic key per KiB).
+struct Ends<'a> {
+    windows: Vec<(u32, usize, usize)>,
+    /// Per expression, the index in `windows` of its latest window (`usize::MAX`: none yet).
+    open: Vec<usize>,
+    /// `Db::back`.
+    back: &'a [(usize, usize)],
     overflow: bool,
     /// Offset of the scanned window in the text.
     base: usize,
@@ -839,14 +964,37 @@ struct Ends {
 
 const MAX_ENDS: usize = 1 << 16;
 
+#[cfg(test)]
+thread_local! {
+    /// Bytes of the spans `raw_matches` has searched on this thread (for the tests).
+    static SEARCHED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 unsafe extern "C" fn on_any(_id: u32, _from: u64, _to: u64, _flags: u32, _ctx: *mut std::ffi::c_void) -> i32 {
     1 // stop at the first match
 }
 
 unsafe extern "C" fn on_match(id: u32, _from: u64, to: u64, _flags: u32, ctx: *mut std::ffi::c_void) -> i32 {
-    let ends = &mut *(ctx as *mut Ends);
-    if ends.ends.len() < MAX_ENDS {
-        ends.ends.push((id, ends.base + to as usize));
+    let ends = &mut *(ctx as *mut Ends<'_>);
+    let x = id as usize;
+    let Some(&(back_lo, back_hi)) = ends.back.get(x) else {
+        ends.overflow = true; // an id we did not compile: fail closed
+        return 0;
+    };
+    let end = ends.base + to as usize;
+    let (lo, hi) = (end.saturating_sub(back_lo), end.saturating_sub(back_hi));
+    // Hyperscan reports ends in increasing order: a window that overlaps or touches the
+    // expression's latest one extends it (any other order just starts a new window; `hits`
+    // sorts and merges them all anyway)
+    if let Some(w) = ends.windows.get_mut(ends.open[x]) {
+        if lo <= w.2 + 1 && hi >= w.2 && lo >= w.1 {
+            w.2 = hi;
+            return 0;
+        }
+    }
+    if ends.windows.len() < MAX_ENDS {
+        ends.open[x] = ends.windows.len();
+        ends.windows.push((id, lo, hi));
     } else {
         ends.overflow = true;
     }
@@ -868,6 +1016,7 @@ impl Engine {
         let mut pats = Vec::new();
         let mut exprs: Vec<std::ffi::CString> = Vec::new();
         let mut expr_entry: Vec<usize> = Vec::new();
+        let mut back: Vec<(usize, usize)> = Vec::new();
         let cstr = |id: &str, p: &str| {
             std::ffi::CString::new(p.as_bytes())
                 .map_err(|_| CompileError { id: id.to_string(), message: "pattern contains a NUL byte".into() })
@@ -894,6 +1043,7 @@ impl Engine {
                 if e.prefilter.is_none() {
                     exprs.push(cstr(&e.id, p)?);
                     expr_entry.push(i);
+                    back.push(start_window(e, p, false));
                 }
                 let settle = if e.prefixes.is_empty() {
                     None
@@ -909,6 +1059,7 @@ impl Engine {
             if let Some(pf) = &e.prefilter {
                 exprs.push(cstr(&e.id, pf)?);
                 expr_entry.push(i);
+                back.push(start_window(e, pf, true));
             }
         }
         // Patterns led by a literal (tokens, keys, keyword-anchored secrets) and patterns led by
@@ -916,9 +1067,9 @@ impl Engine {
         // text, scanning the two is several times faster than one combined database. The shipped
         // digit patterns (`DIGIT_GATED`) get a database of their own, which digit shapes stand
         // in for, so that an operator's class-led entry does not send them back to Hyperscan.
-        let mut groups: [(Vec<std::ffi::CString>, Vec<usize>); 3] = Default::default();
+        let mut groups: [ExprGroup; 3] = Default::default();
         let mut triggers: Vec<(Trigger, usize)> = Vec::new(); // of the digit database's entries
-        for (x, e) in exprs.into_iter().zip(expr_entry) {
+        for ((x, e), b) in exprs.into_iter().zip(expr_entry).zip(back) {
             let shipped = DIGIT_GATED.iter().find(|(g, _)| g.as_bytes() == x.as_bytes());
             let g = if !entries[e].prefixes.is_empty() || entries[e].prefilter.is_some() {
                 0
@@ -932,11 +1083,12 @@ impl Engine {
             };
             groups[g].0.push(x);
             groups[g].1.push(e);
+            groups[g].2.push(b);
         }
         let mut dbs = Vec::new();
-        for (g, (x, ee)) in groups.into_iter().enumerate() {
+        for (g, (x, ee, b)) in groups.into_iter().enumerate() {
             if !x.is_empty() {
-                let mut db = Db::compile(&x, ee, &entries)?;
+                let mut db = Db::compile(&x, ee, b, &entries)?;
                 if g == 1 {
                     db.triggers = std::mem::take(&mut triggers);
                 }
@@ -977,7 +1129,9 @@ impl Engine {
                     std::ffi::CString::new(format!("(?i){hex}")).expect("hex escapes hold no NUL")
                 })
                 .collect();
-            Some(Db::compile(&exprs, prefix_entry.clone(), &entries)?)
+            // only asked whether anything occurs (`Db::any`): no windows
+            let back = vec![(0, 0); exprs.len()];
+            Some(Db::compile(&exprs, prefix_entry.clone(), back, &entries)?)
         };
         let mut partials_by_last: Vec<Vec<(usize, usize)>> = vec![Vec::new(); 256];
         for (i, p) in prefix_bytes.iter().enumerate() {
@@ -1044,7 +1198,7 @@ impl Engine {
         let overlap = self.max_len() + 2;
         let chunk = SCAN_CHUNK.max(4 * overlap).min(1 << 30);
         let overlap = overlap.min(chunk / 2);
-        let mut found: Vec<(usize, usize)> = Vec::new();
+        let mut found: Vec<(usize, usize, usize)> = Vec::new();
         let mut everywhere = vec![false; n];
         let mut per: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
         // at most one database is located by digit shapes (`Engine::new`)
@@ -1064,6 +1218,9 @@ impl Engine {
             if let Some(db) = shape_db {
                 shapes.run(text, shaped, end, |t, lo, hi| {
                     for &(_, e) in db.triggers.iter().filter(|(k, _)| *k == t) {
+                        if t == Trigger::Card && self.card_block_rejected(text, lo, e) {
+                            continue;
+                        }
                         per[e].push((lo, hi));
                     }
                     true
@@ -1075,10 +1232,8 @@ impl Engine {
             }
             start = end - overlap;
         }
-        for (entry, end) in found {
-            // a match ending at `end` (or, for a prefilter, containing it) starts in this range
-            let lo = end.saturating_sub(self.entries[entry].max_len);
-            per[entry].push((lo, end));
+        for (entry, lo, hi) in found {
+            per[entry].push((lo, hi));
         }
         per.into_iter()
             .enumerate()
@@ -1098,14 +1253,39 @@ impl Engine {
                     }
                 }
                 // Many scattered windows cost more than one pass of the regex over the text (an
-                // unbounded pattern searches on from each window to its next match).
+                // unbounded pattern searches on from each window to its next match). A window of
+                // one byte is searched anchored, which does not search on: a PEM block per KiB
+                // is searched at its headers only (`raw_matches` bounds what they cost in all).
                 let covered: usize = merged.iter().map(|(lo, hi)| hi - lo + 1).sum();
-                if (merged.len() > 32 && !self.bounded[e]) || covered > text.len() / 4 {
+                let wide = merged.iter().filter(|(lo, hi)| hi > lo).count();
+                if (wide > 32 && !self.bounded[e]) || covered > text.len() / 4 {
                     return Where::Everywhere;
                 }
                 Where::Windows(merged)
             })
             .collect()
+    }
+
+    /// Whether the card trigger at `at` is a block of 12-19 digits that `entry`'s validator
+    /// rejects whole: then nothing the window could find is a match, and it is not searched.
+    ///
+    /// At the start of such a block the card pattern's only candidate is the whole block: its
+    /// other branches need a separator after four digits, and `\d{12,19}\b` cannot end
+    /// between two digits (nor at the block's end when a letter follows, and then there is no
+    /// candidate at all). A candidate the validator rejects is no span, and a search from the
+    /// next byte starts inside the block, where `\b` fails. On digit-heavy text these are
+    /// mostly the 12-digit tails of UUIDs (`446655440000`), which fail Luhn: their regex
+    /// searches were about a fifth of the time. Not searching them loses only the rejected
+    /// candidate, which a stream would have kept its cut out of; a cut inside the block lets
+    /// no match through either (the rest of the block starts after a digit, where `\b`
+    /// fails; the tests check streams against block mode for every cut).
+    fn card_block_rejected(&self, text: &[u8], at: usize, entry: usize) -> bool {
+        let e = &self.entries[entry];
+        if e.group != 0 {
+            return false;
+        }
+        let len = text[at..].iter().take(20).take_while(|b| b.is_ascii_digit()).count();
+        (12..=19).contains(&len) && (len > e.max_len || !e.validator.check(&text[at..at + len]))
     }
 
     /// True when some entry may occur in `text` (the Hyperscan pass only).
@@ -1160,7 +1340,18 @@ impl Engine {
             // of the windows.
             let mut caps = if entry.group == 0 { None } else { Some(pat.re.create_captures()) };
             let mut pos = from;
-            'windows: for (lo, hi) in windows {
+            // Bytes the searches may have read, counted up to the match end when one is found and
+            // to the end of the span when none is. Windows of one byte (digit shapes, leading
+            // prefilters) are not limited in number by `hits`, and each search can read on past
+            // its window (up to `max_match`, or to the end of the text); text built to hold many
+            // such windows (a JWT prefix every few bytes) must not make the searches read it over
+            // and over: past this budget, the rest of the text is searched in one pass.
+            let budget = 4 * (hay.len() - from) + 4096;
+            let mut work = 0usize;
+            'windows: for (lo, mut hi) in windows {
+                if work > budget {
+                    hi = hay.len(); // covers every later window
+                }
                 pos = pos.max(lo);
                 // a match starting at most at `hi` ends by `end`
                 let end = pat.max_match.map_or(hay.len(), |m| hay.len().min(hi.saturating_add(m)));
@@ -1168,6 +1359,8 @@ impl Engine {
                     // one possible start left (a digit shape's window is one byte): an anchored
                     // search, with no scan for where a match begins
                     let anchored = pos == hi;
+                    #[cfg(test)]
+                    SEARCHED.with(|c| c.set(c.get() + (end - pos)));
                     let mut input = Input::new(hay).span(pos..end);
                     if anchored {
                         input = input.anchored(Anchored::Yes);
@@ -1181,6 +1374,7 @@ impl Engine {
                     } else {
                         pat.re.search(&input).map(|m| (m.start(), m.end(), m.start(), m.end()))
                     };
+                    work += found.map_or(end - pos, |(_, me, _, _)| me.saturating_sub(pos));
                     let Some((ms, me, gs, ge)) = found else {
                         if end == hay.len() && !anchored {
                             break 'windows; // no match anywhere after `pos`
@@ -1201,6 +1395,9 @@ impl Engine {
                     // A candidate the validator rejects may hide a valid one that overlaps it
                     // (a card number glued to an order number): search again from its next byte.
                     pos = if valid && me > ms { me } else { ms + 1 };
+                }
+                if hi == hay.len() {
+                    break; // the last window, or one that covered the rest of the text
                 }
             }
         }
@@ -2052,5 +2249,254 @@ mod tests {
         );
         let err = r.err().expect("error");
         assert_eq!(err.id, "broken");
+    }
+
+    /// A prefilter made of literals that start every match of the entry gives windows of one
+    /// byte per reported end; any other prefilter, the whole `[e - max_len, e]`; a pattern, its
+    /// shortest to longest match.
+    #[test]
+    fn start_windows_follow_what_the_expression_proves() {
+        let entry = |patterns: &[&str], max_len: usize| EntrySpec {
+            patterns: patterns.iter().map(|p| p.to_string()).collect(),
+            ..spec("x", "X", "x", Validator::None, max_len, &[])
+        };
+        let pem = entry(&[r"-----BEGIN (?:RSA |EC )?PRIVATE KEY-----[A-Za-z0-9+/=\s]+?-----END [A-Z ]+-----"], 16400);
+        assert_eq!(start_window(&pem, "-----BEGIN ", true), (11, 11));
+        let jwt = entry(&[r"\beyJ[A-Za-z0-9_-]{8,2000}\.eyJ[A-Za-z0-9_-]{8,4000}\.[A-Za-z0-9_-]{8,1000}"], 7010);
+        assert_eq!(start_window(&jwt, "eyJ[A-Za-z0-9_-]", true), (4, 4));
+        assert_eq!(start_window(&jwt, "eyJ", true), (3, 3));
+        let aws = entry(&[r"(?i)aws[A-Za-z0-9_ .-]{0,24}secret\s{0,3}=\s{0,3}([A-Za-z0-9/+]{40})\b"], 130);
+        assert_eq!(start_window(&aws, "(?i)aws", true), (3, 3));
+        let openai = entry(
+            &[r"\bsk-(?:proj-[A-Za-z0-9_-]{40,200}|[A-Za-z0-9]{20}T3BlbkFJ[A-Za-z0-9]{20}|[A-Za-z0-9]{48})\b"],
+            215,
+        );
+        assert_eq!(start_window(&openai, "sk-[A-Za-z0-9]", true), (4, 4));
+        // literals of two lengths: a start is one or the other before the end
+        let two = entry(&[r"\b(?:ab|abc)[0-9]{4}\b"], 10);
+        assert_eq!(start_window(&two, "ab|abcd|abc0", true), (4, 2));
+        let whole = |e: &EntrySpec| (e.max_len, 0);
+        // not leading: a match can start before the prefilter's match ("aws" is case-sensitive
+        // here; a second pattern starts otherwise; the email's `@` core lies inside its match)
+        assert_eq!(start_window(&entry(&["(?i)aws_[a-z]{4}"], 20), "aws", true), (20, 0));
+        assert_eq!(start_window(&entry(&["eyJ[a-z]{4}", "xeyJ[a-z]{4}"], 20), "eyJ", true), (20, 0));
+        let email = entry(&[r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}\.[A-Za-z]{2,24}\b"], 410);
+        assert_eq!(start_window(&email, "[A-Za-z0-9._%+-]@[A-Za-z0-9-]", true), whole(&email));
+        // a prefilter that is not a finite set of plain literals
+        assert_eq!(start_window(&jwt, r"\beyJ", true), whole(&jwt));
+        assert_eq!(start_window(&jwt, "eyJ[a-z]+", true), whole(&jwt));
+        assert_eq!(start_window(&jwt, "", true), whole(&jwt));
+        // a pattern: its own length, capped by max_len
+        assert_eq!(start_window(&jwt, &jwt.patterns[0], false), (7008, 32));
+        assert_eq!(start_window(&two, &two.patterns[0], false), (7, 6));
+        assert_eq!(start_window(&pem, &pem.patterns[0], false), (16400, 43));
+    }
+
+    /// The spans found through the windows are those of a search over the whole text, for
+    /// entries with leading prefilters (one-byte windows, anchored searches), with their
+    /// patterns in Hyperscan (runs of ends merged into windows as they are reported) and with
+    /// a group, on texts built from the pieces of their matches.
+    #[test]
+    fn windows_find_what_a_whole_text_search_finds() {
+        let pem = r"-----BEGIN (?:RSA )?PRIVATE KEY-----[A-Za-z0-9+/=\s-]+?-----END (?:RSA )?PRIVATE KEY-----";
+        let jwt = r"\beyJ[A-Za-z0-9_-]{2,20}\.eyJ[A-Za-z0-9_-]{2,20}\.[A-Za-z0-9_-]{2,10}";
+        let aws = r"(?i)aws[A-Za-z0-9_ .-]{0,24}secret\s{0,3}=\s{0,3}([A-Za-z0-9/+]{8})\b";
+        let ant = r"\bsk-ant-[A-Za-z0-9_-]{4,20}";
+        let entries = |prefiltered: bool| {
+            let e = |id: &str, p: &str, max: usize, pf: &str| EntrySpec {
+                prefilter: prefiltered.then(|| pf.to_string()),
+                group: usize::from(id == "aws"),
+                ..spec(id, &id.to_uppercase(), p, Validator::None, max, &[])
+            };
+            vec![
+                e("pem", pem, 120, "-----BEGIN "),
+                e("jwt", jwt, 60, "eyJ[A-Za-z0-9_-]"),
+                e("aws", aws, 70, "(?i)aws"),
+                e("ant", ant, 27, "sk-ant-"),
+            ]
+        };
+        let engines = [Engine::new(entries(true), [7; 32]).unwrap(), Engine::new(entries(false), [7; 32]).unwrap()];
+        for e in &engines[0].dbs[0].back {
+            assert!(e.0 == e.1, "every prefilter is leading: {:?}", engines[0].dbs[0].back);
+        }
+        let pieces = [
+            "-----BEGIN ",
+            "-----BEGIN PRIVATE KEY-----",
+            "-----END PRIVATE KEY-----",
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIB",
+            "-----END RSA PRIVATE KEY-----",
+            "MIIBOgIBAAJ",
+            "eyJ",
+            "eyJhbGci",
+            ".",
+            "aws",
+            "AWS ",
+            "_secret",
+            "Secret",
+            " = ",
+            "wJalrXUtnFE",
+            "sk-ant-",
+            "api03-AbCdEf",
+            " ",
+            "-",
+            "x",
+            "\n",
+        ];
+        let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
+        let mut found = 0;
+        for _ in 0..20_000 {
+            let mut text = String::new();
+            for _ in 0..next() % 14 {
+                text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+            }
+            let text = text.as_bytes();
+            let want = whole_text_spans(&engines[0], text);
+            found += want.len();
+            for engine in &engines {
+                assert_eq!(engine.unmerged(text), want, "{:?}", String::from_utf8_lossy(text));
+            }
+        }
+        assert!(found > 2000, "{found} matches");
+    }
+
+    /// `unmerged` by the iteration of `raw_matches` over the whole text (no windows).
+    fn whole_text_spans(engine: &Engine, text: &[u8]) -> Vec<Span> {
+        let mut want = Vec::new();
+        for pat in &engine.pats {
+            let entry = &engine.entries[pat.entry];
+            let mut caps = pat.re.create_captures();
+            let mut pos = 0;
+            while pos <= text.len() {
+                pat.re.search_captures(&Input::new(text).span(pos..text.len()), &mut caps);
+                let Some(m) = caps.get_match() else { break };
+                let g = caps.get_group(entry.group).unwrap_or(m.span());
+                let valid = g.end > g.start && m.end() - m.start() <= entry.max_len && entry.validator.check(&text[g]);
+                if valid {
+                    want.push(Span { start: g.start, end: g.end, entry: pat.entry });
+                }
+                pos = if valid && m.end() > m.start() { m.end() } else { m.start() + 1 };
+            }
+        }
+        want.sort_by_key(|s| (s.start, s.end, s.entry));
+        want
+    }
+
+    /// Card windows at a block of 12-19 digits that the validator rejects are not searched
+    /// (`card_block_rejected`): the spans are still those of a whole-text search, with Luhn,
+    /// with a validator that accepts everything and with a `max_len` shorter than some blocks.
+    #[test]
+    fn rejected_card_blocks_lose_no_span() {
+        let card = |v: Validator, max_len: usize| spec("card", "CARD", DIGIT_GATED[0].0, v, max_len, &[]);
+        let pieces = [
+            "4111111111111111",
+            "446655440000",
+            "378282246310005",
+            "5500005555555559",
+            "1234567890123",
+            "4111 1111 1111 1111",
+            "4111-1111-1111-1111",
+            "12345",
+            "0",
+            " ",
+            "-",
+            "a",
+            "_",
+            "x ",
+        ];
+        for (v, max_len) in [(Validator::Luhn, 24), (Validator::None, 24), (Validator::Luhn, 15)] {
+            let engine = Engine::new(vec![card(v, max_len)], [7; 32]).unwrap();
+            assert!(engine.digit_gated());
+            let mut next = xorshift(0x1234_5678_9abc_def1u64);
+            let mut found = 0;
+            for _ in 0..20_000 {
+                let mut text = String::new();
+                for _ in 0..next() % 8 {
+                    text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+                }
+                let want = whole_text_spans(&engine, text.as_bytes());
+                found += want.len();
+                assert_eq!(engine.unmerged(text.as_bytes()), want, "{text:?} {v:?} {max_len}");
+            }
+            assert!(found > 500, "{found} matches");
+        }
+    }
+
+    /// The ends Hyperscan reports along a token (a pattern that ends in a repeat without `\b`
+    /// has one at every byte) come out of the scan as one window per token.
+    #[test]
+    fn consecutive_ends_are_one_window() {
+        let e = spec("ant", "ANT", r"\bsk-ant-[A-Za-z0-9_-]{20,200}", Validator::None, 210, &["sk-ant-"]);
+        let engine = Engine::new(vec![e], [7; 32]).unwrap();
+        let key = "sk-ant-api03-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789_-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789-AAAAAA";
+        let gap = " x".repeat(150); // the windows of two keys do not touch
+        let text = format!("a {key}{gap} {key}{gap} {key}.");
+        let mut found = Vec::new();
+        let mut everywhere = [false];
+        with_aligned(text.as_bytes(), |t| engine.dbs[0].scan(t, 0, &mut found, &mut everywhere));
+        assert!(!everywhere[0]);
+        let starts: Vec<usize> = text.match_indices(key).map(|(i, _)| i).collect();
+        assert_eq!(found.len(), 3, "{found:?}");
+        for ((_, lo, hi), s) in found.into_iter().zip(starts) {
+            // reported ends from s + 27 to s + key.len(): starts from 207 before the first to
+            // 27 before the last
+            assert_eq!((lo, hi), ((s + 27).saturating_sub(207), s + key.len() - 27));
+        }
+    }
+
+    /// Text made of prefixes that start no match (PEM headers with no END, a JWT prefix every
+    /// few bytes) gives a one-byte window per prefix, and each search from one reads on (to
+    /// the end of the text for the unbounded PEM pattern): past a budget of a few times the
+    /// text, the rest is searched in one pass, so the bytes searched stay a small multiple of
+    /// the text (without the budget: 67 MB searched for these 64 KiB of PEM headers; 40 s for a
+    /// MiB of them in a release build).
+    #[test]
+    fn windows_that_read_on_are_searched_within_a_budget() {
+        let pem = r"-----BEGIN PRIVATE KEY-----[A-Za-z0-9+/=\s-]+?-----END PRIVATE KEY-----";
+        let jwt = r"\beyJ[A-Za-z0-9_-]{8,2000}\.eyJ[A-Za-z0-9_-]{8,4000}\.[A-Za-z0-9_-]{8,1000}";
+        let e = |id: &str, p: &str, max: usize, pf: &str| EntrySpec {
+            prefilter: Some(pf.to_string()),
+            ..spec(id, &id.to_uppercase(), p, Validator::None, max, &[])
+        };
+        let engine =
+            Engine::new(vec![e("pem", pem, 16400, "-----BEGIN "), e("jwt", jwt, 7010, "eyJ[A-Za-z0-9_-]")], [7; 32])
+                .unwrap();
+        for unit in ["-----BEGIN PRIVATE KEY-----AAAA ", "-eyJa"] {
+            let text = unit.repeat((64 << 10) / unit.len());
+            match &engine.hits(text.as_bytes())[usize::from(unit == "-eyJa")] {
+                Where::Windows(w) => assert!(w.len() > 1000 && w.iter().all(|(lo, hi)| lo == hi)),
+                other => panic!("{other:?}"),
+            }
+            SEARCHED.with(|c| c.set(0));
+            assert!(engine.spans(text.as_bytes()).is_empty());
+            let searched = SEARCHED.with(|c| c.get());
+            assert!(searched < 8 * text.len() + (64 << 10), "{unit:?}: {searched} bytes searched");
+        }
+    }
+
+    /// Every prefilter of the shipped catalogue but the email's (whose `@` core lies inside
+    /// its match) is leading: the windows of those entries are a byte or a few long.
+    #[test]
+    fn shipped_prefilters_are_leading() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/python/graphwarden/masking/catalogue.toml");
+        let doc: toml::Table = std::fs::read_to_string(path).expect("catalogue").parse().expect("toml");
+        let mut leading = Vec::new();
+        for e in doc["entries"].as_array().expect("entries") {
+            let t = e.as_table().expect("entry");
+            let Some(pf) = t.get("prefilter").and_then(|v| v.as_str()) else { continue };
+            let patterns: Vec<String> =
+                t["patterns"].as_array().expect("patterns").iter().map(|p| p.as_str().expect("str").into()).collect();
+            let id = t["id"].as_str().expect("id");
+            let max_len = t["max_len"].as_integer().expect("max_len") as usize;
+            let entry = EntrySpec { patterns, ..spec(id, "X", "x", Validator::None, max_len, &[]) };
+            let (lo, hi) = start_window(&entry, pf, true);
+            if id == "email" {
+                assert_eq!((lo, hi), (max_len, 0));
+            } else {
+                // literals of several lengths (`amqp://`, `mongodb+srv://`) give a few bytes
+                assert!(hi > 0 && lo - hi <= 8, "{id}: {pf:?} gives ({lo}, {hi})");
+                leading.push(id);
+            }
+        }
+        assert!(leading.len() >= 12, "{leading:?}");
     }
 }
