@@ -450,7 +450,7 @@ impl DigitShapes {
     /// `run_loop` compiled for AVX-512: the masks are computed inline, in registers, with their
     /// constants loaded once per call.
     #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f,avx512bw,bmi2")]
+    #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn run_avx512<const SKIP_LONE: bool>(
         &mut self,
         text: &[u8],
@@ -494,7 +494,7 @@ impl DigitShapes {
             let after_plus = (plus << 1) | u64::from(prev == b'+');
             let mut want = starts & (second | after_plus);
             if SKIP_LONE {
-                want &= k.not_lone(after_plus, simd);
+                want &= k.not_lone(after_plus);
             }
             while want != 0 {
                 let bit = want.trailing_zeros() as usize;
@@ -580,22 +580,14 @@ impl ChunkMasks {
     /// block resets the joined run; a skipped one sits between the next block and the block
     /// before it, which keeps them from being joined and resets it too.
     ///
-    /// Most digit blocks of prose are lone ("12 items", "page 3"). A chunk where no block (a
-    /// single digit too) is joined after its end, is 12+ digits long or may go on past the
-    /// chunk keeps only the blocks in its first 3 bytes (their neighbours lie in the chunk
-    /// before) and those after '+' or two capitals: a block joined before is joined after the
-    /// digit before it, which ends a block of the same chunk unless it starts in those 3
-    /// bytes.
-    ///
-    /// Any other chunk: with AVX-512 (`simd`; BMI2 then too), only the blocks that are not
-    /// lone are kept: joined before is read at a block's start; joined after, ending in the
-    /// chunk's last 2 bytes (the next chunk may hold its neighbour) or reaching its end, at its
-    /// last digit, moved to its start with BMI2 (the k-th first digit of the chunk and its
-    /// k-th last digit are one block's). In digit-heavy text, where nearly every chunk holds a
-    /// date or an amount, the `550`, `8400`, `29` and `41` of a UUID are lone and no longer
-    /// visited. Without AVX-512 every block of such a chunk is kept.
+    /// Most digit blocks of prose are lone ("12 items", "page 3"). The ends of blocks are not
+    /// mapped back to their starts: when any block of the chunk (a single digit too) is joined
+    /// after its end, is 12+ digits long or may go on past the chunk, every block of the chunk
+    /// is kept. That covers the blocks joined before too: the digit before one ends a block
+    /// joined after it, in the same chunk unless the block starts in the chunk's first 3
+    /// bytes, and those are kept anyway (their neighbours lie in the chunk before).
     #[inline]
-    fn not_lone(&self, after_plus: u64, simd: Simd) -> u64 {
+    fn not_lone(&self, after_plus: u64) -> u64 {
         let (d, s, u) = (self.digit, self.sep, self.upper);
         let upper_before = (u << 1) & (u << 2);
         // bit e: the first byte after a block (d[e - 1] and not d[e])
@@ -604,35 +596,9 @@ impl ChunkMasks {
         let d2 = d & (d >> 1); // bit k: digits at k and k + 1
         let d4 = d2 & (d2 >> 2); // k to k + 3
         let d12 = d4 & (d4 >> 4) & (d4 >> 8); // k to k + 11
-        let marked_ends = ends & (joined_after | (0b11 << 62));
-        let kept = 0b111 | after_plus | upper_before;
-        let any = marked_ends | d12 | (d >> 63);
-        if simd != Simd::Avx512 {
-            return kept | 0u64.wrapping_sub(u64::from(any != 0)); // the whole chunk
-        }
-        if any == 0 {
-            // 96% of prose's chunks. Without this branch the AVX-512 path below made prose 7%
-            // slower (interleaved A/B, 15 rounds); with it, 2-3% (`cargo bench`, 30 paired
-            // rounds: prose x0.97, the digit pass alone on prose x0.95; the path out of line,
-            // the same)
-            return kept;
-        }
-        #[cfg(target_arch = "x86_64")]
-        let precise = {
-            use std::arch::x86_64::{_pdep_u64, _pext_u64};
-            // a block's first and last digits (one going on from the chunk before starts at
-            // bit 0; one going on into the next ends at bit 63)
-            let (first, last) = (d & !(d << 1), d & !(d >> 1));
-            let joined_before = (s << 1) & ((d << 2) | ((s << 2) & (d << 3)));
-            let marked_last = (marked_ends >> 1) | (d & (1 << 63));
-            // SAFETY: `Simd::Avx512` is only detected with BMI2 (and `run_avx512`, where this
-            // is inlined, is compiled for it).
-            let marked_first = unsafe { _pdep_u64(_pext_u64(marked_last, last), first) };
-            kept | joined_before | marked_first | d12
-        };
-        #[cfg(not(target_arch = "x86_64"))]
-        let precise = u64::MAX; // (AVX-512 is only detected on x86_64)
-        precise
+        let any = (ends & (joined_after | (0b11 << 62))) | d12 | (d >> 63);
+        let all = 0u64.wrapping_sub(u64::from(any != 0));
+        0b111 | after_plus | upper_before | all
     }
 }
 
@@ -652,8 +618,7 @@ impl Simd {
     fn detect() -> Simd {
         #[cfg(target_arch = "x86_64")]
         {
-            // every CPU with AVX-512BW has BMI2 (`ChunkMasks::not_lone`); asked anyway
-            if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("bmi2") {
+            if std::arch::is_x86_feature_detected!("avx512bw") {
                 return Simd::Avx512;
             }
             if std::arch::is_x86_feature_detected!("avx2") {
