@@ -1,23 +1,27 @@
-//! Detection and rewriting.
+//! Detection and rewriting (docs/MASKING.md describes each step with its measurements).
 //!
-//! Hyperscan runs first over the whole input with every pattern in one block-mode database,
-//! each pattern in single-match mode: it answers "which patterns occur at all" at memory
-//! bandwidth, so text without PII costs one Hyperscan pass and nothing else. Only the patterns
-//! that occurred are then resolved to exact spans with the `regex` crate (leftmost-first, the
-//! same semantics as Python's `re`, which the tests use as the oracle). This is how the start of
-//! a match is found: Hyperscan's own start-of-match tracking (SOM_LEFTMOST) is costly and fails
-//! to compile for some bounded repeats, while re-running one small regex over text known to
-//! contain a match is cheap.
+//! Where matches can be: Hyperscan block-mode databases report match *ends* (no start-of-match
+//! tracking) of the entries led by a literal or a `prefilter`, and of an operator's class-led
+//! entries; the shipped card, SSN, IBAN and phone patterns are located by a SIMD pass over digit
+//! shapes instead (`DigitShapes`). Each reported end gives a window of possible match starts,
+//! as narrow as the expression proves (`start_window`: one byte for a leading literal
+//! prefilter). Text without PII costs these passes and nothing else.
+//!
+//! Exact spans: `regex-automata`'s meta regex (leftmost-first, the same semantics as Python's
+//! `re`, which the tests use as the oracle) runs only in those windows, or over the whole text
+//! when they are many. This is how the start of a match is found: Hyperscan's own start-of-match
+//! tracking (SOM_LEFTMOST) is costly and fails to compile for some bounded repeats, while a
+//! small regex over a window known to hold a match start is cheap.
 //!
 //! Validators run on each candidate before spans are merged; overlapping spans are masked as
 //! their union, labelled with the entity of the highest-priority entry (catalogue order).
 //!
-//! Streaming keeps back only what can still become part of a match: the last `base_hold` bytes
-//! (the longest match of any pattern without a literal prefix, e.g. 254 for email) and, for
-//! long patterns that start with a literal (PEM blocks, JWTs, tokens), the text from the last
-//! occurrence of that literal, or of a partial literal at the very end. A cut never falls inside
-//! a candidate match, and a few bytes of released text are kept as look-behind context, so the
-//! output for any chunking equals the block-mode output.
+//! Streaming keeps back only what can still become part of a match: for entries without a
+//! literal prefix, the bytes after the last one their pattern cannot contain, within their
+//! `max_len`; for entries that start with a literal (PEM blocks, JWTs, tokens), the text from the
+//! earliest occurrence of one that may still grow, or of a partial literal at the very end. A
+//! cut never falls inside a candidate match, and a few bytes of released text are kept as
+//! look-behind context, so the output for any chunking equals the block-mode output.
 
 use std::sync::Mutex;
 
