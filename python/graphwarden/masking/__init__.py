@@ -184,7 +184,7 @@ class Masker:
 
     # `mask` and `mask_json` are the native engine's own methods, bound per instance: the
     # request path calls them for every body and SSE event, and a Python method around each
-    # call cost a frame (about 1,000 instructions) per call.
+    # call cost a frame per call.
     #: Masked bytes (the input object itself when nothing matched).
     mask: Callable[[bytes], bytes]
     #: JSON-aware `mask`: string values masked decoded; raises ValueError when `data` is not JSON.
