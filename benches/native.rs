@@ -5,7 +5,7 @@
 //! against `re`, hyperscan and pyperscan is benchmarks/masking_bench.py.
 //!
 //! The corpus has the shape of `graphwarden masking bench`'s (same words, one catalogue value per
-//! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|json|clean|dense`
+//! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|json|clean|dense|prose`
 //! repeats one case for 6 s, for a profiler (`GW_BENCH_ROUNDS=N`: N times, for callgrind).
 
 use std::hint::black_box;
@@ -209,6 +209,7 @@ fn main() {
                     (0..1000).for_each(|_| drop(black_box(engine.mask_json(black_box(&doc)))))
                 }
                 Some("dense") => drop(black_box(engine.mask(black_box(&dense)))),
+                Some("prose") => drop(black_box(engine.mask(black_box(&text)))),
                 _ => drop(black_box(engine.mask(black_box(&clean)))),
             }
         }
