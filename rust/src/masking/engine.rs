@@ -30,6 +30,7 @@ use regex_automata::meta::Regex;
 use regex_automata::{hybrid, util::syntax, Anchored, Input};
 
 use super::ffi::*;
+use super::gate::Gate;
 use super::validators::Validator;
 
 /// What replaces a match.
@@ -102,7 +103,7 @@ struct Pat {
     max_match: Option<usize>,
 }
 
-fn syntax_config() -> syntax::Config {
+pub(crate) fn syntax_config() -> syntax::Config {
     syntax::Config::new().unicode(false).utf8(false)
 }
 
@@ -303,6 +304,12 @@ impl AlignedCopy {
     }
 }
 
+/// The most regions around a gate's candidates (`gate.rs`) worth scanning one by one in `len`
+/// bytes: a Hyperscan call costs about as much as scanning a KiB.
+fn max_regions(len: usize) -> usize {
+    len / 1024 + 1
+}
+
 /// Texts longer than this are scanned in chunks (`Engine::hits`).
 const SCAN_CHUNK: usize = 256 << 10;
 
@@ -353,6 +360,9 @@ struct Db {
     /// each entry's matches may start is found by `digit_triggers` instead of a Hyperscan pass
     /// (empty: scan with Hyperscan).
     triggers: Vec<(Trigger, usize)>,
+    /// Where this database's matches can start (`gate.rs`): when set, Hyperscan scans only the
+    /// regions around those places, unless they are too many.
+    gate: Option<Gate>,
 }
 
 /// What a match of a `DIGIT_GATED` pattern must contain (see `digit_triggers`).
@@ -812,7 +822,7 @@ impl Db {
             unsafe { hs_free_database(db) };
             return Err(CompileError { id: "(catalogue)".into(), message: "hs_alloc_scratch failed".into() });
         }
-        Ok(Db { db, proto, pool: Mutex::new(Vec::new()), expr_entry, back, triggers: Vec::new() })
+        Ok(Db { db, proto, pool: Mutex::new(Vec::new()), expr_entry, back, triggers: Vec::new(), gate: None })
     }
 
     /// A scratch space for one scan: from the pool, or cloned from the prototype (None when
@@ -851,6 +861,18 @@ impl Db {
         };
         self.put_scratch(scratch);
         rc != HS_SUCCESS // terminated by a match, or an error (fail closed: "may match")
+    }
+
+    /// Whether any expression may match in `text`: Hyperscan over the gate's regions, or over
+    /// the whole text.
+    fn may_occur(&self, text: &[u8]) -> bool {
+        if let Some(g) = &self.gate {
+            let mut regions = Vec::new();
+            if g.regions(text, 0, text.len(), max_regions(text.len()), &mut regions).is_ok() {
+                return regions.iter().any(|&(a, b)| with_aligned(&text[a..b], |t| self.any(t)));
+            }
+        }
+        with_aligned(text, |t| self.any(t))
     }
 
     /// Adds (entry, lo, hi) windows of possible match starts to `found` for the matches in
@@ -1060,6 +1082,9 @@ impl Engine {
                 let mut db = Db::compile(&x, ee, b, &entries)?;
                 if g == 1 {
                     db.triggers = std::mem::take(&mut triggers);
+                } else {
+                    let strs: Option<Vec<&str>> = x.iter().map(|c| c.to_str().ok()).collect();
+                    db.gate = strs.and_then(|v| Gate::new(&v));
                 }
                 dbs.push(db);
             }
@@ -1174,15 +1199,33 @@ impl Engine {
         let shape_db = self.dbs.iter().find(|db| !db.triggers.is_empty());
         let any_hs = self.dbs.iter().any(|db| db.triggers.is_empty());
         let mut shapes = DigitShapes::default();
+        let mut regions: Vec<(usize, usize)> = Vec::new();
         let (mut start, mut shaped) = (0usize, 0usize);
         loop {
             let end = text.len().min(start + chunk);
             if any_hs {
-                with_aligned(&text[start..end], |aligned| {
-                    for db in self.dbs.iter().filter(|db| db.triggers.is_empty()) {
-                        db.scan(aligned, start, &mut found, &mut everywhere);
+                let mut whole: [Option<&Db>; 3] = [None; 3];
+                for (k, db) in self.dbs.iter().filter(|db| db.triggers.is_empty()).enumerate() {
+                    regions.clear();
+                    let gated = db
+                        .gate
+                        .as_ref()
+                        .is_some_and(|g| g.regions(text, start, end, max_regions(end - start), &mut regions).is_ok());
+                    if !gated {
+                        whole[k] = Some(db);
+                        continue;
                     }
-                });
+                    for &(a, b) in &regions {
+                        with_aligned(&text[a..b], |aligned| db.scan(aligned, a, &mut found, &mut everywhere));
+                    }
+                }
+                if whole.iter().any(Option::is_some) {
+                    with_aligned(&text[start..end], |aligned| {
+                        for db in whole.iter().flatten() {
+                            db.scan(aligned, start, &mut found, &mut everywhere);
+                        }
+                    });
+                }
             }
             if let Some(db) = shape_db {
                 shapes.run(text, shaped, end, |t, lo, hi| {
@@ -1264,7 +1307,7 @@ impl Engine {
         }
         // the digit shapes first: they need no copy, and most text has none
         self.dbs.iter().filter(|db| !db.triggers.is_empty()).any(|db| self.shapes_match(db, text))
-            || self.dbs.iter().any(|db| db.triggers.is_empty() && with_aligned(text, |t| db.any(t)))
+            || self.dbs.iter().any(|db| db.triggers.is_empty() && db.may_occur(text))
     }
 
     /// Whether a pattern of a digit-shape database matches somewhere in `text` (what a

@@ -3,6 +3,7 @@
 
 pub mod engine;
 mod ffi;
+mod gate;
 pub mod json;
 pub mod validators;
 

@@ -1,0 +1,708 @@
+//! Where a Hyperscan database's matches can start, found by a SIMD pass of our own (Teddy's
+//! bucketed byte tables), so that Hyperscan scans only the few regions around them.
+//!
+//! Why: Hyperscan runs the shipped literal-led database at about 5.5 GB/s on prose (its
+//! multi-literal matcher; any one literal alone runs at 20-30 GB/s), and every scan also needs
+//! an aligned copy of the text (see `with_aligned` in engine.rs). On text that holds no secret,
+//! that alone is more than the engine's whole budget. The expressions of that database all
+//! begin with fixed bytes or small classes (`-----BEGIN `, `eyJ`, `AKIA`, `[Bb][Ee][Aa]`,
+//! `[A-Za-z0-9._%+-]@`...): every match holds one of a few *fingerprints*, up to `WIDTH` byte
+//! sets at a known offset from its start, read from the expression's syntax tree. One pass
+//! finds the positions whose bytes fit a fingerprint (a superset: fingerprints share the
+//! tables' bucket bits), and Hyperscan then scans a region around each, from one byte before
+//! the match can start (so `\b` and `\B` see the real byte there) to one byte past the longest
+//! match an expression can make. A match of the database lies inside a region, so Hyperscan
+//! finds it there; a region may also report ends that the whole text would not (a `\b` or `^`
+//! at its edge), which only widens the windows the exact regexes search.
+//!
+//! Hyperscan still decides what matches; the pass only tells it where to look. When the
+//! candidates are many (PII-dense text, or an operator's expression led by a broad class) a
+//! region costs more than its share of one whole scan, and the caller scans the whole range.
+//!
+//! With AVX-512 VBMI, each position is one 128-byte table lookup (`vpermi2b`), exact for
+//! ASCII; with AVX2 only, Teddy's nibble tables, which accept more (a byte is accepted when its
+//! low and its high nibble each appear in the set, though maybe not together).
+
+use regex_syntax::hir::{Class, Hir, HirKind};
+
+use super::engine::syntax_config;
+
+/// Byte positions a fingerprint checks.
+pub(crate) const WIDTH: usize = 5;
+/// Positions read from the start of a match, among which the `WIDTH` rarest are chosen.
+const EXTRACT: usize = 16;
+/// Fingerprints share these few bits of the tables (one per bucket).
+const BUCKETS: usize = 8;
+/// More alternatives than this are merged into one (by position, a superset).
+const MAX_ALTS: usize = 64;
+
+/// A set of bytes.
+type Set = [u64; 4];
+
+fn set_has(s: &Set, b: u8) -> bool {
+    s[usize::from(b >> 6)] >> (b & 63) & 1 == 1
+}
+
+fn set_add(s: &mut Set, b: u8) {
+    s[usize::from(b >> 6)] |= 1 << (b & 63);
+}
+
+fn set_union(a: &Set, b: &Set) -> Set {
+    [a[0] | b[0], a[1] | b[1], a[2] | b[2], a[3] | b[3]]
+}
+
+/// A rough share of each byte in the text the gateway sees (English prose, JSON, URLs): only
+/// to choose fingerprints and buckets that ordinary text rarely fits.
+fn freq(b: u8) -> f64 {
+    const LETTERS: &[u8; 26] = b"etaoinshrdlcumwfgypbvkjxqz";
+    match b {
+        b' ' => 0.12,
+        b'a'..=b'z' => {
+            let rank = LETTERS.iter().position(|&l| l == b).unwrap_or(25);
+            0.09 / (1.0 + rank as f64 * 0.25)
+        }
+        b'A'..=b'Z' => 0.004,
+        b'0'..=b'9' => 0.006,
+        b'.' | b',' | b'"' | b'\n' | b'/' => 0.01,
+        // runs of these draw Markdown rules and tables
+        b'-' | b'=' | b'|' | b'#' | b'*' => 0.03,
+        b':' | b'_' | b'\'' | b'(' | b')' => 0.004,
+        128.. => 0.0005,
+        _ => 0.001,
+    }
+}
+
+fn set_freq(s: &Set) -> f64 {
+    (0..=255u8).filter(|&b| set_has(s, b)).map(freq).sum::<f64>().min(1.0)
+}
+
+/// How a match of a piece of a pattern begins: `seq[k]` holds its byte `k`. `open`: what
+/// follows `seq` is not known (a repeat may go on), so nothing after it can be added.
+#[derive(Clone, Debug)]
+struct Alt {
+    seq: Vec<Set>,
+    open: bool,
+}
+
+impl Alt {
+    fn done(&self) -> bool {
+        self.open || self.seq.len() >= EXTRACT
+    }
+}
+
+/// How every match of `h` begins (one of the alternatives).
+fn alts(h: &Hir) -> Vec<Alt> {
+    let closed = |seq: Vec<Set>| vec![Alt { seq, open: false }];
+    let out = match h.kind() {
+        HirKind::Empty | HirKind::Look(_) => closed(Vec::new()),
+        HirKind::Literal(lit) => closed(
+            lit.0
+                .iter()
+                .take(EXTRACT)
+                .map(|&b| {
+                    let mut s = [0; 4];
+                    set_add(&mut s, b);
+                    s
+                })
+                .collect(),
+        ),
+        HirKind::Class(c) => {
+            let mut s = [0; 4];
+            match c {
+                Class::Bytes(c) => {
+                    for r in c.ranges() {
+                        (r.start()..=r.end()).for_each(|b| set_add(&mut s, b));
+                    }
+                }
+                Class::Unicode(c) => {
+                    for r in c.ranges() {
+                        let (lo, hi) = (u32::from(r.start()), u32::from(r.end()));
+                        (lo.min(256)..=hi.min(255)).for_each(|b| set_add(&mut s, b as u8));
+                        if hi >= 128 {
+                            (128..=255).for_each(|b| set_add(&mut s, b)); // UTF-8 bytes
+                        }
+                    }
+                }
+            }
+            closed(vec![s])
+        }
+        HirKind::Capture(c) => alts(&c.sub),
+        HirKind::Repetition(r) => {
+            let sub = alts(&r.sub);
+            // once: the piece itself; more: it may go on (open); none: it may be empty
+            let sub: Vec<Alt> =
+                if r.max == Some(1) { sub } else { sub.into_iter().map(|a| Alt { open: true, ..a }).collect() };
+            if r.min == 0 {
+                let mut v = closed(Vec::new());
+                v.extend(sub);
+                v
+            } else {
+                sub
+            }
+        }
+        HirKind::Alternation(v) => v.iter().flat_map(alts).collect(),
+        HirKind::Concat(v) => {
+            let mut cur = closed(Vec::new());
+            for sub in v {
+                if cur.iter().all(Alt::done) {
+                    break;
+                }
+                let next = alts(sub);
+                let mut grown = Vec::new();
+                for a in cur {
+                    if a.done() {
+                        grown.push(a);
+                        continue;
+                    }
+                    for b in &next {
+                        let mut seq = a.seq.clone();
+                        seq.extend(b.seq.iter().take(EXTRACT - a.seq.len()));
+                        grown.push(Alt { seq, open: b.open });
+                    }
+                }
+                cur = limit(grown);
+            }
+            cur
+        }
+    };
+    limit(out)
+}
+
+/// At most `MAX_ALTS` alternatives: more are merged into one, position by position, as long as
+/// the shortest (a superset of each).
+fn limit(v: Vec<Alt>) -> Vec<Alt> {
+    if v.len() <= MAX_ALTS {
+        return v;
+    }
+    let len = v.iter().map(|a| a.seq.len()).min().unwrap_or(0);
+    let seq = (0..len).map(|k| v.iter().fold([0; 4], |s, a| set_union(&s, &a.seq[k]))).collect();
+    vec![Alt { seq, open: true }]
+}
+
+/// A fingerprint: bytes `offset..offset + sets.len()` of a match are in `sets`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Fingerprint {
+    offset: usize,
+    sets: Vec<Set>,
+}
+
+impl Fingerprint {
+    /// The `WIDTH` positions of `seq` that ordinary text fits least. Web URLs are everywhere in
+    /// agent traffic and a unigram share cannot tell: a window holding "http" is the last choice.
+    fn choose(seq: Vec<Set>) -> Fingerprint {
+        if seq.len() <= WIDTH {
+            return Fingerprint { offset: 0, sets: seq };
+        }
+        let single = |s: &Set, b: u8| {
+            let mut one = [0; 4];
+            set_add(&mut one, b);
+            *s == one
+        };
+        let http = |w: &[Set]| w.windows(4).any(|x| x.iter().zip(b"http").all(|(s, &b)| single(s, b)));
+        let score = |w: &[Set]| w.iter().map(set_freq).product::<f64>() * if http(w) { 1e30 } else { 1.0 };
+        let offset = (0..=seq.len() - WIDTH)
+            .min_by(|&a, &b| score(&seq[a..a + WIDTH]).total_cmp(&score(&seq[b..b + WIDTH])))
+            .unwrap_or(0);
+        Fingerprint { offset, sets: seq[offset..offset + WIDTH].to_vec() }
+    }
+}
+
+/// The fingerprints of `pattern` and the longest match it can make; None when a match may
+/// begin with any byte (or the pattern cannot be parsed or is unbounded).
+fn fingerprints(pattern: &str) -> Option<(Vec<Fingerprint>, usize)> {
+    let hir = regex_automata::util::syntax::parse_with(pattern, &syntax_config()).ok()?;
+    let longest = hir.properties().maximum_len()?;
+    let v = alts(&hir);
+    if v.iter().any(|a| a.seq.is_empty()) {
+        return None;
+    }
+    let mut fps: Vec<Fingerprint> = v.into_iter().map(|a| Fingerprint::choose(a.seq)).collect();
+    fps.dedup();
+    Some((fps, longest))
+}
+
+/// Bucket bits per position: position `k` of a fingerprint in bucket `b` accepts byte `x`
+/// when bit `b` is set in `exact[k][x & 127]` (VBMI), or in both `lo[k][x & 15]` and
+/// `hi[k][x >> 4]` (nibbles).
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Tables {
+    exact: [[u8; 128]; WIDTH],
+    lo: [[u8; 16]; WIDTH],
+    hi: [[u8; 16]; WIDTH],
+}
+
+impl Default for Tables {
+    fn default() -> Tables {
+        Tables { exact: [[0; 128]; WIDTH], lo: [[0; 16]; WIDTH], hi: [[0; 16]; WIDTH] }
+    }
+}
+
+impl Tables {
+    fn add(&mut self, bucket: usize, fp: &[Set]) {
+        let bit = 1u8 << bucket;
+        for k in 0..WIDTH {
+            let any = [u64::MAX; 4]; // a shorter fingerprint accepts any byte here
+            let s = fp.get(k).unwrap_or(&any);
+            for x in 0..=255u8 {
+                if set_has(s, x) {
+                    self.exact[k][usize::from(x & 127)] |= bit;
+                    self.lo[k][usize::from(x & 15)] |= bit;
+                    self.hi[k][usize::from(x >> 4)] |= bit;
+                }
+            }
+        }
+    }
+
+    /// The share of positions of ordinary text (`freq`) that bucket `b` accepts (exact tables).
+    fn odds(&self, bucket: usize) -> f64 {
+        let bit = 1u8 << bucket;
+        (0..WIDTH)
+            .map(|k| (0..=255u8).filter(|&x| self.exact[k][usize::from(x & 127)] & bit != 0).map(freq).sum::<f64>())
+            .map(|p| p.min(1.0))
+            .product()
+    }
+
+    /// Bucket bits that accept a fingerprint at `text[p]` (bytes past the end read as 0).
+    #[cfg(test)]
+    fn at(&self, level: Level, text: &[u8], p: usize) -> u8 {
+        (0..WIDTH).fold(0xff, |bits, k| {
+            let x = text.get(p + k).copied().unwrap_or(0);
+            bits & match level {
+                Level::Vbmi => self.exact[k][usize::from(x & 127)],
+                Level::Avx2 => self.lo[k][usize::from(x & 15)] & self.hi[k][usize::from(x >> 4)],
+            }
+        })
+    }
+}
+
+/// The vector instructions the pass uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Level {
+    /// Nibble tables, 32 bytes at a time.
+    Avx2,
+    /// Exact tables, 64 bytes at a time (AVX-512BW and VBMI).
+    Vbmi,
+}
+
+impl Level {
+    fn detect() -> Option<Level> {
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vbmi") {
+                return Some(Level::Vbmi);
+            }
+            if std::arch::is_x86_feature_detected!("avx2") {
+                return Some(Level::Avx2);
+            }
+        }
+        None
+    }
+}
+
+/// The filter of one database.
+#[derive(Debug)]
+pub(crate) struct Gate {
+    tables: Tables,
+    /// A candidate at `p` is a match starting at most `back` bytes before it...
+    back: usize,
+    /// ... that ends by `reach` bytes after that.
+    reach: usize,
+    level: Level,
+}
+
+/// The pass stopped: more regions than the caller allowed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct TooMany;
+
+impl Gate {
+    /// The filter for a database of `exprs`; None when one of them may begin with any byte, is
+    /// unbounded or cannot be parsed here, when the fingerprints together would fit ordinary
+    /// text too often to pay, or when the CPU has no AVX2.
+    pub(crate) fn new(exprs: &[&str]) -> Option<Gate> {
+        Gate::build(exprs, Level::detect()?)
+    }
+
+    fn build(exprs: &[&str], level: Level) -> Option<Gate> {
+        let mut fps = Vec::new();
+        let mut reach = 0;
+        for e in exprs {
+            let (f, longest) = fingerprints(e)?;
+            fps.extend(f);
+            reach = reach.max(longest);
+        }
+        if fps.is_empty() {
+            return None;
+        }
+        let back = fps.iter().map(|f| f.offset).max().unwrap_or(0);
+        // Commonest first: each goes to the bucket it widens least (an empty one while any is
+        // left), so the ones ordinary text fits most get a bucket of their own and rare ones
+        // share.
+        let alone = |f: &Fingerprint| {
+            let mut t = Tables::default();
+            t.add(0, &f.sets);
+            t.odds(0)
+        };
+        fps.sort_by(|a, b| alone(b).total_cmp(&alone(a)));
+        let mut buckets: Vec<(Tables, Vec<Fingerprint>)> = Vec::new();
+        for fp in fps {
+            if buckets.len() < BUCKETS {
+                let mut t = Tables::default();
+                t.add(0, &fp.sets);
+                buckets.push((t, vec![fp]));
+                continue;
+            }
+            let (best, _) = buckets
+                .iter()
+                .enumerate()
+                .map(|(i, (t, _))| {
+                    let mut wider = t.clone();
+                    wider.add(0, &fp.sets);
+                    (i, wider.odds(0) - t.odds(0))
+                })
+                .min_by(|a, b| a.1.total_cmp(&b.1))
+                .expect("buckets");
+            buckets[best].0.add(0, &fp.sets);
+            buckets[best].1.push(fp);
+        }
+        let mut tables = Tables::default();
+        for (b, (_, fps)) in buckets.iter().enumerate() {
+            fps.iter().for_each(|fp| tables.add(b, &fp.sets));
+        }
+        // A filter that ordinary text fits once in a hundred bytes costs more than it saves
+        // (the shipped catalogue's: about once in 570, mostly the email's `@`, by `freq`).
+        if (0..BUCKETS).map(|b| tables.odds(b)).sum::<f64>() > 1.0 / 128.0 {
+            return None;
+        }
+        Some(Gate { tables, back, reach, level })
+    }
+
+    /// Regions `[a, b)` of `text` for Hyperscan to scan, sorted and apart, for the candidates
+    /// in `[from, to)`: from a byte before a match can start to a byte past where it can end.
+    /// Err when they would be more than `max`.
+    pub(crate) fn regions(
+        &self,
+        text: &[u8],
+        from: usize,
+        to: usize,
+        max: usize,
+        out: &mut Vec<(usize, usize)>,
+    ) -> Result<(), TooMany> {
+        let n = text.len();
+        let mut add = |p: usize| -> Result<(), TooMany> {
+            let (a, b) = (p.saturating_sub(self.back + 1), n.min(p + self.reach + 1));
+            if let Some(last) = out.last_mut().filter(|last| a <= last.1) {
+                last.1 = last.1.max(b);
+            } else if out.len() >= max {
+                return Err(TooMany);
+            } else {
+                out.push((a, b));
+            }
+            Ok(())
+        };
+        self.candidates(text, from, to, &mut |c, mut m| {
+            while m != 0 {
+                add(c + m.trailing_zeros() as usize)?;
+                m &= m - 1;
+            }
+            Ok(())
+        })
+    }
+
+    /// Calls `f(c, mask)` for each 64-byte chunk at `c` in `[from, to)` that holds candidates:
+    /// bit `i` of `mask` for `c + i` (never at or past `to`).
+    fn candidates<E>(
+        &self,
+        text: &[u8],
+        from: usize,
+        to: usize,
+        f: &mut impl FnMut(usize, u64) -> Result<(), E>,
+    ) -> Result<(), E> {
+        let to = to.min(text.len());
+        // chunks whose 64 + WIDTH bytes are all in `text` are read in place
+        let inner = text.len().saturating_sub(64 + WIDTH - 1);
+        let mut c = from;
+        while c < to.min(inner) {
+            let chunks = (to.min(inner) - c).div_ceil(64);
+            // SAFETY: `chunks` chunks from `c` end within `text` (`inner`).
+            let (at, m) = unsafe { self.next(text.as_ptr().add(c), chunks) };
+            if at == chunks {
+                c += 64 * chunks;
+                break;
+            }
+            let at = c + 64 * at;
+            f(at, self.keep(m, at, to))?;
+            c = at + 64;
+        }
+        // the last chunks, copied into zeros
+        let mut pad = [0u8; 64 + WIDTH];
+        while c < to {
+            let have = (text.len() - c).min(pad.len());
+            pad[..have].copy_from_slice(&text[c..c + have]);
+            pad[have..].fill(0);
+            // SAFETY: `pad` holds one chunk.
+            let (_, m) = unsafe { self.next(pad.as_ptr(), 1) };
+            let m = self.keep(m, c, to);
+            if m != 0 {
+                f(c, m)?;
+            }
+            c += 64;
+        }
+        Ok(())
+    }
+
+    /// `m` without the bits at or past `to` (for the chunk at `c`).
+    fn keep(&self, m: u64, c: usize, to: usize) -> u64 {
+        if to - c < 64 {
+            m & ((1u64 << (to - c)) - 1)
+        } else {
+            m
+        }
+    }
+
+    /// The first of `chunks` chunks from `p` that holds a candidate, as (index, mask), or
+    /// (`chunks`, 0). A call of its own with no call inside, so the tables stay in registers.
+    ///
+    /// # Safety
+    /// `64 * chunks + WIDTH - 1` bytes must be readable at `p`.
+    unsafe fn next(&self, p: *const u8, chunks: usize) -> (usize, u64) {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `Gate::new` chose a level the CPU has; the caller vouches for `p`.
+        unsafe {
+            match self.level {
+                Level::Vbmi => self.next_vbmi(p, chunks),
+                Level::Avx2 => self.next_avx2(p, chunks),
+            }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (p, chunks);
+            unreachable!("no gate without x86_64 SIMD");
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    unsafe fn next_vbmi(&self, p: *const u8, chunks: usize) -> (usize, u64) {
+        use std::arch::x86_64::*;
+        let half = |t: &[u8; 128], h: usize| _mm512_loadu_si512(t[64 * h..].as_ptr() as *const __m512i);
+        let tab: [(__m512i, __m512i); WIDTH] =
+            std::array::from_fn(|k| (half(&self.tables.exact[k], 0), half(&self.tables.exact[k], 1)));
+        for i in 0..chunks {
+            let q = p.add(64 * i);
+            let mut acc = _mm512_set1_epi8(-1);
+            for (k, &(t0, t1)) in tab.iter().enumerate() {
+                let v = _mm512_loadu_si512(q.add(k) as *const __m512i);
+                // bits 0-5 pick the byte, bit 6 the table: `x & 127`
+                acc = _mm512_and_si512(acc, _mm512_permutex2var_epi8(t0, v, t1));
+            }
+            let m = _mm512_test_epi8_mask(acc, acc);
+            if m != 0 {
+                return (i, m);
+            }
+        }
+        (chunks, 0)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn next_avx2(&self, p: *const u8, chunks: usize) -> (usize, u64) {
+        use std::arch::x86_64::*;
+        let table = |t: &[u8; 16]| _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i));
+        let lo: [__m256i; WIDTH] = std::array::from_fn(|k| table(&self.tables.lo[k]));
+        let hi: [__m256i; WIDTH] = std::array::from_fn(|k| table(&self.tables.hi[k]));
+        let nibble = _mm256_set1_epi8(0x0f);
+        let zero = _mm256_setzero_si256();
+        for i in 0..chunks {
+            let mut m = 0u64;
+            for half in 0..2 {
+                let q = p.add(64 * i + 32 * half);
+                let mut acc = _mm256_set1_epi8(-1);
+                for k in 0..WIDTH {
+                    let v = _mm256_loadu_si256(q.add(k) as *const __m256i);
+                    let l = _mm256_shuffle_epi8(lo[k], _mm256_and_si256(v, nibble));
+                    let h = _mm256_shuffle_epi8(hi[k], _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
+                    acc = _mm256_and_si256(acc, _mm256_and_si256(l, h));
+                }
+                let none = _mm256_movemask_epi8(_mm256_cmpeq_epi8(acc, zero)) as u32;
+                m |= u64::from(!none) << (32 * half);
+            }
+            if m != 0 {
+                return (i, m);
+            }
+        }
+        (chunks, 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use regex_automata::{meta::Regex, Anchored, Input};
+
+    struct Rng(u64);
+    impl Rng {
+        fn below(&mut self, n: usize) -> usize {
+            self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((self.0 >> 33) as usize) % n
+        }
+    }
+
+    fn levels() -> Vec<Level> {
+        [Level::Avx2, Level::Vbmi].into_iter().filter(|&l| Level::detect().is_some_and(|d| l <= d)).collect()
+    }
+
+    /// The shipped literal-led database's expressions (prefilters, or patterns without one).
+    fn shipped() -> Vec<String> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/python/graphwarden/masking/catalogue.toml");
+        let doc: toml::Table = std::fs::read_to_string(path).expect("catalogue").parse().expect("toml");
+        let mut out = Vec::new();
+        for e in doc["entries"].as_array().expect("entries") {
+            let t = e.as_table().expect("entry");
+            let literal_led = t.get("prefixes").is_some() || t.get("prefilter").is_some();
+            if t.get("enabled").and_then(|v| v.as_bool()) == Some(false) || !literal_led {
+                continue;
+            }
+            match t.get("prefilter").and_then(|v| v.as_str()) {
+                Some(p) => out.push(p.to_string()),
+                None => {
+                    for p in t["patterns"].as_array().expect("patterns") {
+                        out.push(p.as_str().expect("pattern").to_string());
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Text made of pieces that start (or almost start) matches of `exprs`, and noise.
+    fn text(rng: &mut Rng, len: usize, pieces: &[&[u8]]) -> Vec<u8> {
+        let noise = b"aZ9_-. @:/=+\n\t(BeAr";
+        let mut t = Vec::with_capacity(len + 64);
+        while t.len() < len {
+            if rng.below(4) == 0 {
+                let p = pieces[rng.below(pieces.len())];
+                t.extend_from_slice(&p[..p.len() - rng.below(2).min(p.len() - 1)]);
+            } else {
+                t.push(noise[rng.below(noise.len())]);
+            }
+        }
+        t
+    }
+
+    /// Every position where some expression's match starts is a candidate, and the region of
+    /// a candidate holds every match that starts there.
+    fn check_complete(exprs: &[&str], pieces: &[&[u8]], seed: u64) {
+        let res: Vec<Regex> =
+            exprs.iter().map(|e| Regex::builder().syntax(syntax_config()).build(e).expect("compiles")).collect();
+        for level in levels() {
+            let gate = Gate::build(exprs, level).expect("gate");
+            let mut rng = Rng(seed);
+            for round in 0..300 {
+                let len = 1 + rng.below(300);
+                let t = text(&mut rng, len, pieces);
+                let from = if round % 3 == 0 { rng.below(t.len()) } else { 0 };
+                let mut regions = Vec::new();
+                gate.regions(&t, from, t.len(), usize::MAX, &mut regions).expect("no limit");
+                for p in from..t.len() {
+                    for re in &res {
+                        let input = Input::new(&t).span(p..t.len()).anchored(Anchored::Yes);
+                        let Some(m) = re.search(&input) else { continue };
+                        assert!(
+                            regions.iter().any(|&(a, b)| a <= p.saturating_sub(1) && (m.end() + 1).min(t.len()) <= b),
+                            "match {:?} of {} in {:?} outside the regions {:?}",
+                            m.range(),
+                            re.pattern_len(),
+                            String::from_utf8_lossy(&t),
+                            regions
+                        );
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn shipped_database_is_gated_and_complete() {
+        let exprs = shipped();
+        let exprs: Vec<&str> = exprs.iter().map(String::as_str).collect();
+        assert!(Gate::new(&exprs).is_some(), "the shipped literal-led expressions have fingerprints");
+        let pieces: &[&[u8]] = &[
+            b"-----BEGIN ",
+            b"eyJhbGciOi",
+            b"AKIAABCDEFGHIJKLMNOP",
+            b"aWs_secret",
+            b"ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+            b"github_pat_",
+            b"glpat-abcdefghijklmnopqrst",
+            b"xoxb-",
+            b"https://hooks.slack.com/",
+            b"sk-ant-",
+            b"sk-a",
+            b"sk_live_",
+            b"AIzaabcdefghijklmnopqrstuvwxyz012345678",
+            b"BeArEr",
+            b"basic ",
+            b"postgres://",
+            b"mongodb+srv://",
+            b"a@b",
+        ];
+        check_complete(&exprs, pieces, 1);
+    }
+
+    #[test]
+    fn operator_expressions_are_complete() {
+        // optional and repeated pieces, alternations, classes, case folding, look-around
+        let exprs = [r"\Bfoo", r"(?i)x[0-9]{1,9}y", r"Q{0,5}bc", r"(?:ab|cd?)E{2,3}", r"q?[wW]\.z", r"(pre)?fix"];
+        let pieces: &[&[u8]] =
+            &[b"foo", b"X12y", b"QQQbc", b"bc", b"abEE", b"cEEE", b"cdEE", b"qW.z", b"w.z", b"prefix", b"fix"];
+        check_complete(&exprs, pieces, 2);
+    }
+
+    #[test]
+    fn no_gate_when_a_match_may_begin_anywhere() {
+        // unbounded, or a first byte that may be anything
+        for e in [r"a?", r"[^x]{1,9}foo", r"foo.*", r"\w+@x", r"(?s).{1,3}bar", r"x[0-9]+y"] {
+            assert!(Gate::build(&["sk-ant-", e], Level::Avx2).is_none(), "{e}");
+        }
+    }
+
+    #[test]
+    fn simd_levels_agree_with_the_tables() {
+        let exprs = shipped();
+        let exprs: Vec<&str> = exprs.iter().map(String::as_str).collect();
+        let pieces: &[&[u8]] = &[b"-----", b"eyJ", b"AKIA", b"aws", b"ghp_", b"sk-a", b"BEAR", b"x@y", b"://"];
+        for level in levels() {
+            let gate = Gate::build(&exprs, level).expect("gate");
+            let mut rng = Rng(3);
+            for _ in 0..500 {
+                let len = rng.below(400);
+                let t = text(&mut rng, len, pieces);
+                let from = rng.below(t.len() + 1);
+                let to = from + rng.below(t.len() + 1 - from);
+                let mut got = Vec::new();
+                gate.candidates::<()>(&t, from, to, &mut |c, mut m| {
+                    while m != 0 {
+                        got.push(c + m.trailing_zeros() as usize);
+                        m &= m - 1;
+                    }
+                    Ok(())
+                })
+                .expect("no error");
+                let want: Vec<usize> = (from..to).filter(|&p| gate.tables.at(level, &t, p) != 0).collect();
+                assert_eq!(got, want, "{level:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn regions_merge_and_stop_at_the_limit() {
+        let gate = Gate::build(&["sk-ant-"], Level::detect().expect("x86_64 with AVX2")).expect("gate");
+        let t = b"xx sk-ant- sk-ant- ........................................ sk-ant-";
+        let mut r = Vec::new();
+        gate.regions(t, 0, t.len(), 8, &mut r).expect("few");
+        // candidates at 3 and 11 (regions 2..11 and 10..19, merged) and at the end
+        assert_eq!(r, vec![(2, 19), (t.len() - 8, t.len())]);
+        let mut r = Vec::new();
+        assert_eq!(gate.regions(t, 0, t.len(), 1, &mut r), Err(TooMany));
+    }
+}
