@@ -451,8 +451,7 @@ impl DigitShapes {
         self.run_loop::<SKIP_LONE>(text, from, to, simd, f)
     }
 
-    /// `run_loop` compiled for AVX-512: the masks are computed inline, in registers, with their
-    /// constants loaded once per call.
+    /// `run_loop` compiled for AVX-512: the masks are computed inline, in registers.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn run_avx512<const SKIP_LONE: bool>(
@@ -482,8 +481,9 @@ impl DigitShapes {
         mut f: impl FnMut(Trigger, usize, usize) -> bool,
     ) -> bool {
         let mut c = from; // start of the 64-byte chunk
+        let upto = &text[..to]; // the chunks below need no bounds check of their own
         while c + 64 <= to {
-            let (digit, plus_upper) = digit_masks(&text[c..c + 64], simd);
+            let (digit, plus_upper) = digit_masks(&upto[c..c + 64], simd);
             if may_visit::<SKIP_LONE>(digit, plus_upper) != 0 && !self.chunk::<SKIP_LONE>(text, c, to, simd, &mut f) {
                 return false;
             }
