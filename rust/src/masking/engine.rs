@@ -484,27 +484,30 @@ impl DigitShapes {
         let upto = &text[..to]; // the chunks below need no bounds check of their own
         while c + 64 <= to {
             let (digit, plus_upper) = digit_masks(&upto[c..c + 64], simd);
-            if may_visit::<SKIP_LONE>(digit, plus_upper) != 0 && !self.chunk::<SKIP_LONE>(text, c, to, simd, &mut f) {
-                return false;
+            if may_visit::<SKIP_LONE>(digit, plus_upper) != 0 {
+                // the masks here, where they are inlined (`run_avx512`), not in `chunk`
+                let k = whole_chunk_masks(&upto[c..c + 64], simd);
+                if !self.chunk::<SKIP_LONE>(text, c, to, k, &mut f) {
+                    return false;
+                }
             }
             c += 64;
         }
-        c >= to || self.chunk::<SKIP_LONE>(text, c, to, simd, &mut f)
+        c >= to || self.chunk::<SKIP_LONE>(text, c, to, chunk_masks(text, c, simd), &mut f)
     }
 
-    /// The blocks of the chunk at `c` that start before `to`: visits those that may take part
-    /// in a shape. False when `f` stopped it.
+    /// The blocks of the chunk at `c` (masks `k`) that start before `to`: visits those that may
+    /// take part in a shape. False when `f` stopped it.
     #[inline(never)]
     fn chunk<const SKIP_LONE: bool>(
         &mut self,
         text: &[u8],
         c: usize,
         to: usize,
-        simd: Simd,
+        k: ChunkMasks,
         f: &mut impl FnMut(Trigger, usize, usize) -> bool,
     ) -> bool {
         let n = text.len();
-        let k = chunk_masks(text, c, simd);
         let (mut m, mut plus) = (k.digit, k.plus);
         if to - c < 64 {
             let keep = (1u64 << (to - c)) - 1;
