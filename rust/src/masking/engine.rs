@@ -461,8 +461,7 @@ impl DigitShapes {
         self.run_loop::<SKIP_LONE>(text, from, to, simd, f)
     }
 
-    /// `run_loop` compiled for AVX-512: the masks are computed inline, in registers, with their
-    /// constants loaded once per call.
+    /// `run_loop` compiled for AVX-512: the masks are computed inline, in registers.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx512f,avx512bw")]
     unsafe fn run_avx512<const SKIP_LONE: bool>(
@@ -477,6 +476,11 @@ impl DigitShapes {
 
     /// The chunk loop of `run_with`, reading masks with `simd`: a level the CPU has
     /// (`Simd::detect`; the tests pass each of `Simd::available`).
+    ///
+    /// The main loop reads whole chunks straight from `text` and tests two masks of each
+    /// (`may_visit`) for a block it may have to visit: on prose that is rarely true, so the
+    /// branch is predicted, and only then are the other masks and the bytes around the chunk
+    /// read (`chunk`). A last, partial chunk is read once after the loop.
     #[inline(always)]
     fn run_loop<const SKIP_LONE: bool>(
         &mut self,
@@ -486,50 +490,70 @@ impl DigitShapes {
         simd: Simd,
         mut f: impl FnMut(Trigger, usize, usize) -> bool,
     ) -> bool {
-        let n = text.len();
         let mut c = from; // start of the 64-byte chunk
-        while c < to {
-            let k = chunk_masks(text, c, simd);
-            let (mut m, mut plus) = (k.digit, k.plus);
-            if to - c < 64 {
-                let keep = (1u64 << (to - c)) - 1;
-                // a block starting at or after `to` belongs to the next range; its first digit
-                // still ends a block before it
-                let next_is_digit = u64::from(text[to..].first().is_some_and(u8::is_ascii_digit)) << (to - c);
-                m = (m & keep) | next_is_digit;
-                plus &= keep;
-            }
-            // No early exit for chunks without digits: in prose about a third of the chunks hold
-            // one, and a branch on it was mispredicted that often. The masks below cost less.
-            let prev = if c > 0 { text[c - 1] } else { 0 };
-            let next = if c + 64 < n { text[c + 64] } else { 0 };
-            let starts = m & !((m << 1) | u64::from(prev.is_ascii_digit()));
-            let second = (m >> 1) | (u64::from(next.is_ascii_digit()) << 63); // the next byte is a digit
-            let after_plus = (plus << 1) | u64::from(prev == b'+');
-            let mut want = starts & (second | after_plus);
-            if SKIP_LONE {
-                want &= k.not_lone(after_plus);
-            }
-            while want != 0 {
-                let bit = want.trailing_zeros() as usize;
-                want &= want - 1;
-                let i = c + bit;
-                if i >= to {
-                    break;
-                }
-                // the block's end: within the chunk from the mask, past it byte by byte
-                let ones = (!(k.digit >> bit)).trailing_zeros() as usize;
-                let mut j = i + ones;
-                if bit + ones >= 64 {
-                    while j < n && text[j].is_ascii_digit() {
-                        j += 1;
-                    }
-                }
-                if !self.visit(text, i, j, &mut f) {
+        let upto = &text[..to]; // the chunks below need no bounds check of their own
+        while c + 64 <= to {
+            let (digit, plus_upper) = digit_masks(&upto[c..c + 64], simd);
+            if may_visit::<SKIP_LONE>(digit, plus_upper) != 0 {
+                // the masks here, where they are inlined (`run_avx512`), not in `chunk`
+                let k = whole_chunk_masks(&upto[c..c + 64], simd);
+                if !self.chunk::<SKIP_LONE>(text, c, to, k, &mut f) {
                     return false;
                 }
             }
             c += 64;
+        }
+        c >= to || self.chunk::<SKIP_LONE>(text, c, to, chunk_masks(text, c, simd), &mut f)
+    }
+
+    /// The blocks of the chunk at `c` (masks `k`) that start before `to`: visits those that may
+    /// take part in a shape. False when `f` stopped it.
+    #[inline(never)]
+    fn chunk<const SKIP_LONE: bool>(
+        &mut self,
+        text: &[u8],
+        c: usize,
+        to: usize,
+        k: ChunkMasks,
+        f: &mut impl FnMut(Trigger, usize, usize) -> bool,
+    ) -> bool {
+        let n = text.len();
+        let (mut m, mut plus) = (k.digit, k.plus);
+        if to - c < 64 {
+            let keep = (1u64 << (to - c)) - 1;
+            // a block starting at or after `to` belongs to the next range; its first digit
+            // still ends a block before it
+            let next_is_digit = u64::from(text[to..].first().is_some_and(u8::is_ascii_digit)) << (to - c);
+            m = (m & keep) | next_is_digit;
+            plus &= keep;
+        }
+        let prev = if c > 0 { text[c - 1] } else { 0 };
+        let next = if c + 64 < n { text[c + 64] } else { 0 };
+        let starts = m & !((m << 1) | u64::from(prev.is_ascii_digit()));
+        let second = (m >> 1) | (u64::from(next.is_ascii_digit()) << 63); // the next byte is a digit
+        let after_plus = (plus << 1) | u64::from(prev == b'+');
+        let mut want = starts & (second | after_plus);
+        if SKIP_LONE {
+            want &= k.not_lone(after_plus);
+        }
+        while want != 0 {
+            let bit = want.trailing_zeros() as usize;
+            want &= want - 1;
+            let i = c + bit;
+            if i >= to {
+                break;
+            }
+            // the block's end: within the chunk from the mask, past it byte by byte
+            let ones = (!(k.digit >> bit)).trailing_zeros() as usize;
+            let mut j = i + ones;
+            if bit + ones >= 64 {
+                while j < n && text[j].is_ascii_digit() {
+                    j += 1;
+                }
+            }
+            if !self.visit(text, i, j, f) {
+                return false;
+            }
         }
         true
     }
@@ -616,6 +640,29 @@ impl ChunkMasks {
     }
 }
 
+/// Non-zero when `DigitShapes::chunk` may visit a block of a whole chunk, from two of its
+/// masks: digits, and '+' or capitals. A superset, so that the bytes around the chunk and the
+/// separators need not be read: a digit at bit 0 may be a block after '+'; a digit after '+'
+/// or a capital may be after '+' or two capitals; another digit one or two bytes after a block
+/// may be joined to it; and a digit in the last three bytes or a run of 12 may be part of a
+/// long or joined block (which keeps every block of the chunk, `not_lone`), as may the blocks
+/// that start at bit 1 or 2.
+#[inline(always)]
+fn may_visit<const SKIP_LONE: bool>(d: u64, plus_upper: u64) -> u64 {
+    let starts = d & !(d << 1);
+    let after = (plus_upper << 1) | 1;
+    let (d1, d2) = (d >> 1, d >> 2);
+    let two = starts & (d1 | (1 << 63)); // 2+ digits, or a digit at bit 63
+    if !SKIP_LONE {
+        return two | (starts & after);
+    }
+    let ends = (d << 1) & !d;
+    let r2 = d & d1; // bit k: digits at k and k + 1
+    let r4 = r2 & (r2 >> 2); // k to k + 3
+    let r12 = r4 & (r4 >> 4) & (r4 >> 8); // k to k + 11
+    (starts & after) | (two & 0b110) | (ends & (d1 | d2)) | r12 | (d >> 61)
+}
+
 /// The vector instructions `chunk_masks` uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 enum Simd {
@@ -653,20 +700,27 @@ impl Simd {
 /// must have: `Simd::detect`).
 #[inline(always)]
 fn chunk_masks(text: &[u8], c: usize, simd: Simd) -> ChunkMasks {
+    if c + 64 <= text.len() {
+        return whole_chunk_masks(&text[c..c + 64], simd);
+    }
+    // The last, partial chunk is copied into zeros (a zero byte is in none of the masks):
+    // short texts (SSE events, JSON strings) are mostly that chunk, and a byte loop over it
+    // cost more than the vector code over the rest.
+    let mut tail = [0u8; 64];
+    tail[..text.len() - c].copy_from_slice(&text[c..]);
+    whole_chunk_masks(&tail, simd)
+}
+
+/// `ChunkMasks` of the 64 bytes of `chunk`, with the vector instructions `simd` names (which
+/// the CPU must have: `Simd::detect`).
+#[inline(always)]
+fn whole_chunk_masks(chunk: &[u8], simd: Simd) -> ChunkMasks {
+    assert!(chunk.len() >= 64);
     #[cfg(target_arch = "x86_64")]
     {
-        // The last, partial chunk is copied into zeros (a zero byte is in none of the masks):
-        // short texts (SSE events, JSON strings) are mostly that chunk, and a byte loop over it
-        // cost more than the vector code over the rest.
-        let mut tail = [0u8; 64];
-        let p = if c + 64 <= text.len() {
-            text[c..].as_ptr()
-        } else {
-            tail[..text.len() - c].copy_from_slice(&text[c..]);
-            tail.as_ptr()
-        };
-        // SAFETY: `p` points at 64 readable bytes (in `text` or `tail`); AVX2 or AVX-512 only
-        // when the CPU has them (`Simd::detect`); SSE2 is part of the x86_64 baseline.
+        let p = chunk.as_ptr();
+        // SAFETY: `p` points at 64 readable bytes; AVX2 or AVX-512 only when the CPU has them
+        // (`Simd::detect`); SSE2 is part of the x86_64 baseline.
         unsafe {
             match simd {
                 Simd::Avx512 => masks_avx512(p),
@@ -678,8 +732,35 @@ fn chunk_masks(text: &[u8], c: usize, simd: Simd) -> ChunkMasks {
     #[cfg(not(target_arch = "x86_64"))]
     {
         let _ = simd;
-        chunk_masks_bytes(&text[c..text.len().min(c + 64)])
+        chunk_masks_bytes(&chunk[..64])
     }
+}
+
+/// The digit mask of the 64 bytes of `chunk` and the mask of its '+' and capitals (what
+/// `may_visit` reads), with the vector instructions `simd` names (which the CPU must have).
+#[inline(always)]
+fn digit_masks(chunk: &[u8], simd: Simd) -> (u64, u64) {
+    assert!(chunk.len() >= 64);
+    #[cfg(target_arch = "x86_64")]
+    if simd == Simd::Avx512 {
+        // SAFETY: 64 readable bytes; the CPU has AVX-512BW (`Simd::detect`).
+        return unsafe { digit_masks_avx512(chunk.as_ptr()) };
+    }
+    let k = whole_chunk_masks(chunk, simd);
+    (k.digit, k.plus | k.upper)
+}
+
+/// `digit_masks` of the 64 bytes at `p`, in one register.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn digit_masks_avx512(p: *const u8) -> (u64, u64) {
+    use std::arch::x86_64::*;
+    let set = |b: u8| _mm512_set1_epi8(b as i8);
+    let v = _mm512_loadu_si512(p as *const __m512i);
+    let digit = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, set(b'0')), set(10));
+    let upper = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, set(b'A')), set(26));
+    (digit, upper | _mm512_cmpeq_epi8_mask(v, set(b'+')))
 }
 
 /// `chunk_masks` of up to 64 bytes, byte by byte.
@@ -1958,6 +2039,9 @@ mod tests {
             for c in 0..text.len() {
                 let k = chunk_masks(&text, c, simd);
                 assert_eq!(k, chunk_masks_bytes(&text[c..text.len().min(c + 64)]), "{c} {simd:?}");
+                if c + 64 <= text.len() {
+                    assert_eq!(digit_masks(&text[c..c + 64], simd), (k.digit, k.plus | k.upper), "{c} {simd:?}");
+                }
                 for i in 0..64 {
                     let b = text.get(c + i).copied();
                     let bit = |m: u64| m >> i & 1 == 1;
@@ -1996,13 +2080,17 @@ mod tests {
             }
             out
         };
-        // shapes whose blocks are joined by two separators, lone before, at every chunk offset
+        // shapes whose blocks are joined by two separators, lone before, at every chunk offset;
+        // with a short tail the shape's last chunk is partial, with a long one it is whole (read
+        // by the main loop, which tests two masks before it reads the chunk's neighbours)
         for shape in ["415) 555-0100", "123  45  6789", "4111 1111  1111", "1 (415) 555-0100", "123. 45. 6789"] {
-            for pad in 0..140 {
-                let text = format!("{}{shape} tail", "a".repeat(pad));
-                let whole = collect(text.as_bytes(), &[], false);
-                assert!(!whole.is_empty(), "{text}");
-                assert_eq!(collect(text.as_bytes(), &[], true), whole, "{text}");
+            for tail in [" tail".to_string(), " tail".repeat(14)] {
+                for pad in 0..140 {
+                    let text = format!("{}{shape}{tail}", "a".repeat(pad));
+                    let whole = collect(text.as_bytes(), &[], false);
+                    assert!(!whole.is_empty(), "{text}");
+                    assert_eq!(collect(text.as_bytes(), &[], true), whole, "{text}");
+                }
             }
         }
         let mut reported = 0usize;
