@@ -5,7 +5,10 @@
 //! entries; the shipped card, SSN, IBAN and phone patterns are located by a SIMD pass over digit
 //! shapes instead (`DigitShapes`). Each reported end gives a window of possible match starts,
 //! as narrow as the expression proves (`start_window`: one byte for a leading literal
-//! prefilter). Text without PII costs these passes and nothing else.
+//! prefilter). Hyperscan scans only the regions where a SIMD pass of our own (`gate.rs`) finds
+//! that a match of a database can start, or the whole range when those are many; with AVX-512
+//! VBMI that pass and the digit shapes read the text in one loop (`Engine::fused`). Text
+//! without PII costs these passes and nothing else.
 //!
 //! Exact spans: `regex-automata`'s meta regex (leftmost-first, the same semantics as Python's
 //! `re`, which the tests use as the oracle) runs only in those windows, or over the whole text
@@ -30,7 +33,7 @@ use regex_automata::meta::Regex;
 use regex_automata::{hybrid, util::syntax, Anchored, Input};
 
 use super::ffi::*;
-use super::gate::Gate;
+use super::gate::{Gate, WIDTH as GATE_WIDTH};
 use super::validators::Validator;
 
 /// What replaces a match.
@@ -1281,9 +1284,40 @@ impl Engine {
         let any_hs = self.dbs.iter().any(|db| db.triggers.is_empty());
         let mut shapes = DigitShapes::default();
         let mut regions: Vec<(usize, usize)> = Vec::new();
+        // With AVX-512 VBMI, one pass reads each chunk for the gate of the literal-led database
+        // and for the digit shapes (`fused`), when those are the only passes.
+        let mut hs_dbs = self.dbs.iter().filter(|db| db.triggers.is_empty());
+        let fusable = match (hs_dbs.next(), hs_dbs.next()) {
+            (Some(db), None) => db
+                .gate
+                .as_ref()
+                .filter(|g| g.can_fuse() && shape_db.is_some() && Simd::detect() == Simd::Avx512)
+                .map(|g| (db, g)),
+            _ => None,
+        };
         let (mut start, mut shaped) = (0usize, 0usize);
         loop {
             let end = text.len().min(start + chunk);
+            if let (Some((gdb, gate)), Some(sdb)) = (fusable, shape_db) {
+                // the gate over the overlap with the chunk before, then with the digit shapes
+                regions.clear();
+                let max = max_regions(end - start);
+                let ok = gate.regions(text, start, shaped, max, &mut regions).is_ok();
+                let mut on_shape = |t, lo, hi| self.on_shape(sdb, text, t, lo, hi, &mut per);
+                if self.fused(gate, &mut shapes, text, shaped, end, max, ok, &mut regions, &mut on_shape) {
+                    for &(a, b) in &regions {
+                        with_aligned(&text[a..b], |aligned| gdb.scan(aligned, a, &mut found, &mut everywhere));
+                    }
+                } else {
+                    with_aligned(&text[start..end], |aligned| gdb.scan(aligned, start, &mut found, &mut everywhere));
+                }
+                shaped = end;
+                if end == text.len() {
+                    break;
+                }
+                start = end - overlap;
+                continue;
+            }
             if any_hs {
                 let mut whole: [Option<&Db>; 3] = [None; 3];
                 for (k, db) in self.dbs.iter().filter(|db| db.triggers.is_empty()).enumerate() {
@@ -1309,15 +1343,7 @@ impl Engine {
                 }
             }
             if let Some(db) = shape_db {
-                shapes.run(text, shaped, end, |t, lo, hi| {
-                    for &(_, e) in db.triggers.iter().filter(|(k, _)| *k == t) {
-                        if t == Trigger::Card && self.card_block_rejected(text, lo, e) {
-                            continue;
-                        }
-                        per[e].push((lo, hi));
-                    }
-                    true
-                });
+                shapes.run(text, shaped, end, |t, lo, hi| self.on_shape(db, text, t, lo, hi, &mut per));
             }
             shaped = end;
             if end == text.len() {
@@ -1357,6 +1383,77 @@ impl Engine {
                 Where::Windows(merged)
             })
             .collect()
+    }
+
+    /// A digit shape's trigger `t` of `db` (the shapes' database): the window `[lo, hi]` for
+    /// each of its entries the trigger stands for (`hits`).
+    fn on_shape(
+        &self,
+        db: &Db,
+        text: &[u8],
+        t: Trigger,
+        lo: usize,
+        hi: usize,
+        per: &mut [Vec<(usize, usize)>],
+    ) -> bool {
+        for &(_, e) in db.triggers.iter().filter(|(k, _)| *k == t) {
+            if t == Trigger::Card && self.card_block_rejected(text, lo, e) {
+                continue;
+            }
+            per[e].push((lo, hi));
+        }
+        true
+    }
+
+    /// `gate.regions(text, from, to, max, regions)` (while `gate_on`) and
+    /// `shapes.run(text, from, to, f)` in one pass over the whole chunks that both can read in
+    /// place, then one after the other over the rest. Whether the regions stayed within `max`
+    /// (else the caller scans the range whole; the digit shapes are complete either way).
+    #[allow(clippy::too_many_arguments)]
+    fn fused(
+        &self,
+        gate: &Gate,
+        shapes: &mut DigitShapes,
+        text: &[u8],
+        from: usize,
+        to: usize,
+        max: usize,
+        mut gate_on: bool,
+        regions: &mut Vec<(usize, usize)>,
+        f: &mut impl FnMut(Trigger, usize, usize) -> bool,
+    ) -> bool {
+        // chunks that end by `to` and whose bytes up to `WIDTH - 1` past them are in `text`
+        let inner = to.min(text.len().saturating_sub(GATE_WIDTH - 1));
+        let mut c = from;
+        // Each chunk the digit shapes visit leaves the pass and enters it again (reloading its
+        // tables): on text where they visit many (ids, dates, amounts), two passes cost less.
+        let mut visits = 0usize;
+        #[cfg(target_arch = "x86_64")]
+        while c + 64 <= inner && !(visits >= 16 && visits * 8 > (c - from) / 64) {
+            let chunks = (inner - c) / 64;
+            // SAFETY: the chunks and the `WIDTH - 1` bytes after them are in `text`
+            // (`inner`); `fusable` in `hits` checked `can_fuse`.
+            let (at, m, visit) =
+                unsafe { gate.next_with_digits(text.as_ptr().add(c), chunks, |d, pu| may_visit::<true>(d, pu) != 0) };
+            if at == chunks {
+                c += 64 * chunks;
+                break;
+            }
+            c += 64 * at;
+            if m != 0 && gate_on {
+                gate_on = gate.add_regions(text.len(), c, m, max, regions).is_ok();
+            }
+            if visit {
+                visits += 1;
+                shapes.chunk::<true>(text, c, to, whole_chunk_masks(&text[c..c + 64], Simd::Avx512), f);
+            }
+            c += 64;
+        }
+        if gate_on {
+            gate_on = gate.regions(text, c, to, max, regions).is_ok();
+        }
+        shapes.run(text, c, to, f);
+        gate_on
     }
 
     /// Whether the card trigger at `at` is a block of 12-19 digits that `entry`'s validator

@@ -188,7 +188,8 @@ struct Fingerprint {
 
 impl Fingerprint {
     /// The `WIDTH` positions of `seq` that ordinary text fits least. Web URLs are everywhere in
-    /// agent traffic and a unigram share cannot tell: a window holding "http" is the last choice.
+    /// agent traffic and a byte share cannot tell: a window holding 3 bytes of `https://` in a
+    /// row is the last choice (`ps://` would make every web URL a candidate).
     fn choose(seq: Vec<Set>) -> Fingerprint {
         if seq.len() <= WIDTH {
             return Fingerprint { offset: 0, sets: seq };
@@ -198,8 +199,10 @@ impl Fingerprint {
             set_add(&mut one, b);
             *s == one
         };
-        let http = |w: &[Set]| w.windows(4).any(|x| x.iter().zip(b"http").all(|(s, &b)| single(s, b)));
-        let score = |w: &[Set]| w.iter().map(set_freq).product::<f64>() * if http(w) { 1e30 } else { 1.0 };
+        let url = |w: &[Set]| {
+            w.windows(3).any(|x| b"https://".windows(3).any(|u| x.iter().zip(u).all(|(s, &b)| single(s, b))))
+        };
+        let score = |w: &[Set]| w.iter().map(set_freq).product::<f64>() * if url(w) { 1e30 } else { 1.0 };
         let offset = (0..=seq.len() - WIDTH)
             .min_by(|&a, &b| score(&seq[a..a + WIDTH]).total_cmp(&score(&seq[b..b + WIDTH])))
             .unwrap_or(0);
@@ -387,8 +390,22 @@ impl Gate {
         max: usize,
         out: &mut Vec<(usize, usize)>,
     ) -> Result<(), TooMany> {
-        let n = text.len();
-        let mut add = |p: usize| -> Result<(), TooMany> {
+        self.candidates(text, from, to, &mut |c, m| self.add_regions(text.len(), c, m, max, out))
+    }
+
+    /// Adds the regions of the candidates `m` of the chunk at `c` (bit `i` for `c + i`) in a
+    /// text of `n` bytes to `out` (see `regions`).
+    pub(crate) fn add_regions(
+        &self,
+        n: usize,
+        c: usize,
+        mut m: u64,
+        max: usize,
+        out: &mut Vec<(usize, usize)>,
+    ) -> Result<(), TooMany> {
+        while m != 0 {
+            let p = c + m.trailing_zeros() as usize;
+            m &= m - 1;
             let (a, b) = (p.saturating_sub(self.back + 1), n.min(p + self.reach + 1));
             if let Some(last) = out.last_mut().filter(|last| a <= last.1) {
                 last.1 = last.1.max(b);
@@ -397,15 +414,13 @@ impl Gate {
             } else {
                 out.push((a, b));
             }
-            Ok(())
-        };
-        self.candidates(text, from, to, &mut |c, mut m| {
-            while m != 0 {
-                add(c + m.trailing_zeros() as usize)?;
-                m &= m - 1;
-            }
-            Ok(())
-        })
+        }
+        Ok(())
+    }
+
+    /// Whether `next_with_digits` can run (AVX-512 VBMI).
+    pub(crate) fn can_fuse(&self) -> bool {
+        self.level == Level::Vbmi
     }
 
     /// Calls `f(c, mask)` for each 64-byte chunk at `c` in `[from, to)` that holds candidates:
@@ -501,6 +516,46 @@ impl Gate {
             }
         }
         (chunks, 0)
+    }
+
+    /// `next` with, in the same pass over each chunk, `digits(digit mask, mask of '+' and
+    /// capitals)` (engine.rs: the digit shapes' test of a chunk): the first chunk where either
+    /// finds something, as (index, candidates, the test's answer), or (`chunks`, 0, false). One
+    /// read of the text for both, and one loop.
+    ///
+    /// # Safety
+    /// `64 * chunks + WIDTH - 1` bytes must be readable at `p`, and `can_fuse`.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vbmi")]
+    pub(crate) unsafe fn next_with_digits(
+        &self,
+        p: *const u8,
+        chunks: usize,
+        digits: impl Fn(u64, u64) -> bool,
+    ) -> (usize, u64, bool) {
+        use std::arch::x86_64::*;
+        let half = |t: &[u8; 128], h: usize| _mm512_loadu_si512(t[64 * h..].as_ptr() as *const __m512i);
+        let tab: [(__m512i, __m512i); WIDTH] =
+            std::array::from_fn(|k| (half(&self.tables.exact[k], 0), half(&self.tables.exact[k], 1)));
+        let set = |b: u8| _mm512_set1_epi8(b as i8);
+        let (zero, ten, a, twenty_six, plus) = (set(b'0'), set(10), set(b'A'), set(26), set(b'+'));
+        for i in 0..chunks {
+            let q = p.add(64 * i);
+            let v = _mm512_loadu_si512(q as *const __m512i);
+            let digit = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, zero), ten);
+            let upper = _mm512_cmplt_epu8_mask(_mm512_sub_epi8(v, a), twenty_six);
+            let visit = digits(digit, upper | _mm512_cmpeq_epi8_mask(v, plus));
+            let mut acc = _mm512_permutex2var_epi8(tab[0].0, v, tab[0].1);
+            for (k, &(t0, t1)) in tab.iter().enumerate().skip(1) {
+                let v = _mm512_loadu_si512(q.add(k) as *const __m512i);
+                acc = _mm512_and_si512(acc, _mm512_permutex2var_epi8(t0, v, t1));
+            }
+            let m = _mm512_test_epi8_mask(acc, acc);
+            if m != 0 || visit {
+                return (i, m, visit);
+            }
+        }
+        (chunks, 0, false)
     }
 
     #[cfg(target_arch = "x86_64")]
