@@ -1296,15 +1296,20 @@ impl Engine {
             _ => None,
         };
         let (mut start, mut shaped) = (0usize, 0usize);
+        let mut prev_gated = true; // (the first chunk has no overlap)
         loop {
             let end = text.len().min(start + chunk);
             if let (Some((gdb, gate)), Some(sdb)) = (fusable, shape_db) {
-                // the gate over the overlap with the chunk before, then with the digit shapes
+                // The gate with the digit shapes from where the chunk before ended. When that
+                // chunk was scanned whole, which sees no match running past its end, the gate
+                // reads the overlap with it first; a gated chunk's regions already reach past
+                // its end for every candidate in it.
                 regions.clear();
                 let max = max_regions(end - start);
-                let ok = gate.regions(text, start, shaped, max, &mut regions).is_ok();
+                let ok = prev_gated || gate.regions(text, start, shaped, max, &mut regions).is_ok();
                 let mut on_shape = |t, lo, hi| self.on_shape(sdb, text, t, lo, hi, &mut per);
-                if self.fused(gate, &mut shapes, text, shaped, end, max, ok, &mut regions, &mut on_shape) {
+                prev_gated = self.fused(gate, &mut shapes, text, shaped, end, max, ok, &mut regions, &mut on_shape);
+                if prev_gated {
                     for &(a, b) in &regions {
                         with_aligned(&text[a..b], |aligned| gdb.scan(aligned, a, &mut found, &mut everywhere));
                     }
@@ -1978,6 +1983,38 @@ mod tests {
     /// Texts longer than `SCAN_CHUNK` are scanned in overlapping chunks: values placed across
     /// every chunk edge and overlap edge are all found, by the Hyperscan databases and by the
     /// digit shapes alike.
+    #[test]
+    fn a_gated_chunk_after_a_whole_scan_reads_the_overlap() {
+        // The first chunk holds more gate candidates than pay as regions, so Hyperscan scans it
+        // whole, and that sees no match running past its end; the next chunk is gated, and its
+        // gate must read the overlap with the first for the token across the edge.
+        let e =
+            |id: &str, p: &str, v: Validator, max: usize, pre: &[&str]| spec(id, &id.to_uppercase(), p, v, max, pre);
+        let engine = Engine::new(
+            vec![
+                e("gh", r"\bghp_[A-Za-z0-9]{36}\b", Validator::None, 40, &["ghp_"]),
+                e("card", DIGIT_GATED[0].0, Validator::Luhn, 24, &[]),
+            ],
+            [7; 32],
+        )
+        .unwrap();
+        assert!(engine.dbs.iter().any(|db| db.gate.is_some()), "the gate is in use");
+        let mut text = Vec::new();
+        while text.len() < SCAN_CHUNK {
+            text.extend_from_slice(b"ghp_a ");
+            text.extend_from_slice(&b"lorem ipsum dolor sit amet ".repeat(4)[..94]);
+        }
+        text.truncate(SCAN_CHUNK - 20);
+        let token = b"ghp_abcdefghijklmnopqrstuvwxyz0123456789";
+        let start = text.len() + 1;
+        text.push(b' ');
+        text.extend_from_slice(token);
+        text.push(b' ');
+        text.extend_from_slice(&b"lorem ipsum ".repeat(SCAN_CHUNK / 12));
+        let spans: Vec<(usize, usize)> = engine.spans(&text).iter().map(|s| (s.start, s.end)).collect();
+        assert_eq!(spans, vec![(start, start + token.len())]);
+    }
+
     #[test]
     fn chunked_scans_find_matches_across_chunk_edges() {
         let e =
