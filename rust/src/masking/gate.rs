@@ -258,11 +258,17 @@ impl Tables {
 
     /// The share of positions of ordinary text (`freq`) that bucket `b` accepts (exact tables).
     fn odds(&self, bucket: usize) -> f64 {
+        self.odds_at(Level::Vbmi, bucket)
+    }
+
+    /// The share of positions of ordinary text (`freq`) that bucket `b` accepts at `level`.
+    fn odds_at(&self, level: Level, bucket: usize) -> f64 {
         let bit = 1u8 << bucket;
-        (0..WIDTH)
-            .map(|k| (0..=255u8).filter(|&x| self.exact[k][usize::from(x & 127)] & bit != 0).map(freq).sum::<f64>())
-            .map(|p| p.min(1.0))
-            .product()
+        let accepts = |k: usize, x: u8| match level {
+            Level::Vbmi => self.exact[k][usize::from(x & 127)] & bit != 0,
+            Level::Avx2 => self.lo[k][usize::from(x & 15)] & self.hi[k][usize::from(x >> 4)] & bit != 0,
+        };
+        (0..WIDTH).map(|k| (0..=255u8).filter(|&x| accepts(k, x)).map(freq).sum::<f64>().min(1.0)).product()
     }
 
     /// Bucket bits that accept a fingerprint at `text[p]` (bytes past the end read as 0).
@@ -288,6 +294,20 @@ pub(crate) enum Level {
 }
 
 impl Level {
+    /// The most positions of ordinary text (`freq`) a gate may fit at this level. With VBMI the
+    /// pass is cheap, and when it finds too many candidates the caller scans whole: a gate that
+    /// fits once in a hundred bytes costs more than it saves (the shipped catalogue's fits about
+    /// once in 570, mostly the email's `@`). The nibble tables accept more, and their pass costs
+    /// about twice as much: the shipped set fitted this repository's Markdown and Python once
+    /// in 300 bytes (VBMI: once in 1,600), a region per candidate (one per KiB pays) or a
+    /// wasted pass before the whole scan. So they gate only a set that fits once in 4 KiB.
+    fn max_odds(self) -> f64 {
+        match self {
+            Level::Vbmi => 1.0 / 128.0,
+            Level::Avx2 => 1.0 / 4096.0,
+        }
+    }
+
     fn detect() -> Option<Level> {
         #[cfg(target_arch = "x86_64")]
         {
@@ -322,10 +342,13 @@ impl Gate {
     /// unbounded or cannot be parsed here, when the fingerprints together would fit ordinary
     /// text too often to pay, or when the CPU has no AVX2.
     pub(crate) fn new(exprs: &[&str]) -> Option<Gate> {
-        Gate::build(exprs, Level::detect()?)
+        let level = Level::detect()?;
+        Gate::build(exprs, level, level.max_odds())
     }
 
-    fn build(exprs: &[&str], level: Level) -> Option<Gate> {
+    /// The gate at `level`, unless its tables fit ordinary text (`freq`) at more than `max_odds`
+    /// of the positions.
+    fn build(exprs: &[&str], level: Level, max_odds: f64) -> Option<Gate> {
         let mut fps = Vec::new();
         let mut reach = 0;
         for e in exprs {
@@ -371,9 +394,7 @@ impl Gate {
         for (b, (_, fps)) in buckets.iter().enumerate() {
             fps.iter().for_each(|fp| tables.add(b, &fp.sets));
         }
-        // A filter that ordinary text fits once in a hundred bytes costs more than it saves
-        // (the shipped catalogue's: about once in 570, mostly the email's `@`, by `freq`).
-        if (0..BUCKETS).map(|b| tables.odds(b)).sum::<f64>() > 1.0 / 128.0 {
+        if (0..BUCKETS).map(|b| tables.odds_at(level, b)).sum::<f64>() > max_odds {
             return None;
         }
         Some(Gate { tables, back, reach, level })
@@ -650,7 +671,7 @@ mod tests {
         let res: Vec<Regex> =
             exprs.iter().map(|e| Regex::builder().syntax(syntax_config()).build(e).expect("compiles")).collect();
         for level in levels() {
-            let gate = Gate::build(exprs, level).expect("gate");
+            let gate = Gate::build(exprs, level, 1.0).expect("gate");
             let mut rng = Rng(seed);
             for round in 0..300 {
                 let len = 1 + rng.below(300);
@@ -680,7 +701,12 @@ mod tests {
     fn shipped_database_is_gated_and_complete() {
         let exprs = shipped();
         let exprs: Vec<&str> = exprs.iter().map(String::as_str).collect();
-        assert!(Gate::new(&exprs).is_some(), "the shipped literal-led expressions have fingerprints");
+        assert!(
+            Gate::build(&exprs, Level::Vbmi, Level::Vbmi.max_odds()).is_some(),
+            "the shipped literal-led expressions have fingerprints that pay with VBMI"
+        );
+        // and not with nibble tables (`Level::max_odds`)
+        assert!(Gate::build(&exprs, Level::Avx2, Level::Avx2.max_odds()).is_none());
         let pieces: &[&[u8]] = &[
             b"-----BEGIN ",
             b"eyJhbGciOi",
@@ -717,7 +743,7 @@ mod tests {
     fn no_gate_when_a_match_may_begin_anywhere() {
         // unbounded, or a first byte that may be anything
         for e in [r"a?", r"[^x]{1,9}foo", r"foo.*", r"\w+@x", r"(?s).{1,3}bar", r"x[0-9]+y"] {
-            assert!(Gate::build(&["sk-ant-", e], Level::Avx2).is_none(), "{e}");
+            assert!(Gate::build(&["sk-ant-", e], Level::Vbmi, Level::Vbmi.max_odds()).is_none(), "{e}");
         }
     }
 
@@ -727,7 +753,7 @@ mod tests {
         let exprs: Vec<&str> = exprs.iter().map(String::as_str).collect();
         let pieces: &[&[u8]] = &[b"-----", b"eyJ", b"AKIA", b"aws", b"ghp_", b"sk-a", b"BEAR", b"x@y", b"://"];
         for level in levels() {
-            let gate = Gate::build(&exprs, level).expect("gate");
+            let gate = Gate::build(&exprs, level, 1.0).expect("gate");
             let mut rng = Rng(3);
             for _ in 0..500 {
                 let len = rng.below(400);
@@ -751,7 +777,7 @@ mod tests {
 
     #[test]
     fn regions_merge_and_stop_at_the_limit() {
-        let gate = Gate::build(&["sk-ant-"], Level::detect().expect("x86_64 with AVX2")).expect("gate");
+        let gate = Gate::build(&["sk-ant-"], Level::detect().expect("x86_64 with AVX2"), 1.0).expect("gate");
         let t = b"xx sk-ant- sk-ant- ........................................ sk-ant-";
         let mut r = Vec::new();
         gate.regions(t, 0, t.len(), 8, &mut r).expect("few");
