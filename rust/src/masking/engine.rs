@@ -1980,24 +1980,12 @@ mod tests {
         .unwrap()
     }
 
-    /// Texts longer than `SCAN_CHUNK` are scanned in overlapping chunks: values placed across
-    /// every chunk edge and overlap edge are all found, by the Hyperscan databases and by the
-    /// digit shapes alike.
     #[test]
     fn a_gated_chunk_after_a_whole_scan_reads_the_overlap() {
         // The first chunk holds more gate candidates than pay as regions, so Hyperscan scans it
         // whole, and that sees no match running past its end; the next chunk is gated, and its
         // gate must read the overlap with the first for the token across the edge.
-        let e =
-            |id: &str, p: &str, v: Validator, max: usize, pre: &[&str]| spec(id, &id.to_uppercase(), p, v, max, pre);
-        let engine = Engine::new(
-            vec![
-                e("gh", r"\bghp_[A-Za-z0-9]{36}\b", Validator::None, 40, &["ghp_"]),
-                e("card", DIGIT_GATED[0].0, Validator::Luhn, 24, &[]),
-            ],
-            [7; 32],
-        )
-        .unwrap();
+        let engine = token_and_card_engine(&[]);
         assert!(engine.dbs.iter().any(|db| db.gate.is_some()), "the gate is in use");
         let mut text = Vec::new();
         while text.len() < SCAN_CHUNK {
@@ -2015,19 +2003,25 @@ mod tests {
         assert_eq!(spans, vec![(start, start + token.len())]);
     }
 
+    /// An engine with a GitHub-like token (literal-led), the shipped card pattern (digit
+    /// shapes) and `more`.
+    fn token_and_card_engine(more: &[(&str, &str, usize, &str)]) -> Engine {
+        let mut entries = vec![
+            spec("gh", "GH", r"\bghp_[A-Za-z0-9]{36}\b", Validator::None, 40, &["ghp_"]),
+            spec("card", "CARD", DIGIT_GATED[0].0, Validator::Luhn, 24, &[]),
+        ];
+        for &(id, p, max, prefix) in more {
+            entries.push(spec(id, &id.to_uppercase(), p, Validator::None, max, &[prefix]));
+        }
+        Engine::new(entries, [7; 32]).unwrap()
+    }
+
+    /// Texts longer than `SCAN_CHUNK` are scanned in overlapping chunks: values placed across
+    /// every chunk edge and overlap edge are all found, by the Hyperscan databases and by the
+    /// digit shapes alike.
     #[test]
     fn chunked_scans_find_matches_across_chunk_edges() {
-        let e =
-            |id: &str, p: &str, v: Validator, max: usize, pre: &[&str]| spec(id, &id.to_uppercase(), p, v, max, pre);
-        let engine = Engine::new(
-            vec![
-                e("gh", r"\bghp_[A-Za-z0-9]{36}\b", Validator::None, 40, &["ghp_"]),
-                e("card", DIGIT_GATED[0].0, Validator::Luhn, 24, &[]),
-                e("long", r"\bLONG<[a-z]{1,3000}>", Validator::None, 3010, &["long<"]),
-            ],
-            [7; 32],
-        )
-        .unwrap();
+        let engine = token_and_card_engine(&[("long", r"\bLONG<[a-z]{1,3000}>", 3010, "long<")]);
         assert!(engine.dbs.iter().any(|db| !db.triggers.is_empty()));
         let overlap = engine.max_len() + 2;
         let values: [&[u8]; 3] =
