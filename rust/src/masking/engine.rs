@@ -1268,11 +1268,11 @@ impl Engine {
         // vectorscan 5.4.9 was seen to miss matches depending on where the input buffer sits
         // in memory (same bytes, different results from call to call, found by the streaming
         // property test). Scanning a 64-byte aligned, zero-padded copy made results stable;
-        // the copy costs one memcpy per call.
-        // Large texts go in chunks that stay in the cache: each is copied once (aligned) and
-        // then read by the digit-shape pass and every Hyperscan database, instead of each pass
-        // reading the whole text from memory. Chunks overlap by the longest match (plus a byte of
-        // context on each side), so every match lies whole inside one chunk.
+        // the copy costs one memcpy per call (of the gate's regions only, when it gates).
+        // Large texts go in chunks that stay in the cache: the gate and the digit shapes read
+        // each, and the Hyperscan databases an aligned copy of it (or of the gate's regions),
+        // instead of each pass reading the whole text from memory. Chunks overlap by the longest
+        // match (plus a byte of context on each side), so every match lies whole inside one chunk.
         let overlap = self.max_len() + 2;
         let chunk = SCAN_CHUNK.max(4 * overlap).min(1 << 30);
         let overlap = overlap.min(chunk / 2);
