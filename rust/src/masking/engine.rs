@@ -1446,7 +1446,7 @@ impl Engine {
             }
             c += 64 * at;
             if m != 0 && gate_on {
-                gate_on = gate.add_regions(text.len(), c, m, max, regions).is_ok();
+                gate_on = gate.add_regions(text, c, m, max, regions).is_ok();
             }
             if visit {
                 visits += 1;

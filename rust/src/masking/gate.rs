@@ -297,10 +297,11 @@ impl Level {
     /// The most positions of ordinary text (`freq`) a gate may fit at this level. With VBMI the
     /// pass is cheap, and when it finds too many candidates the caller scans whole: a gate that
     /// fits once in a hundred bytes costs more than it saves (the shipped catalogue's fits about
-    /// once in 570, mostly the email's `@`). The nibble tables accept more, and their pass costs
-    /// about twice as much: the shipped set fitted this repository's Markdown and Python once
-    /// in 300 bytes (VBMI: once in 1,600), a region per candidate (one per KiB pays) or a
-    /// wasted pass before the whole scan. So they gate only a set that fits once in 4 KiB.
+    /// once in 570, mostly the email's `@`). The nibble tables accept more, and their pass took
+    /// about twice as long: the shipped set fitted this repository's Markdown and Python once
+    /// in 300 bytes (VBMI: once in 1,600), each candidate then checked byte by byte. They gate
+    /// only a set that fits once in 4 KiB; whether the shipped set would pay on a host without
+    /// VBMI was not measured (this machine has it), so such a host scans it whole, as before.
     fn max_odds(self) -> f64 {
         match self {
             Level::Vbmi => 1.0 / 128.0,
@@ -326,6 +327,8 @@ impl Level {
 #[derive(Debug)]
 pub(crate) struct Gate {
     tables: Tables,
+    /// Each bucket's fingerprints, to check a candidate against before Hyperscan is called.
+    buckets: Vec<Vec<Fingerprint>>,
     /// A candidate at `p` is a match starting at most `back` bytes before it...
     back: usize,
     /// ... that ends by `reach` bytes after that.
@@ -397,7 +400,8 @@ impl Gate {
         if (0..BUCKETS).map(|b| tables.odds_at(level, b)).sum::<f64>() > max_odds {
             return None;
         }
-        Some(Gate { tables, back, reach, level })
+        let buckets = buckets.into_iter().map(|(_, fps)| fps).collect();
+        Some(Gate { tables, buckets, back, reach, level })
     }
 
     /// Regions `[a, b)` of `text` for Hyperscan to scan, sorted and apart, for the candidates
@@ -411,22 +415,28 @@ impl Gate {
         max: usize,
         out: &mut Vec<(usize, usize)>,
     ) -> Result<(), TooMany> {
-        self.candidates(text, from, to, &mut |c, m| self.add_regions(text.len(), c, m, max, out))
+        self.candidates(text, from, to, &mut |c, m| self.add_regions(text, c, m, max, out))
     }
 
-    /// Adds the regions of the candidates `m` of the chunk at `c` (bit `i` for `c + i`) in a
-    /// text of `n` bytes to `out` (see `regions`).
+    /// Adds the regions of the candidates `m` of the chunk at `c` of `text` (bit `i` for
+    /// `c + i`) to `out` (see `regions`), for those that fit one of their buckets' fingerprints
+    /// exactly: the tables accept the union of a bucket's fingerprints, position by position
+    /// (`LangGraph` fitted one that way), and a Hyperscan call costs far more than this check.
     pub(crate) fn add_regions(
         &self,
-        n: usize,
+        text: &[u8],
         c: usize,
         mut m: u64,
         max: usize,
         out: &mut Vec<(usize, usize)>,
     ) -> Result<(), TooMany> {
+        let n = text.len();
         while m != 0 {
             let p = c + m.trailing_zeros() as usize;
             m &= m - 1;
+            if !self.fits(text, p) {
+                continue;
+            }
             let (a, b) = (p.saturating_sub(self.back + 1), n.min(p + self.reach + 1));
             if let Some(last) = out.last_mut().filter(|last| a <= last.1) {
                 last.1 = last.1.max(b);
@@ -437,6 +447,21 @@ impl Gate {
             }
         }
         Ok(())
+    }
+
+    /// Whether the bytes at `p` fit one of the fingerprints (all of its bytes in `text`: a match
+    /// holds them).
+    fn fits(&self, text: &[u8], p: usize) -> bool {
+        // the buckets whose tables accept it (bytes past the end read as 0, as in the pass)
+        let bits = (0..WIDTH).fold(0xffu8, |bits, k| {
+            bits & self.tables.exact[k][usize::from(text.get(p + k).copied().unwrap_or(0) & 127)]
+        });
+        self.buckets
+            .iter()
+            .enumerate()
+            .filter(|&(b, _)| bits >> b & 1 == 1)
+            .flat_map(|(_, fps)| fps)
+            .any(|fp| fp.sets.iter().enumerate().all(|(k, s)| text.get(p + k).is_some_and(|&x| set_has(s, x))))
     }
 
     /// Whether `next_with_digits` can run (AVX-512 VBMI).
