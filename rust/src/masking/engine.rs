@@ -292,13 +292,14 @@ struct AlignedCopy {
 }
 
 impl AlignedCopy {
-    fn new(data: &[u8]) -> AlignedCopy {
-        let blocks = data.len() / 64 + 2;
+    /// `len` bytes written by `fill`, then zeros.
+    fn new(len: usize, fill: impl FnOnce(&mut [u8])) -> AlignedCopy {
+        let blocks = len / 64 + 2;
         let mut buf = vec![[0u8; 64]; blocks];
         // SAFETY: `buf` is `blocks * 64` contiguous, initialised bytes.
         let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, blocks * 64) };
-        bytes[..data.len()].copy_from_slice(data);
-        AlignedCopy { buf, len: data.len() }
+        fill(&mut bytes[..len]);
+        AlignedCopy { buf, len }
     }
 
     fn as_slice(&self) -> &[u8] {
@@ -327,25 +328,38 @@ thread_local! {
 /// Calls `f` with a 64-byte aligned copy of `data` followed by at least 64 zero bytes, in a
 /// buffer reused by the thread (no allocation once it is large enough).
 fn with_aligned<R>(data: &[u8], f: impl FnOnce(&[u8]) -> R) -> R {
-    if data.len() > ALIGNED_KEEP_MAX {
-        let copy = AlignedCopy::new(data);
+    with_aligned_pieces(data, &[(0, data.len())], f)
+}
+
+/// `with_aligned` of the `pieces` `[a, b)` of `text`, back to back.
+fn with_aligned_pieces<R>(text: &[u8], pieces: &[(usize, usize)], f: impl FnOnce(&[u8]) -> R) -> R {
+    let len: usize = pieces.iter().map(|(a, b)| b - a).sum();
+    let fill = |bytes: &mut [u8]| {
+        let mut at = 0;
+        for &(a, b) in pieces {
+            bytes[at..at + b - a].copy_from_slice(&text[a..b]);
+            at += b - a;
+        }
+    };
+    if len > ALIGNED_KEEP_MAX {
+        let copy = AlignedCopy::new(len, fill);
         return f(copy.as_slice());
     }
     ALIGNED.with(|cell| {
         let Ok(mut buf) = cell.try_borrow_mut() else {
             // re-entered (cannot happen today): fall back to a fresh copy
-            let copy = AlignedCopy::new(data);
+            let copy = AlignedCopy::new(len, fill);
             return f(copy.as_slice());
         };
-        let blocks = data.len() / 64 + 2;
+        let blocks = len / 64 + 2;
         if buf.len() < blocks {
             buf.resize(blocks, [0u8; 64]);
         }
         // SAFETY: `buf` holds at least `blocks * 64` contiguous, initialised bytes.
         let bytes = unsafe { std::slice::from_raw_parts_mut(buf.as_mut_ptr() as *mut u8, blocks * 64) };
-        bytes[..data.len()].copy_from_slice(data);
-        bytes[data.len()..data.len() + 64].fill(0);
-        f(&bytes[..data.len()])
+        fill(&mut bytes[..len]);
+        bytes[len..len + 64].fill(0);
+        f(&bytes[..len])
     })
 }
 
@@ -875,16 +889,34 @@ impl Db {
     }
 
     /// Adds (entry, lo, hi) windows of possible match starts to `found` for the matches in
-    /// `text`, which is the part of the input starting at `base`; marks `everywhere` the entries
-    /// it cannot tell about. `text` must be 64-byte aligned, followed by 64 readable bytes (see
-    /// `with_aligned`) and shorter than 4 GiB.
-    fn scan(&self, text: &[u8], base: usize, found: &mut Vec<(usize, usize, usize)>, everywhere: &mut [bool]) {
+    /// `text`, which is the `pieces` `[a, b)` of the input back to back (`with_aligned_pieces`);
+    /// marks `everywhere` the entries it cannot tell about. `text` must be 64-byte aligned,
+    /// followed by 64 readable bytes and shorter than 4 GiB.
+    ///
+    /// A match inside a piece is found as in the piece alone. One that runs from a piece into
+    /// the next is not in the input: its end is mapped into the later piece, which only widens
+    /// the windows the exact regexes search (as a match cut by a region's edge would).
+    fn scan(
+        &self,
+        text: &[u8],
+        pieces: &[(usize, usize)],
+        found: &mut Vec<(usize, usize, usize)>,
+        everywhere: &mut [bool],
+    ) {
+        let mut at = 0;
+        let offsets = pieces
+            .iter()
+            .map(|&(a, b)| {
+                at += b - a;
+                (at - (b - a), a)
+            })
+            .collect();
         let mut ends = Ends {
             windows: Vec::new(),
             open: vec![usize::MAX; self.back.len()],
             back: &self.back,
             overflow: false,
-            base,
+            offsets,
         };
         let Some(scratch) = self.take_scratch() else {
             // Fail closed: search every entry everywhere (the exact regexes decide).
@@ -948,8 +980,9 @@ struct Ends<'a> {
     /// `Db::back`.
     back: &'a [(usize, usize)],
     overflow: bool,
-    /// Offset of the scanned window in the text.
-    base: usize,
+    /// Where each piece of the text that was scanned (`Db::scan`) begins: (offset in the
+    /// scanned buffer, offset in the text).
+    offsets: Vec<(usize, usize)>,
 }
 
 const MAX_ENDS: usize = 1 << 16;
@@ -971,7 +1004,14 @@ unsafe extern "C" fn on_match(id: u32, _from: u64, to: u64, _flags: u32, ctx: *m
         ends.overflow = true; // an id we did not compile: fail closed
         return 0;
     };
-    let end = ends.base + to as usize;
+    // in the text: from the piece that holds the match's last byte
+    let to = to as usize;
+    let k = ends.offsets.partition_point(|&(buf, _)| buf < to).saturating_sub(1);
+    let Some(&(buf, at)) = ends.offsets.get(k) else {
+        ends.overflow = true; // nothing was scanned: fail closed
+        return 0;
+    };
+    let end = at + (to - buf);
     let (lo, hi) = (end.saturating_sub(back_lo), end.saturating_sub(back_hi));
     // Hyperscan reports ends in increasing order: a window that overlaps or touches the
     // expression's latest one extends it (any other order just starts a new window; `hits`
@@ -989,6 +1029,44 @@ unsafe extern "C" fn on_match(id: u32, _from: u64, to: u64, _flags: u32, ctx: *m
         ends.overflow = true;
     }
     0
+}
+
+/// Where `Engine::rewrite` writes: a `Vec`, a count (`Engine::masked_len`) or a slice of
+/// that length (`Engine::write_masked`).
+trait Sink {
+    fn put(&mut self, bytes: &[u8]);
+    fn byte(&mut self, b: u8) {
+        self.put(&[b]);
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+    fn byte(&mut self, b: u8) {
+        self.push(b);
+    }
+}
+
+struct Count(usize);
+
+impl Sink for Count {
+    fn put(&mut self, bytes: &[u8]) {
+        self.0 += bytes.len();
+    }
+}
+
+struct Fill<'a> {
+    out: &'a mut [u8],
+    at: usize,
+}
+
+impl Sink for Fill<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        self.at += bytes.len();
+    }
 }
 
 /// Where an entry's exact regexes must look.
@@ -1223,12 +1301,11 @@ impl Engine {
                 let ok = prev_gated || gate.regions(text, start, shaped, max, &mut regions).is_ok();
                 let mut on_shape = |t, lo, hi| self.on_shape(sdb, text, t, lo, hi, &mut per);
                 prev_gated = self.fused(gate, text, shaped, end, max, ok, &mut regions, &mut on_shape);
-                if prev_gated {
-                    for &(a, b) in &regions {
-                        with_aligned(&text[a..b], |aligned| gdb.scan(aligned, a, &mut found, &mut everywhere));
-                    }
-                } else {
-                    with_aligned(&text[start..end], |aligned| gdb.scan(aligned, start, &mut found, &mut everywhere));
+                // the regions in one call (a call costs about as much as scanning a few hundred
+                // bytes), or the range whole
+                let scan: &[(usize, usize)] = if prev_gated { &regions } else { &[(start, end)] };
+                if !scan.is_empty() {
+                    with_aligned_pieces(text, scan, |aligned| gdb.scan(aligned, scan, &mut found, &mut everywhere));
                 }
                 shaped = end;
                 if end == text.len() {
@@ -1249,14 +1326,16 @@ impl Engine {
                         whole[k] = Some(db);
                         continue;
                     }
-                    for &(a, b) in &regions {
-                        with_aligned(&text[a..b], |aligned| db.scan(aligned, a, &mut found, &mut everywhere));
+                    if !regions.is_empty() {
+                        with_aligned_pieces(text, &regions, |aligned| {
+                            db.scan(aligned, &regions, &mut found, &mut everywhere)
+                        });
                     }
                 }
                 if whole.iter().any(Option::is_some) {
                     with_aligned(&text[start..end], |aligned| {
                         for db in whole.iter().flatten() {
-                            db.scan(aligned, start, &mut found, &mut everywhere);
+                            db.scan(aligned, &[(start, end)], &mut found, &mut everywhere);
                         }
                     });
                 }
@@ -1546,22 +1625,22 @@ impl Engine {
         Self::merge(self.raw_matches(text, 0).into_iter().filter_map(|r| r.span).collect())
     }
 
-    fn replacement(&self, span: &Span, value: &[u8], out: &mut Vec<u8>) {
+    fn replacement(&self, span: &Span, value: &[u8], out: &mut impl Sink) {
         let e = &self.entries[span.entry];
         match e.action {
             Action::Label => {
-                out.push(b'[');
-                out.extend_from_slice(e.entity.as_bytes());
-                out.push(b']');
+                out.byte(b'[');
+                out.put(e.entity.as_bytes());
+                out.byte(b']');
             }
             Action::Drop => {}
             Action::Hash => {
                 let h = blake3::keyed_hash(&self.hash_key, value);
-                out.push(b'[');
-                out.extend_from_slice(e.entity.as_bytes());
-                out.push(b':');
-                out.extend_from_slice(&h.to_hex().as_bytes()[..12]);
-                out.push(b']');
+                out.byte(b'[');
+                out.put(e.entity.as_bytes());
+                out.byte(b':');
+                out.put(&h.to_hex().as_bytes()[..12]);
+                out.byte(b']');
             }
             Action::Partial => {
                 let total = value.iter().filter(|b| b.is_ascii_alphanumeric()).count();
@@ -1569,24 +1648,39 @@ impl Engine {
                 let mut seen = 0;
                 for &b in value {
                     if b.is_ascii_alphanumeric() {
-                        out.push(if seen >= keep_from { b } else { b'*' });
+                        out.byte(if seen >= keep_from { b } else { b'*' });
                         seen += 1;
                     } else {
-                        out.push(b);
+                        out.byte(b);
                     }
                 }
             }
         }
     }
 
-    fn rewrite(&self, text: &[u8], spans: &[Span], out: &mut Vec<u8>) {
+    fn rewrite(&self, text: &[u8], spans: &[Span], out: &mut impl Sink) {
         let mut pos = 0;
         for s in spans {
-            out.extend_from_slice(&text[pos..s.start]);
+            out.put(&text[pos..s.start]);
             self.replacement(s, &text[s.start..s.end], out);
             pos = s.end;
         }
-        out.extend_from_slice(&text[pos..]);
+        out.put(&text[pos..]);
+    }
+
+    /// The length of `text` masked at `spans` (`spans(text)`).
+    pub fn masked_len(&self, text: &[u8], spans: &[Span]) -> usize {
+        let mut n = Count(0);
+        self.rewrite(text, spans, &mut n);
+        n.0
+    }
+
+    /// Writes `text` masked at `spans` into `out`, which is `masked_len` bytes long (so that a
+    /// caller can write straight into memory of its own, such as a Python `bytes`).
+    pub fn write_masked(&self, text: &[u8], spans: &[Span], out: &mut [u8]) {
+        let mut fill = Fill { out, at: 0 };
+        self.rewrite(text, spans, &mut fill);
+        assert_eq!(fill.at, fill.out.len(), "masked_len");
     }
 
     /// Block mode.
@@ -1999,6 +2093,34 @@ mod tests {
             out.extend(engine.feed(&mut st, &text[cut..]));
             out.extend(engine.finish(&mut st));
             assert_eq!(out, b"a [PEM] b", "cut at {cut}");
+        }
+    }
+
+    /// `write_masked` into a slice of `masked_len` bytes equals `mask`, for every action.
+    #[test]
+    fn writing_into_a_slice_equals_mask() {
+        for action in [Action::Label, Action::Partial, Action::Hash, Action::Drop] {
+            let with = |e: EntrySpec| EntrySpec { action, ..e };
+            let engine = Engine::new(
+                vec![
+                    with(spec("gh", "GITHUB_TOKEN", r"\bghp_[A-Za-z0-9]{36}\b", Validator::None, 40, &["ghp_"])),
+                    with(spec("card", "CARD", r"\b(?:\d[ -]?){12,18}\d\b", Validator::Luhn, 23, &[])),
+                ],
+                [7; 32],
+            )
+            .unwrap();
+            for text in [
+                "",
+                "nothing here",
+                "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+                "pay 4111 1111 1111 1111 and ghp_abcdefghijklmnopqrstuvwxyz0123456789 then 4111111111111111.",
+            ] {
+                let text = text.as_bytes();
+                let spans = engine.spans(text);
+                let mut out = vec![0u8; engine.masked_len(text, &spans)];
+                engine.write_masked(text, &spans, &mut out);
+                assert_eq!(out, engine.mask(text), "{action:?} {:?}", String::from_utf8_lossy(text));
+            }
         }
     }
 
@@ -2519,6 +2641,25 @@ mod tests {
             }
         }
         assert!(found > 2000, "{found} matches");
+        // long texts whose candidates lie far apart: a region each (`gate.rs`), all scanned in
+        // one Hyperscan call, whose ends are mapped back piece by piece
+        let mut found = 0;
+        for _ in 0..300 {
+            let mut text = String::new();
+            while text.len() < 8000 {
+                text.push_str(&"filler ".repeat((next() % 150) as usize));
+                for _ in 0..1 + next() % 6 {
+                    text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
+                }
+            }
+            let text = text.as_bytes();
+            let want = whole_text_spans(&engines[0], text);
+            found += want.len();
+            for engine in &engines {
+                assert_eq!(engine.unmerged(text), want, "{:?}", String::from_utf8_lossy(text));
+            }
+        }
+        assert!(found > 300, "{found} matches in long texts");
     }
 
     /// `unmerged` by the iteration of `raw_matches` over the whole text (no windows).
@@ -2594,7 +2735,7 @@ mod tests {
         let text = format!("a {key}{gap} {key}{gap} {key}.");
         let mut found = Vec::new();
         let mut everywhere = [false];
-        with_aligned(text.as_bytes(), |t| engine.dbs[0].scan(t, 0, &mut found, &mut everywhere));
+        with_aligned(text.as_bytes(), |t| engine.dbs[0].scan(t, &[(0, text.len())], &mut found, &mut everywhere));
         assert!(!everywhere[0]);
         let starts: Vec<usize> = text.match_indices(key).map(|(i, _)| i).collect();
         assert_eq!(found.len(), 3, "{found:?}");

@@ -179,11 +179,13 @@ fn limit(v: Vec<Alt>) -> Vec<Alt> {
     vec![Alt { seq, open: true }]
 }
 
-/// A fingerprint: bytes `offset..offset + sets.len()` of a match are in `sets`.
+/// A fingerprint: bytes `offset..offset + sets.len()` of a match are in `sets`, and the match
+/// is at most `longest` bytes long.
 #[derive(Clone, Debug, PartialEq, Eq)]
 struct Fingerprint {
     offset: usize,
     sets: Vec<Set>,
+    longest: usize,
 }
 
 impl Fingerprint {
@@ -192,7 +194,7 @@ impl Fingerprint {
     /// row is the last choice (`ps://` would make every web URL a candidate).
     fn choose(seq: Vec<Set>) -> Fingerprint {
         if seq.len() <= WIDTH {
-            return Fingerprint { offset: 0, sets: seq };
+            return Fingerprint { offset: 0, sets: seq, longest: 0 };
         }
         let single = |s: &Set, b: u8| {
             let mut one = [0; 4];
@@ -206,22 +208,23 @@ impl Fingerprint {
         let offset = (0..=seq.len() - WIDTH)
             .min_by(|&a, &b| score(&seq[a..a + WIDTH]).total_cmp(&score(&seq[b..b + WIDTH])))
             .unwrap_or(0);
-        Fingerprint { offset, sets: seq[offset..offset + WIDTH].to_vec() }
+        Fingerprint { offset, sets: seq[offset..offset + WIDTH].to_vec(), longest: 0 }
     }
 }
 
-/// The fingerprints of `pattern` and the longest match it can make; None when a match may
-/// begin with any byte (or the pattern cannot be parsed or is unbounded).
-fn fingerprints(pattern: &str) -> Option<(Vec<Fingerprint>, usize)> {
+/// The fingerprints of `pattern` (each with the longest match it can make); None when a match
+/// may begin with any byte (or the pattern cannot be parsed or is unbounded).
+fn fingerprints(pattern: &str) -> Option<Vec<Fingerprint>> {
     let hir = regex_automata::util::syntax::parse_with(pattern, &syntax_config()).ok()?;
     let longest = hir.properties().maximum_len()?;
     let v = alts(&hir);
     if v.iter().any(|a| a.seq.is_empty()) {
         return None;
     }
-    let mut fps: Vec<Fingerprint> = v.into_iter().map(|a| Fingerprint::choose(a.seq)).collect();
+    let mut fps: Vec<Fingerprint> =
+        v.into_iter().map(|a| Fingerprint { longest, ..Fingerprint::choose(a.seq) }).collect();
     fps.dedup();
-    Some((fps, longest))
+    Some(fps)
 }
 
 /// Bucket bits per position: position `k` of a fingerprint in bucket `b` accepts byte `x`
@@ -327,12 +330,9 @@ impl Level {
 #[derive(Debug)]
 pub(crate) struct Gate {
     tables: Tables,
-    /// Each bucket's fingerprints, to check a candidate against before Hyperscan is called.
+    /// Each bucket's fingerprints, to check a candidate against before Hyperscan is called, and
+    /// to tell where its matches can be.
     buckets: Vec<Vec<Fingerprint>>,
-    /// A candidate at `p` is a match starting at most `back` bytes before it...
-    back: usize,
-    /// ... that ends by `reach` bytes after that.
-    reach: usize,
     level: Level,
 }
 
@@ -353,16 +353,12 @@ impl Gate {
     /// of the positions.
     fn build(exprs: &[&str], level: Level, max_odds: f64) -> Option<Gate> {
         let mut fps = Vec::new();
-        let mut reach = 0;
         for e in exprs {
-            let (f, longest) = fingerprints(e)?;
-            fps.extend(f);
-            reach = reach.max(longest);
+            fps.extend(fingerprints(e)?);
         }
         if fps.is_empty() {
             return None;
         }
-        let back = fps.iter().map(|f| f.offset).max().unwrap_or(0);
         // Commonest first: each goes to the bucket it widens least (an empty one while any is
         // left), so the ones ordinary text fits most get a bucket of their own and rare ones
         // share.
@@ -401,7 +397,7 @@ impl Gate {
             return None;
         }
         let buckets = buckets.into_iter().map(|(_, fps)| fps).collect();
-        Some(Gate { tables, buckets, back, reach, level })
+        Some(Gate { tables, buckets, level })
     }
 
     /// Regions `[a, b)` of `text` for Hyperscan to scan, sorted and apart, for the candidates
@@ -434,10 +430,11 @@ impl Gate {
         while m != 0 {
             let p = c + m.trailing_zeros() as usize;
             m &= m - 1;
-            if !self.fits(text, p) {
+            let Some((start, end)) = self.fits(text, p) else {
                 continue;
-            }
-            let (a, b) = (p.saturating_sub(self.back + 1), n.min(p + self.reach + 1));
+            };
+            // with a byte of context on each side
+            let (a, b) = (start.saturating_sub(1), n.min(end + 1));
             if let Some(last) = out.last_mut().filter(|last| a <= last.1) {
                 last.1 = last.1.max(b);
             } else if out.len() >= max {
@@ -449,9 +446,10 @@ impl Gate {
         Ok(())
     }
 
-    /// Whether the bytes at `p` fit one of the fingerprints (all of its bytes in `text`: a match
-    /// holds them).
-    fn fits(&self, text: &[u8], p: usize) -> bool {
+    /// Where the matches whose fingerprints the bytes at `p` fit can be (all of a fingerprint's
+    /// bytes in `text`: a match holds them): from the earliest start to the latest end those
+    /// fingerprints allow; None when none fits.
+    fn fits(&self, text: &[u8], p: usize) -> Option<(usize, usize)> {
         // the buckets whose tables accept it (bytes past the end read as 0, as in the pass)
         let bits = (0..WIDTH).fold(0xffu8, |bits, k| {
             bits & self.tables.exact[k][usize::from(text.get(p + k).copied().unwrap_or(0) & 127)]
@@ -461,7 +459,12 @@ impl Gate {
             .enumerate()
             .filter(|&(b, _)| bits >> b & 1 == 1)
             .flat_map(|(_, fps)| fps)
-            .any(|fp| fp.sets.iter().enumerate().all(|(k, s)| text.get(p + k).is_some_and(|&x| set_has(s, x))))
+            .filter(|fp| fp.sets.iter().enumerate().all(|(k, s)| text.get(p + k).is_some_and(|&x| set_has(s, x))))
+            .fold(None, |span: Option<(usize, usize)>, fp| {
+                let start = p.saturating_sub(fp.offset);
+                let end = start + fp.longest;
+                Some(span.map_or((start, end), |(a, b)| (a.min(start), b.max(end))))
+            })
     }
 
     /// Whether `next_with_digits` can run (AVX-512 VBMI).

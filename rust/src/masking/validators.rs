@@ -42,11 +42,15 @@ impl Validator {
 
 /// Luhn checksum over the digits of `text` (12 to 19 of them).
 pub fn luhn(text: &[u8]) -> bool {
+    // the digits from the right, every second one doubled (with its digits summed)
+    const VALUE: [[u8; 10]; 2] = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9], [0, 2, 4, 6, 8, 1, 3, 5, 7, 9]];
     let (mut count, mut sum) = (0usize, 0u32);
-    for d in text.iter().rev().filter(|b| b.is_ascii_digit()).map(|b| u32::from(b - b'0')) {
-        let v = if count % 2 == 1 { [0, 2, 4, 6, 8, 1, 3, 5, 7, 9][d as usize] } else { d };
-        sum += v;
-        count += 1;
+    for &b in text.iter().rev() {
+        let d = b.wrapping_sub(b'0');
+        if d < 10 {
+            sum += u32::from(VALUE[count & 1][usize::from(d)]);
+            count += 1;
+        }
     }
     (12..=19).contains(&count) && sum % 10 == 0
 }
@@ -131,6 +135,15 @@ mod tests {
         assert!(luhn(b"5500-0000-0000-0004"));
         assert!(!luhn(b"4111 1111 1111 1112"));
         assert!(!luhn(b"1234"));
+        // odd and even counts, the ends of the 12-19 range, bytes that are no digit
+        assert!(luhn(b"378282246310005"));
+        assert!(luhn(b"6011 0009 9013 9424"));
+        assert!(!luhn(b"378282246310006"));
+        assert!(luhn(b"000000000000"));
+        assert!(!luhn(b"00000000000"));
+        assert!(luhn(b"0000000000000000000"));
+        assert!(!luhn(b"00000000000000000000"));
+        assert!(luhn(b"4111/1111:1111\xff1111"));
     }
 
     #[test]

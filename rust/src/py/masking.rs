@@ -51,18 +51,20 @@ impl MaskEngine {
         Ok(MaskEngine { inner: Arc::new(engine) })
     }
 
-    /// Block mode. Returns the input object itself when nothing is masked (no copy).
-    fn mask<'py>(&self, py: Python<'py>, data: Bound<'py, PyBytes>) -> Bound<'py, PyBytes> {
+    /// Block mode. Returns the input object itself when nothing is masked (no copy); else the
+    /// masked text is written straight into the new `bytes` (one copy, not two).
+    fn mask<'py>(&self, py: Python<'py>, data: Bound<'py, PyBytes>) -> PyResult<Bound<'py, PyBytes>> {
         let bytes = data.as_bytes();
-        let out = if bytes.len() >= DETACH_BYTES {
-            py.detach(|| self.inner.mask_if_needed(bytes))
-        } else {
-            self.inner.mask_if_needed(bytes)
-        };
-        match out {
-            Some(v) => PyBytes::new(py, &v),
-            None => data,
+        let spans =
+            if bytes.len() >= DETACH_BYTES { py.detach(|| self.inner.spans(bytes)) } else { self.inner.spans(bytes) };
+        if spans.is_empty() {
+            return Ok(data);
         }
+        let len = self.inner.masked_len(bytes, &spans);
+        PyBytes::new_with(py, len, |out| {
+            self.inner.write_masked(bytes, &spans, out);
+            Ok(())
+        })
     }
 
     /// JSON-aware; ValueError when `data` is not JSON. The input object itself when unchanged.
