@@ -1593,7 +1593,8 @@ impl Engine {
 
     /// Validated spans merged into their union (sorted, non-overlapping).
     fn merge(mut spans: Vec<Span>) -> Vec<Span> {
-        spans.sort_by_key(|s| (s.start, s.end));
+        // (the label of a union is its least entry, whatever the order of equal spans)
+        spans.sort_unstable_by_key(|s| (s.start, s.end));
         let mut out: Vec<Span> = Vec::with_capacity(spans.len());
         for s in spans {
             if let Some(last) = out.last_mut() {
