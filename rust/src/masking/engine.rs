@@ -509,7 +509,7 @@ fn shapes_loop(
             while want != 0 {
                 let bit = want.trailing_zeros();
                 want &= want - 1;
-                let i = s - 2 + bit as usize;
+                let i = s + bit as usize - 2; // (bit >= 2)
                 let on = |mask: u64| mask >> bit & 1 == 1;
                 let go = (!on(m.long | m.card) || f(Trigger::Card, i, i))
                     && (!on(m.ssn) || f(Trigger::Ssn, i.saturating_sub(3), i))
