@@ -490,17 +490,7 @@ fn shapes_loop(
 ) -> bool {
     let mut s = from;
     while s < to {
-        let k = if s >= 2 && s + 62 <= text.len() {
-            whole_chunk_masks(&text[s - 2..s + 62], simd)
-        } else {
-            // the text's first or last bytes, in zeros (a zero byte is in none of the masks, as
-            // if the text ended there)
-            let mut buf = [0u8; 64];
-            let lo = s.saturating_sub(2);
-            let hi = text.len().min(s + 62);
-            buf[lo + 2 - s..hi + 2 - s].copy_from_slice(&text[lo..hi]);
-            whole_chunk_masks(&buf, simd)
-        };
+        let k = window_masks(text, s, simd);
         let d = k.digit;
         let keep = ((1u64 << SHAPE_STEP.min(to - s)) - 1) << 2;
         if ((d & (d >> 1)) | ((k.plus << 1) & d)) & keep != 0 {
@@ -657,17 +647,27 @@ impl Simd {
     }
 }
 
-/// `ChunkMasks` of `text[c..c + 64]`, with the vector instructions `simd` names (which the CPU
-/// must have: `Simd::detect`).
+/// `ChunkMasks` of the window of `shapes_loop` at `s`, the 64 bytes `text[s - 2..s + 62]`, with
+/// the vector instructions `simd` names (which the CPU must have: `Simd::detect`). Bytes
+/// before or past the text are zeros (in none of the masks, as if the text ended there).
+#[inline(always)]
+fn window_masks(text: &[u8], s: usize, simd: Simd) -> ChunkMasks {
+    if s >= 2 && s + 62 <= text.len() {
+        return whole_chunk_masks(&text[s - 2..s + 62], simd);
+    }
+    let mut buf = [0u8; 64];
+    let lo = s.saturating_sub(2);
+    let hi = text.len().min(s + 62);
+    if lo < hi {
+        buf[lo + 2 - s..hi + 2 - s].copy_from_slice(&text[lo..hi]);
+    }
+    whole_chunk_masks(&buf, simd)
+}
+
+/// `ChunkMasks` of `text[c..c + 64]` (for the tests: `window_masks` two bytes on).
 #[cfg(test)]
 fn chunk_masks(text: &[u8], c: usize, simd: Simd) -> ChunkMasks {
-    if c + 64 <= text.len() {
-        return whole_chunk_masks(&text[c..c + 64], simd);
-    }
-    // past the end: zeros, which are in none of the masks
-    let mut tail = [0u8; 64];
-    tail[..text.len() - c].copy_from_slice(&text[c..]);
-    whole_chunk_masks(&tail, simd)
+    window_masks(text, c + 2, simd)
 }
 
 /// `ChunkMasks` of the 64 bytes of `chunk`, with the vector instructions `simd` names (which
