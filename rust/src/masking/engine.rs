@@ -34,6 +34,7 @@ use regex_automata::{hybrid, util::syntax, Anchored, Input};
 
 use super::ffi::*;
 use super::gate::{Gate, WIDTH as GATE_WIDTH};
+use super::split::Split;
 use super::validators::Validator;
 
 /// What replaces a match.
@@ -104,6 +105,9 @@ struct Pat {
     /// The longest match the pattern can make (None: unbounded). Searches for a match starting
     /// at most at `hi` then end at `hi + max_match`, with look-around still seeing past it.
     max_match: Option<usize>,
+    /// Entries that mask a group: how to place it in a match without capture search, where
+    /// the pattern allows (`split.rs`).
+    split: Option<Split>,
 }
 
 pub(crate) fn syntax_config() -> syntax::Config {
@@ -246,6 +250,10 @@ pub struct Engine {
     raw_superset: bool,
     /// Per entry: every pattern has a longest match (`Pat::max_match`).
     bounded: Vec<bool>,
+    /// Every entry of the digit shapes' `Card` trigger rejects what fails Luhn, masks its whole
+    /// match and allows 19 digits: `card_block_rejected` is then the Luhn check of the block,
+    /// which the shapes pass makes itself (`shape_triggers`).
+    card_luhn: bool,
 }
 
 /// Whether a regex uses a text anchor (`^`/`$` outside a class, `\A`, `\z`, `\Z`).
@@ -438,7 +446,7 @@ fn run_separator(b: u8) -> bool {
 /// found at the start of its (first) block, so a range's triggers are those of the blocks that
 /// start in it, whatever lies before or after (`shape_triggers`). Stops when `f` returns false.
 fn digit_triggers(text: &[u8], f: impl FnMut(Trigger, usize, usize) -> bool) {
-    shape_triggers(text, 0, text.len(), f);
+    shape_triggers(text, 0, text.len(), false, f);
 }
 
 /// Starts of blocks one window reports: bits 2 to 44 of a 64-byte window whose bit 0 is the
@@ -447,8 +455,16 @@ const SHAPE_STEP: usize = 43;
 
 /// `digit_triggers` of the blocks that start in `[from, to)`; `text` is the whole text (the
 /// bytes around the range decide where its blocks begin and end). False when `f` stopped it.
-fn shape_triggers(text: &[u8], from: usize, to: usize, f: impl FnMut(Trigger, usize, usize) -> bool) -> bool {
-    shape_triggers_with(text, from, to, Simd::detect(), f)
+/// With `luhn`, a block of 12-19 digits that fails the Luhn check is no `Card` trigger (for
+/// card entries that `Engine::card_block_rejected` would reject it for: `Engine::card_luhn`).
+fn shape_triggers(
+    text: &[u8],
+    from: usize,
+    to: usize,
+    luhn: bool,
+    f: impl FnMut(Trigger, usize, usize) -> bool,
+) -> bool {
+    shape_triggers_with(text, from, to, Simd::detect(), luhn, f)
 }
 
 /// `shape_triggers` reading masks with `simd`: a level the CPU has (`Simd::detect`; the tests
@@ -458,21 +474,28 @@ fn shape_triggers_with(
     from: usize,
     to: usize,
     simd: Simd,
+    luhn: bool,
     f: impl FnMut(Trigger, usize, usize) -> bool,
 ) -> bool {
     #[cfg(target_arch = "x86_64")]
     if simd == Simd::Avx512 {
         // SAFETY: the CPU has AVX-512BW (`Simd::detect`).
-        return unsafe { shapes_avx512(text, from, to, f) };
+        return unsafe { shapes_avx512(text, from, to, luhn, f) };
     }
-    shapes_loop(text, from, to, simd, f)
+    shapes_loop(text, from, to, simd, luhn, f)
 }
 
 /// `shapes_loop` compiled for AVX-512: the masks are computed inline, in registers.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx512f,avx512bw")]
-unsafe fn shapes_avx512(text: &[u8], from: usize, to: usize, f: impl FnMut(Trigger, usize, usize) -> bool) -> bool {
-    shapes_loop(text, from, to, Simd::Avx512, f)
+unsafe fn shapes_avx512(
+    text: &[u8],
+    from: usize,
+    to: usize,
+    luhn: bool,
+    f: impl FnMut(Trigger, usize, usize) -> bool,
+) -> bool {
+    shapes_loop(text, from, to, Simd::Avx512, luhn, f)
 }
 
 /// The window loop of `shape_triggers_with`: the masks of 64 bytes from two before the next
@@ -486,6 +509,7 @@ fn shapes_loop(
     from: usize,
     to: usize,
     simd: Simd,
+    luhn: bool,
     mut f: impl FnMut(Trigger, usize, usize) -> bool,
 ) -> bool {
     let mut s = from;
@@ -501,7 +525,11 @@ fn shapes_loop(
                 want &= want - 1;
                 let i = s + bit as usize - 2; // (bit >= 2)
                 let on = |mask: u64| mask >> bit & 1 == 1;
-                let go = (!on(m.long | m.card) || f(Trigger::Card, i, i))
+                // A long block's digits end inside the window (bit + 19 < 64), so its length is
+                // read from the digit mask. On digit-heavy text most are the 12-digit tails of
+                // UUIDs, which fail Luhn: checked here, they cost no call.
+                let rejected = || luhn && on(m.long) && !luhn_block(text, i, (!(d >> bit)).trailing_zeros(), simd);
+                let go = (!on(m.long | m.card) || rejected() || f(Trigger::Card, i, i))
                     && (!on(m.ssn) || f(Trigger::Ssn, i.saturating_sub(3), i))
                     && (!on(m.phone) || f(Trigger::Phone, i.saturating_sub(3), i))
                     && (!on(m.plus) || text[i] == b'0' || f(Trigger::Plus, i - 1, i - 1))
@@ -579,6 +607,41 @@ impl ShapeMasks {
         m.phone = join(e3, 3, join(e3, 3, e4));
         m
     }
+}
+
+/// Whether the block of `len` (12 to 19) digits at `text[at..]` passes the Luhn check
+/// (`validators::luhn`), with AVX-512 where `simd` says the CPU has it.
+#[inline(always)]
+fn luhn_block(text: &[u8], at: usize, len: u32, simd: Simd) -> bool {
+    let block = &text[at..at + len as usize];
+    #[cfg(target_arch = "x86_64")]
+    if simd == Simd::Avx512 {
+        // SAFETY: the CPU has AVX-512BW (`Simd::detect`); `block` is `len` bytes long.
+        return unsafe { luhn_avx512(block) };
+    }
+    let _ = simd;
+    super::validators::luhn(block)
+}
+
+/// `validators::luhn` of a block of 12-19 digits in one register: the block loaded under a
+/// mask (bytes past it are neither read nor summed), every second digit from the right
+/// doubled by a table lookup, the digits summed.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw")]
+#[inline]
+unsafe fn luhn_avx512(block: &[u8]) -> bool {
+    use std::arch::x86_64::*;
+    debug_assert!((12..=19).contains(&block.len()) && block.iter().all(u8::is_ascii_digit));
+    let len = block.len() as u32;
+    let k: u64 = (1u64 << len) - 1;
+    let v = _mm512_maskz_loadu_epi8(k, block.as_ptr() as *const i8);
+    let v = _mm512_maskz_sub_epi8(k, v, _mm512_set1_epi8(b'0' as i8));
+    // doubled: byte j when len - 1 - j is odd, that is when j and len are both odd or even
+    let doubled = k & if len.is_multiple_of(2) { 0x5555_5555_5555_5555 } else { 0xaaaa_aaaa_aaaa_aaaa };
+    let table = _mm512_broadcast_i32x4(_mm_setr_epi8(0, 2, 4, 6, 8, 1, 3, 5, 7, 9, 0, 0, 0, 0, 0, 0));
+    let x = _mm512_mask_shuffle_epi8(v, doubled, table, v);
+    let sum = _mm512_reduce_add_epi64(_mm512_sad_epu8(x, _mm512_setzero_si512()));
+    sum % 10 == 0
 }
 
 /// Bit masks of the 64 bytes `text[c..c + 64]`: bit k stands for `text[c + k]`, and bits past
@@ -1122,7 +1185,8 @@ impl Engine {
                         .ok()
                         .map(|dfa| (dfa, Mutex::new(Vec::new())))
                 };
-                pats.push(Pat { entry: i, re, max_match: max_match(p), settle });
+                let split = if e.group == 0 { None } else { Split::new(p, e.group) };
+                pats.push(Pat { entry: i, re, max_match: max_match(p), settle, split });
             }
             if let Some(pf) = &e.prefilter {
                 exprs.push(cstr(&e.id, pf)?);
@@ -1227,6 +1291,10 @@ impl Engine {
         let raw_superset = !entries.iter().any(|e| e.patterns.iter().chain(e.prefilter.iter()).any(|p| has_anchor(p)));
         let bounded =
             (0..entries.len()).map(|i| pats.iter().filter(|p| p.entry == i).all(|p| p.max_match.is_some())).collect();
+        let card_luhn = dbs.iter().flat_map(|db| &db.triggers).filter(|(t, _)| *t == Trigger::Card).all(|&(_, e)| {
+            let e = &entries[e];
+            e.group == 0 && e.validator == Validator::Luhn && e.max_len >= 19
+        });
         Ok(Engine {
             bounded,
             entries,
@@ -1243,6 +1311,7 @@ impl Engine {
             prefix_db,
             hash_key,
             raw_superset,
+            card_luhn,
         })
     }
 
@@ -1341,7 +1410,9 @@ impl Engine {
                 }
             }
             if let Some(db) = shape_db {
-                shape_triggers(text, shaped, end, |t, lo, hi| self.on_shape(db, text, t, lo, hi, &mut per));
+                shape_triggers(text, shaped, end, self.card_luhn, |t, lo, hi| {
+                    self.on_shape(db, text, t, lo, hi, &mut per)
+                });
             }
             shaped = end;
             if end == text.len() {
@@ -1442,14 +1513,14 @@ impl Engine {
             }
             if visit {
                 visits += 1;
-                shape_triggers_with(text, c, c + 64, Simd::Avx512, &mut *f);
+                shape_triggers_with(text, c, c + 64, Simd::Avx512, self.card_luhn, &mut *f);
             }
             c += 64;
         }
         if gate_on {
             gate_on = gate.regions(text, c, to, max, regions).is_ok();
         }
-        shape_triggers(text, c, to, f);
+        shape_triggers(text, c, to, self.card_luhn, f);
         gate_on
     }
 
@@ -1552,15 +1623,17 @@ impl Engine {
                     if anchored {
                         input = input.anchored(Anchored::Yes);
                     }
-                    let found = if let Some(caps) = caps.as_mut() {
-                        pat.re.search_captures(&input, caps);
-                        caps.get_match().map(|m| match caps.get_group(entry.group) {
-                            Some(g) => (m.start(), m.end(), g.start, g.end),
-                            None => (m.start(), m.end(), m.start(), m.start()),
-                        })
-                    } else {
-                        pat.re.search(&input).map(|m| (m.start(), m.end(), m.start(), m.end()))
-                    };
+                    let found = pat.re.search(&input).map(|m| {
+                        let (ms, me) = (m.start(), m.end());
+                        let Some(caps) = caps.as_mut() else { return (ms, me, ms, me) };
+                        // the group: placed from the match's ends where the pattern allows, else
+                        // by capture search over the match (the same leftmost-first reading)
+                        let (gs, ge) = pat.split.as_ref().and_then(|s| s.group(hay, ms, me)).unwrap_or_else(|| {
+                            pat.re.search_captures(&Input::new(hay).span(ms..me).anchored(Anchored::Yes), caps);
+                            caps.get_group(entry.group).map_or((ms, ms), |g| (g.start, g.end))
+                        });
+                        (ms, me, gs, ge)
+                    });
                     work += found.map_or(end - pos, |(_, me, _, _)| me.saturating_sub(pos));
                     let Some((ms, me, gs, ge)) = found else {
                         if end == hay.len() && !anchored {
@@ -1891,6 +1964,7 @@ pub struct StreamState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::masking::validators;
     use crate::test_util::xorshift;
 
     /// A necessary condition for any match of `DIGIT_GATED`: some `digit_triggers` trigger.
@@ -2257,8 +2331,13 @@ mod tests {
 
     /// The triggers of the blocks starting in `[from, to)`, at SIMD level `simd`.
     fn shape_list(text: &[u8], from: usize, to: usize, simd: Simd) -> Vec<(Trigger, usize, usize)> {
+        shape_list_luhn(text, from, to, simd, false)
+    }
+
+    /// `shape_list`, with long blocks that fail Luhn dropped when `luhn`.
+    fn shape_list_luhn(text: &[u8], from: usize, to: usize, simd: Simd, luhn: bool) -> Vec<(Trigger, usize, usize)> {
         let mut out = Vec::new();
-        shape_triggers_with(text, from, to, simd, |t, lo, hi| {
+        shape_triggers_with(text, from, to, simd, luhn, |t, lo, hi| {
             out.push((t, lo, hi));
             true
         });
@@ -2275,8 +2354,19 @@ mod tests {
         let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let check = |text: &[u8], splits: bool| -> usize {
             let want = triggers_by_blocks(text);
+            // without the `Card` triggers of 12-19 digit blocks that fail Luhn
+            let passing: Vec<_> = want
+                .iter()
+                .copied()
+                .filter(|&(t, lo, _)| {
+                    let n = text[lo..].iter().take_while(|b| b.is_ascii_digit()).count();
+                    t != Trigger::Card || !(12..=19).contains(&n) || validators::luhn(&text[lo..lo + n])
+                })
+                .collect();
             for simd in Simd::available() {
                 assert_eq!(shape_list(text, 0, text.len(), simd), want, "{simd:?} {:?}", String::from_utf8_lossy(text));
+                let luhn = shape_list_luhn(text, 0, text.len(), simd, true);
+                assert_eq!(luhn, passing, "{simd:?} Luhn {:?}", String::from_utf8_lossy(text));
             }
             if splits {
                 for cut in 0..=text.len() {

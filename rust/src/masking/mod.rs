@@ -5,6 +5,7 @@ pub mod engine;
 mod ffi;
 mod gate;
 pub mod json;
+mod split;
 pub mod validators;
 
 pub use engine::{Action, CompileError, Engine, EntrySpec, Span, StreamState};
