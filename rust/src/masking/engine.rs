@@ -116,6 +116,16 @@ pub(crate) fn syntax_config() -> syntax::Config {
 
 /// Every byte a match of `pattern` can contain (all bytes when it cannot be parsed).
 fn byte_set(pattern: &str) -> [bool; 256] {
+    let mut set = [false; 256];
+    match syntax::parse_with(pattern, &syntax_config()) {
+        Ok(hir) => hir_bytes(&hir, &mut set),
+        Err(_) => set = [true; 256],
+    }
+    set
+}
+
+/// Adds every byte a match of `h` can contain to `set`.
+fn hir_bytes(h: &regex_syntax::hir::Hir, set: &mut [bool; 256]) {
     use regex_syntax::hir::{Class, Hir, HirKind};
     fn walk(h: &Hir, set: &mut [bool; 256]) {
         match h.kind() {
@@ -140,12 +150,7 @@ fn byte_set(pattern: &str) -> [bool; 256] {
             HirKind::Concat(v) | HirKind::Alternation(v) => v.iter().for_each(|x| walk(x, set)),
         }
     }
-    let mut set = [false; 256];
-    match syntax::parse_with(pattern, &syntax_config()) {
-        Ok(hir) => walk(&hir, &mut set),
-        Err(_) => set = [true; 256],
-    }
-    set
+    walk(h, set)
 }
 
 /// The longest match of `pattern` (None when unbounded or unparsable).
@@ -164,17 +169,92 @@ fn max_match(pattern: &str) -> Option<usize> {
 ///   them, whose end Hyperscan reports, so it starts one literal's length before a reported end.
 ///   The window is a byte or a few (searched anchored), where `[e - max_len, e]` had the regex
 ///   search up to 16 KiB before each PEM header and 7 KiB before each JWT.
-/// * Any other prefilter (its match lies inside the real match: the email's `@` core):
-///   `[e - max_len, e]`.
+/// * A prefilter with an *anchor byte* (`anchor_window`: the email's `@`): from the longest to
+///   the shortest way before that byte in a match.
+/// * Any other prefilter (its match lies inside the real match): `[e - max_len, e]`.
 fn start_window(entry: &EntrySpec, expr: &str, prefilter: bool) -> (usize, usize) {
     let whole = (entry.max_len, 0);
     if prefilter {
-        return leading_literals(expr, &entry.patterns).map_or(whole, |(short, long)| (long, short));
+        if let Some(lits) = leading_literals(expr, &entry.patterns) {
+            let lens = lits.iter().map(Vec::len);
+            return (lens.clone().max().unwrap_or(0), lens.min().unwrap_or(0));
+        }
+        return anchor_window(expr, &entry.patterns).map_or(whole, |(lo, hi)| {
+            let lo = lo.min(entry.max_len);
+            (lo, hi.min(lo))
+        });
     }
     let Ok(hir) = syntax::parse_with(expr, &syntax_config()) else { return whole };
     let props = hir.properties();
     let lo = props.maximum_len().map_or(entry.max_len, |m| m.min(entry.max_len));
     (lo, props.minimum_len().unwrap_or(0).min(lo))
+}
+
+/// The top-level sequence of `hir` (itself when it is no sequence).
+fn items(hir: &regex_syntax::hir::Hir) -> Vec<regex_syntax::hir::Hir> {
+    match hir.kind() {
+        regex_syntax::hir::HirKind::Concat(v) => v.clone(),
+        _ => vec![hir.clone()],
+    }
+}
+
+/// For a prefilter whose matches lie inside the real matches: `(lo, hi)` such that a match
+/// containing a reported end's prefilter match starts in `[e - lo, e - hi]`, when the prefilter
+/// holds an *anchor byte*: a byte of a literal at a fixed distance from its end that every
+/// match of every pattern holds exactly once (in a literal of the pattern's top-level sequence,
+/// no other part of which can hold that byte), after a part of bounded length.
+///
+/// The prefilter's match is inside the real match, so its anchor byte is the real match's only
+/// one; the real match starts that part's length before it. The email's `@` (the core
+/// `[A-Za-z0-9._%+-]@[A-Za-z0-9-]` ends 2 bytes after it, and 1 to 64 bytes come before it in a
+/// match) gives `[e - 66, e - 3]`, where `[e - max_len, e]` had the regex search 410 bytes
+/// before each `@`, and on past it.
+fn anchor_window(prefilter: &str, patterns: &[String]) -> Option<(usize, usize)> {
+    use regex_syntax::hir::{Hir, HirKind};
+    let pf = items(&syntax::parse_with(prefilter, &syntax_config()).ok()?);
+    let pats: Vec<Vec<Hir>> = patterns
+        .iter()
+        .map(|p| syntax::parse_with(p, &syntax_config()).ok().map(|h| items(&h)))
+        .collect::<Option<_>>()?;
+    let len_range = |v: &[Hir]| {
+        let p = Hir::concat(v.to_vec()).properties().clone();
+        Some((p.minimum_len()?, p.maximum_len()?))
+    };
+    // where `c` lies in every match of `items`, counted from the match's start
+    let place = |items: &[Hir], c: u8| -> Option<(usize, usize)> {
+        let mut found = None;
+        for (k, h) in items.iter().enumerate() {
+            let mut set = [false; 256];
+            hir_bytes(h, &mut set);
+            if !set[usize::from(c)] {
+                continue;
+            }
+            let HirKind::Literal(lit) = h.kind() else { return None };
+            let mut at = lit.0.iter().enumerate().filter(|&(_, &b)| b == c).map(|(o, _)| o);
+            let (Some(o), None, None) = (at.next(), at.next(), found) else { return None };
+            let (lo, hi) = len_range(&items[..k])?;
+            found = Some((lo + o, hi + o));
+        }
+        found
+    };
+    for (j, h) in pf.iter().enumerate() {
+        let HirKind::Literal(lit) = h.kind() else { continue };
+        let (after, after_max) = len_range(&pf[j + 1..])?;
+        if after != after_max {
+            continue;
+        }
+        for (o, &c) in lit.0.iter().enumerate() {
+            // the anchor byte is `to_end` bytes before a reported end
+            let to_end = lit.0.len() - o + after;
+            let places: Option<Vec<(usize, usize)>> = pats.iter().map(|p| place(p, c)).collect();
+            if let Some(places) = places {
+                let before_max = places.iter().map(|p| p.1).max()?;
+                let before_min = places.iter().map(|p| p.0).min()?;
+                return Some((to_end + before_max, to_end + before_min));
+            }
+        }
+    }
+    None
 }
 
 /// When `prefilter` matches exactly a finite set of literals (no look-around, no unbounded
@@ -185,7 +265,7 @@ fn start_window(entry: &EntrySpec, expr: &str, prefilter: bool) -> (usize, usize
 /// Read from regex-syntax's prefix literal extraction: a finite sequence of prefixes means every
 /// match begins with one of them (inexact ones) or is one of them (exact ones); look-arounds such
 /// as `\b` are zero-width and extract as the empty string.
-fn leading_literals(prefilter: &str, patterns: &[String]) -> Option<(usize, usize)> {
+fn leading_literals(prefilter: &str, patterns: &[String]) -> Option<Vec<Vec<u8>>> {
     use regex_syntax::hir::literal::{ExtractKind, Extractor};
     let mut ex = Extractor::new();
     // classes are expanded up to a byte each (JWT's `eyJ[A-Za-z0-9_-]` is 64 literals)
@@ -213,7 +293,34 @@ fn leading_literals(prefilter: &str, patterns: &[String]) -> Option<(usize, usiz
             return None;
         }
     }
-    Some((seq.min_literal_len()?, seq.max_literal_len()?))
+    Some(lits.iter().map(|l| l.as_bytes().to_vec()).collect())
+}
+
+/// The Hyperscan expressions for an entry's `prefilter`, each with its start window: the
+/// prefilter itself, or, when it is a leading set of literals of several lengths, one
+/// alternation of those of each length, whose reports each say where the match starts
+/// (connection URIs: `amqp://` to `mongodb+srv://`, where one expression gave windows of 8
+/// bytes, searched unanchored).
+fn prefilter_exprs(entry: &EntrySpec, prefilter: &str) -> Vec<(String, (usize, usize))> {
+    if let Some(lits) = leading_literals(prefilter, &entry.patterns) {
+        let mut lens: Vec<usize> = lits.iter().map(Vec::len).collect();
+        lens.sort_unstable();
+        lens.dedup();
+        if lens.len() > 1 {
+            return lens
+                .into_iter()
+                .map(|n| {
+                    let alts: Vec<String> = lits
+                        .iter()
+                        .filter(|l| l.len() == n)
+                        .map(|l| l.iter().map(|b| format!("\\x{b:02x}")).collect())
+                        .collect();
+                    (format!("(?:{})", alts.join("|")), (n, n))
+                })
+                .collect();
+        }
+    }
+    vec![(prefilter.to_string(), start_window(entry, prefilter, true))]
 }
 
 /// Hyperscan expressions with, for each, its entry and start window (`Db::compile`).
@@ -1189,9 +1296,11 @@ impl Engine {
                 pats.push(Pat { entry: i, re, max_match: max_match(p), settle, split });
             }
             if let Some(pf) = &e.prefilter {
-                exprs.push(cstr(&e.id, pf)?);
-                expr_entry.push(i);
-                back.push(start_window(e, pf, true));
+                for (x, window) in prefilter_exprs(e, pf) {
+                    exprs.push(cstr(&e.id, &x)?);
+                    expr_entry.push(i);
+                    back.push(window);
+                }
             }
         }
         // Patterns led by a literal (tokens, keys, keyword-anchored secrets) and patterns led by
@@ -2011,7 +2120,7 @@ mod tests {
         ];
         let mut next = xorshift(0x9e37_79b9_7f4a_7c15u64);
         let (mut yes, mut no) = (0, 0);
-        for _ in 0..20_000 {
+        for _ in 0..30_000 {
             let mut text = String::new();
             for _ in 0..next() % 9 {
                 text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
@@ -2544,7 +2653,7 @@ mod tests {
                 check(format!("{}{shape} ", " 7".repeat(pad)).as_bytes());
             }
         }
-        for _ in 0..20_000 {
+        for _ in 0..30_000 {
             let count = (next() % 6) as usize;
             let mut text: Vec<u8> = Vec::new();
             for _ in 0..count {
@@ -2652,11 +2761,24 @@ mod tests {
         assert_eq!(start_window(&two, "ab|abcd|abc0", true), (4, 2));
         let whole = |e: &EntrySpec| (e.max_len, 0);
         // not leading: a match can start before the prefilter's match ("aws" is case-sensitive
-        // here; a second pattern starts otherwise; the email's `@` core lies inside its match)
+        // here, and no byte of it is an anchor; a second pattern starts otherwise, but `J` is an
+        // anchor of both, 2 and 3 bytes after their starts)
         assert_eq!(start_window(&entry(&["(?i)aws_[a-z]{4}"], 20), "aws", true), (20, 0));
-        assert_eq!(start_window(&entry(&["eyJ[a-z]{4}", "xeyJ[a-z]{4}"], 20), "eyJ", true), (20, 0));
+        assert_eq!(start_window(&entry(&["eyJ[a-z]{4}", "xeyJ[a-z]{4}"], 20), "eyJ", true), (4, 3));
+        assert_eq!(start_window(&entry(&["eyJ[a-zJ]{4}", "xeyJ[a-z]{4}"], 20), "eyJ", true), (20, 0));
+        // an anchor byte: one `@` in every match, after 1 to 64 bytes; the core's `@` is 2 bytes
+        // before its end
         let email = entry(&[r"\b[A-Za-z0-9._%+-]{1,64}@[A-Za-z0-9-]{1,63}\.[A-Za-z]{2,24}\b"], 410);
-        assert_eq!(start_window(&email, "[A-Za-z0-9._%+-]@[A-Za-z0-9-]", true), whole(&email));
+        assert_eq!(start_window(&email, "[A-Za-z0-9._%+-]@[A-Za-z0-9-]", true), (66, 3));
+        assert_eq!(start_window(&email, "@", true), (65, 2));
+        assert_eq!(start_window(&email, "x@[a-z]{2}", true), (67, 4));
+        // no anchor: `@` may come twice, or after a part of unbounded length, or the prefilter's
+        // `@` is not a fixed distance from its end
+        let twice = entry(&[r"[a-z]{1,64}@[a-z@]{1,9}"], 80);
+        assert_eq!(start_window(&twice, "@", true), whole(&twice));
+        let unbounded = entry(&[r"[a-z]+@[a-z]{1,9}"], 80);
+        assert_eq!(start_window(&unbounded, "@", true), whole(&unbounded));
+        assert_eq!(start_window(&email, "@[a-z]+", true), whole(&email));
         // a prefilter that is not a finite set of plain literals
         assert_eq!(start_window(&jwt, r"\beyJ", true), whole(&jwt));
         assert_eq!(start_window(&jwt, "eyJ[a-z]+", true), whole(&jwt));
@@ -2677,10 +2799,12 @@ mod tests {
         let jwt = r"\beyJ[A-Za-z0-9_-]{2,20}\.eyJ[A-Za-z0-9_-]{2,20}\.[A-Za-z0-9_-]{2,10}";
         let aws = r"(?i)aws[A-Za-z0-9_ .-]{0,24}secret\s{0,3}=\s{0,3}([A-Za-z0-9/+]{8})\b";
         let ant = r"\bsk-ant-[A-Za-z0-9_-]{4,20}";
+        let uri = r"\b(?:ab|abcd)://[a-z]{1,6}:([a-z0-9:]{1,6})@";
+        let mail = r"\b[A-Za-z0-9._%+-]{1,12}@[A-Za-z0-9-]{1,8}(?:\.[A-Za-z0-9-]{1,8}){0,2}\.[A-Za-z]{2,4}\b";
         let entries = |prefiltered: bool| {
             let e = |id: &str, p: &str, max: usize, pf: &str| EntrySpec {
                 prefilter: prefiltered.then(|| pf.to_string()),
-                group: usize::from(id == "aws"),
+                group: usize::from(id == "aws" || id == "uri"),
                 ..spec(id, &id.to_uppercase(), p, Validator::None, max, &[])
             };
             vec![
@@ -2688,12 +2812,14 @@ mod tests {
                 e("jwt", jwt, 60, "eyJ[A-Za-z0-9_-]"),
                 e("aws", aws, 70, "(?i)aws"),
                 e("ant", ant, 27, "sk-ant-"),
+                e("uri", uri, 20, "(?:ab|abcd)://"),
+                e("mail", mail, 50, "[A-Za-z0-9._%+-]@[A-Za-z0-9-]"),
             ]
         };
         let engines = [Engine::new(entries(true), [7; 32]).unwrap(), Engine::new(entries(false), [7; 32]).unwrap()];
-        for e in &engines[0].dbs[0].back {
-            assert!(e.0 == e.1, "every prefilter is leading: {:?}", engines[0].dbs[0].back);
-        }
+        // every prefilter is leading but the email's, which is anchored on its `@`; the URI's
+        // literals of two lengths are two expressions
+        assert_eq!(engines[0].dbs[0].back, [(11, 11), (4, 4), (3, 3), (7, 7), (5, 5), (7, 7), (14, 3)]);
         let pieces = [
             "-----BEGIN ",
             "-----BEGIN PRIVATE KEY-----",
@@ -2712,6 +2838,17 @@ mod tests {
             "wJalrXUtnFE",
             "sk-ant-",
             "api03-AbCdEf",
+            "@",
+            "@mail",
+            ".io",
+            ".example",
+            "john.smith",
+            "a_b%c",
+            "ab://",
+            "abcd://",
+            "usr:",
+            "pw1@",
+            ":",
             " ",
             "-",
             "x",
@@ -2727,7 +2864,7 @@ mod tests {
         };
         let mut next = xorshift(0x2545_f491_4f6c_dd1du64);
         let mut found = 0;
-        for _ in 0..20_000 {
+        for _ in 0..30_000 {
             let mut text = String::new();
             for _ in 0..next() % 14 {
                 text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
@@ -2738,7 +2875,7 @@ mod tests {
         // long texts whose candidates lie far apart: a region each (`gate.rs`), all scanned in
         // one Hyperscan call, whose ends are mapped back piece by piece
         let mut found = 0;
-        for _ in 0..300 {
+        for _ in 0..400 {
             let mut text = String::new();
             while text.len() < 8000 {
                 text.push_str(&"filler ".repeat((next() % 150) as usize));
@@ -2800,7 +2937,7 @@ mod tests {
             assert!(engine.digit_gated());
             let mut next = xorshift(0x1234_5678_9abc_def1u64);
             let mut found = 0;
-            for _ in 0..20_000 {
+            for _ in 0..30_000 {
                 let mut text = String::new();
                 for _ in 0..next() % 8 {
                     text.push_str(pieces[(next() % pieces.len() as u64) as usize]);
@@ -2866,7 +3003,8 @@ mod tests {
     }
 
     /// Every prefilter of the shipped catalogue but the email's (whose `@` core lies inside
-    /// its match) is leading: the windows of those entries are a byte or a few long.
+    /// its match) is leading: the windows of those entries are a byte or a few long. The
+    /// email's is anchored on its `@`.
     #[test]
     fn shipped_prefilters_are_leading() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/python/graphwarden/masking/catalogue.toml");
@@ -2882,7 +3020,7 @@ mod tests {
             let entry = EntrySpec { patterns, ..spec(id, "X", "x", Validator::None, max_len, &[]) };
             let (lo, hi) = start_window(&entry, pf, true);
             if id == "email" {
-                assert_eq!((lo, hi), (max_len, 0));
+                assert_eq!((lo, hi), (66, 3));
             } else {
                 // literals of several lengths (`amqp://`, `mongodb+srv://`) give a few bytes
                 assert!(hi > 0 && lo - hi <= 8, "{id}: {pf:?} gives ({lo}, {hi})");
