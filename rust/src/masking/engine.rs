@@ -26,6 +26,7 @@
 //! cut never falls inside a candidate match, and a few bytes of released text are kept as
 //! look-behind context, so the output for any chunking equals the block-mode output.
 
+use std::mem::MaybeUninit;
 use std::sync::Mutex;
 
 use aho_corasick::{AhoCorasick, AhoCorasickKind, MatchKind};
@@ -1228,13 +1229,16 @@ impl Sink for Count {
 }
 
 struct Fill<'a> {
-    out: &'a mut [u8],
+    out: &'a mut [MaybeUninit<u8>],
     at: usize,
 }
 
 impl Sink for Fill<'_> {
     fn put(&mut self, bytes: &[u8]) {
-        self.out[self.at..self.at + bytes.len()].copy_from_slice(bytes);
+        let dst = &mut self.out[self.at..self.at + bytes.len()];
+        // SAFETY: `MaybeUninit<u8>` has the layout of `u8`; `dst` is `bytes.len()` long, and a
+        // `&[u8]` cannot overlap the `&mut` slice.
+        unsafe { std::ptr::copy_nonoverlapping(bytes.as_ptr(), dst.as_mut_ptr().cast::<u8>(), bytes.len()) };
         self.at += bytes.len();
     }
 }
@@ -1859,8 +1863,9 @@ impl Engine {
     }
 
     /// Writes `text` masked at `spans` into `out`, which is `masked_len` bytes long (so that a
-    /// caller can write straight into memory of its own, such as a Python `bytes`).
-    pub fn write_masked(&self, text: &[u8], spans: &[Span], out: &mut [u8]) {
+    /// caller can write straight into memory of its own, such as a new Python `bytes`, without
+    /// zeroing it first). Every byte of `out` is written.
+    pub fn write_masked(&self, text: &[u8], spans: &[Span], out: &mut [MaybeUninit<u8>]) {
         let mut fill = Fill { out, at: 0 };
         self.rewrite(text, spans, &mut fill);
         assert_eq!(fill.at, fill.out.len(), "masked_len");
@@ -2301,8 +2306,10 @@ mod tests {
             ] {
                 let text = text.as_bytes();
                 let spans = engine.spans(text);
-                let mut out = vec![0u8; engine.masked_len(text, &spans)];
+                let mut out = vec![MaybeUninit::<u8>::uninit(); engine.masked_len(text, &spans)];
                 engine.write_masked(text, &spans, &mut out);
+                // SAFETY: `write_masked` writes every byte (it asserts so)
+                let out: Vec<u8> = out.iter().map(|b| unsafe { b.assume_init() }).collect();
                 assert_eq!(out, engine.mask(text), "{action:?} {:?}", String::from_utf8_lossy(text));
             }
         }

@@ -61,10 +61,19 @@ impl MaskEngine {
             return Ok(data);
         }
         let len = self.inner.masked_len(bytes, &spans);
-        PyBytes::new_with(py, len, |out| {
-            self.inner.write_masked(bytes, &spans, out);
-            Ok(())
-        })
+        // Not `PyBytes::new_with`, which zeroes the buffer first (a pass over the output as
+        // costly as a copy): `write_masked` writes every byte of it.
+        // SAFETY: `PyBytes_FromStringAndSize(NULL, len)` returns a new reference to a `bytes` of
+        // `len` uninitialised bytes (or NULL with an exception set, which `from_owned_ptr_or_err`
+        // turns into the error), whose buffer `PyBytes_AsString` gives; nothing else sees the
+        // object before it is filled.
+        unsafe {
+            let ptr = pyo3::ffi::PyBytes_FromStringAndSize(std::ptr::null(), len as pyo3::ffi::Py_ssize_t);
+            let out = Bound::from_owned_ptr_or_err(py, ptr)?.cast_into_unchecked::<PyBytes>();
+            let buf = pyo3::ffi::PyBytes_AsString(ptr).cast::<std::mem::MaybeUninit<u8>>();
+            self.inner.write_masked(bytes, &spans, std::slice::from_raw_parts_mut(buf, len));
+            Ok(out)
+        }
     }
 
     /// JSON-aware; ValueError when `data` is not JSON. The input object itself when unchanged.
