@@ -262,9 +262,9 @@ def main() -> int:
     # is read from there; the 4 MiB ones above come from memory on each call.
     for name, data in (("clean", clean), ("dense", dense)):
         row = []
-        for kib in (256, 1024):
-            if kib * 1024 < size:
-                row.append(f"{kib} KiB {rate(m.mask, data[:kib * 1024], 1.0) / 1e9:6.3f} GB/s")
+        for body_kib in (256, 1024):
+            if body_kib * 1024 < size:
+                row.append(f"{body_kib} KiB {rate(m.mask, data[:body_kib * 1024], 1.0) / 1e9:6.3f} GB/s")
         if row:
             print(f"  graphwarden {name} by size: " + ", ".join(row))
     print("ratios (graphwarden / other, prose | clean | dense):")
