@@ -24,6 +24,7 @@
 use std::sync::Mutex;
 
 use regex_automata::hybrid::dfa::{Cache, DFA};
+use regex_automata::hybrid::LazyStateID;
 use regex_automata::nfa::thompson;
 use regex_automata::util::syntax;
 use regex_automata::{Anchored, Input, MatchKind};
@@ -145,6 +146,21 @@ fn one_start(prefix: &DFA, group: &DFA, c: &mut (Cache, Cache), hay: &[u8], ms: 
     }
 }
 
+/// After a step to `sid` whose match would be at `at`: records `at` when `sid` matches; whether
+/// the walk is over (the DFA is dead), or None when it gave up (a quit state).
+fn reached(sid: LazyStateID, at: usize, out: &mut Vec<usize>) -> Option<bool> {
+    if !sid.is_tagged() {
+        return Some(false);
+    }
+    if sid.is_match() {
+        out.push(at);
+    }
+    if sid.is_quit() {
+        return None;
+    }
+    Some(sid.is_dead())
+}
+
 /// Every `p` in `[from, to]` such that `dfa` (anchored at `from`) matches `hay[from..p]`, in
 /// order; None when the DFA gives up. A lazy DFA enters a match state one byte after the match
 /// ends (that byte decides a look-ahead such as `\b`), or at the end of the text.
@@ -158,16 +174,8 @@ fn ends_forward(dfa: &DFA, cache: &mut Cache, hay: &[u8], from: usize, to: usize
             Some(&b) => dfa.next_state(cache, sid, b).ok()?,
             None => dfa.next_eoi_state(cache, sid).ok()?,
         };
-        if sid.is_tagged() {
-            if sid.is_match() {
-                out.push(at);
-            }
-            if sid.is_dead() {
-                break;
-            }
-            if sid.is_quit() {
-                return None;
-            }
+        if reached(sid, at, &mut out)? {
+            break;
         }
         at += 1;
     }
@@ -188,18 +196,7 @@ fn starts_reverse(dfa: &DFA, cache: &mut Cache, hay: &[u8], from: usize, to: usi
             Some(i) => dfa.next_state(cache, sid, hay[i]).ok()?,
             None => dfa.next_eoi_state(cache, sid).ok()?,
         };
-        if sid.is_tagged() {
-            if sid.is_match() {
-                out.push(at);
-            }
-            if sid.is_dead() {
-                break;
-            }
-            if sid.is_quit() {
-                return None;
-            }
-        }
-        if at == from {
+        if reached(sid, at, &mut out)? || at == from {
             break;
         }
         at -= 1;
@@ -332,6 +329,15 @@ mod tests {
         let split = Split::new(r"x\s*a*(a+)y", 1).unwrap();
         let (ms, me, _) = captured(&re, b"xaaay", 1)[0];
         assert_eq!(split.group(b"xaaay", ms, me), None);
+        // a prefix of one length, a group of one length, and a tail of one length: all told
+        for (p, must, pieces) in [
+            (r"\bkey=([a-z0-9]{4,12})\b", "key=abcd1234", &["key=", "abcd", "12", " ", "x"][..]),
+            (r"[a-z]{1,8}:([0-9]{4})!", "user:1234!", &["user", ":", "1234", "12", "!", " "][..]),
+            (r"<(\w+?)>", "<tag>", &["<", ">", "tag", " ", "x"][..]),
+        ] {
+            let (told, all) = agrees(p, 1, &[must], pieces, &[must]);
+            assert!(told == all && all > 10, "{p}: {told} of {all}");
+        }
         // lazy and greedy neighbours with one reading agree too
         agrees(r"k\s+?(\w+?)\b", 1, &["k  abc def"], &["k", " ", "abc", "d"], &["k  abc"]);
         agrees(r"\b(?:ab|a)(b+)c", 1, &["abbc"], &["a", "b", "bb", "c", " "], &[]);
