@@ -54,6 +54,16 @@ def basic_auth(t: bytes) -> bool:
     return len(raw) >= 3 and b":" in raw and all(0x20 <= c < 0x7F for c in raw)
 
 
+_UUID_TAIL = re.compile(rb"(?<![A-Za-z0-9])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-\Z")
+
+
+def uuid_tail(text: bytes, s: int, t: int) -> bool:
+    """`text[s:t]` is the 12-digit last group of a UUID (the Luhn validator rejects those)."""
+    after = text[t:t + 1]
+    return (t - s == 12 and text[s:t].isdigit() and s >= 24 and _UUID_TAIL.search(text, s - 24, s) is not None
+            and not after.isalnum())
+
+
 VALIDATORS = {"none": lambda t: True, "luhn": luhn, "ssn": ssn, "iban": iban, "basic_auth": basic_auth}
 
 
@@ -72,7 +82,8 @@ class Oracle:
                 if m is None:
                     break
                 s, t = m.span(e.group)
-                valid = t > s and m.end() - m.start() <= e.max_len and VALIDATORS[e.validator](text[s:t])
+                valid = (t > s and m.end() - m.start() <= e.max_len and VALIDATORS[e.validator](text[s:t])
+                         and not (e.validator == "luhn" and uuid_tail(text, s, t)))
                 if valid:
                     out.append((e.id, s, t))
                 pos = m.end() if valid and m.end() > m.start() else m.start() + 1

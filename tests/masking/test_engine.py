@@ -199,3 +199,19 @@ def test_single_values_are_found_alone_and_inside_json(seed: int) -> None:
             assert M.findings(raw) == found, text
             masked = json.loads(M.mask_json(json.dumps({"note": text}).encode()))["note"]
             assert (masked != text) == bool(found), (text, masked)
+
+
+def test_uuids_ending_in_twelve_luhn_digits_survive_in_bodies_json_and_streams() -> None:
+    # One random UUID in about 2,900 ends in 12 decimal digits that pass Luhn: a 12-digit card
+    # number's shape. Masked, a run id in a response broke the client's next call (CI saw
+    # `/runs/01a22d8d-934b-7461-bf00-[CARD]/join`).
+    m = Masker.default()
+    uid = b"01a22d8d-934b-7461-bf00-123456789015"
+    assert m.mask(b"run " + uid + b" done") == b"run " + uid + b" done"
+    doc = b'{"run_id": "' + uid + b'", "thread_id": "' + uid + b'"}'
+    assert m.mask_json(doc) == doc
+    for cut in range(len(doc) + 1):
+        s = m.stream()
+        assert s.feed(doc[:cut]) + s.feed(doc[cut:]) + s.finish() == doc
+    # the same digits alone are a card number
+    assert m.mask(b"card 123456789015") == b"card [CARD]"

@@ -1134,8 +1134,9 @@ struct Raw {
     span: Option<Span>,
 }
 
-/// Keep this much released text as look-behind context for `\b`.
-const CONTEXT: usize = 16;
+/// Keep this much released text as look-behind context: for `\b`, and for the 25 bytes before
+/// a card candidate that tell a UUID's last group (`validators::uuid_tail`).
+const CONTEXT: usize = 32;
 
 /// The windows of possible match starts that the match ends of one scan give, (expression,
 /// lo, hi); past `MAX_ENDS` windows the database's entries are searched whole.
@@ -1759,7 +1760,7 @@ impl Engine {
                     }
                     // `max_len` is part of the entry's meaning: a longer match is no match, in
                     // block mode as in streams (whose hold-back it bounds).
-                    let valid = ge > gs && me - ms <= entry.max_len && entry.validator.check(&hay[gs..ge]);
+                    let valid = ge > gs && me - ms <= entry.max_len && entry.validator.check_in(hay, gs, ge);
                     out.push(Raw {
                         start: ms,
                         end: me,
@@ -2327,6 +2328,34 @@ mod tests {
         let m = engine();
         let text = b"x ghp_abcdefghijklmnopqrstuvwxyz0123456789 y jo@ex.io z 4111-1111-1111-1111.";
         let whole = m.mask(text);
+        for a in 0..text.len() {
+            for b in a..text.len() {
+                let mut st = StreamState::default();
+                let mut out = m.feed(&mut st, &text[..a]);
+                out.extend(m.feed(&mut st, &text[a..b]));
+                out.extend(m.feed(&mut st, &text[b..]));
+                out.extend(m.finish(&mut st));
+                assert_eq!(out, whole, "split {a},{b}");
+            }
+        }
+    }
+
+    /// A UUID whose last group is 12 digits passing Luhn keeps it, in block mode and in a
+    /// stream cut anywhere (the context kept from released text holds the UUID's head); the
+    /// same digits alone are a card.
+    #[test]
+    fn uuid_tails_are_no_cards_in_blocks_and_streams() {
+        // the shipped card pattern (12-19 digits), so that the digit shapes locate it
+        let card = spec("card", "CARD", DIGIT_GATED[0].0, Validator::Luhn, 24, &[]);
+        let m = Engine::new(vec![card], [7; 32]).unwrap();
+        assert!(m.digit_gated());
+        let text =
+            b"run 01a22d8d-934b-7461-bf00-123456789015 of card 123456789015, run 01a22d8d-934b-7461-bf00-123456789015";
+        let whole = m.mask(text);
+        assert_eq!(
+            String::from_utf8_lossy(&whole),
+            "run 01a22d8d-934b-7461-bf00-123456789015 of card [CARD], run 01a22d8d-934b-7461-bf00-123456789015"
+        );
         for a in 0..text.len() {
             for b in a..text.len() {
                 let mut st = StreamState::default();
