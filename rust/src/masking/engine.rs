@@ -35,6 +35,7 @@ use regex_automata::{hybrid, util::syntax, Anchored, Input};
 
 use super::ffi::*;
 use super::gate::{Gate, WIDTH as GATE_WIDTH};
+use super::runs::Runs;
 use super::split::Split;
 use super::validators::Validator;
 
@@ -109,6 +110,9 @@ struct Pat {
     /// Entries that mask a group: how to place it in a match without capture search, where
     /// the pattern allows (`split.rs`).
     split: Option<Split>,
+    /// The pattern as a sequence of class runs, read greedily, for anchored searches, where
+    /// its shape allows (`runs.rs`).
+    runs: Option<Runs>,
 }
 
 pub(crate) fn syntax_config() -> syntax::Config {
@@ -1298,7 +1302,8 @@ impl Engine {
                         .map(|dfa| (dfa, Mutex::new(Vec::new())))
                 };
                 let split = if e.group == 0 { None } else { Split::new(p, e.group) };
-                pats.push(Pat { entry: i, re, max_match: max_match(p), settle, split });
+                let runs = Runs::new(p, e.group);
+                pats.push(Pat { entry: i, re, max_match: max_match(p), settle, split, runs });
             }
             if let Some(pf) = &e.prefilter {
                 for (x, window) in prefilter_exprs(e, pf) {
@@ -1738,16 +1743,19 @@ impl Engine {
                     if anchored {
                         input = input.anchored(Anchored::Yes);
                     }
-                    let found = pat.re.search(&input).map(|m| {
-                        let (ms, me) = (m.start(), m.end());
-                        let Some(caps) = caps.as_mut() else { return (ms, me, ms, me) };
-                        // the group: placed from the match's ends where the pattern allows, else
-                        // by capture search over the match (the same leftmost-first reading)
-                        let (gs, ge) = pat.split.as_ref().and_then(|s| s.group(hay, ms, me)).unwrap_or_else(|| {
-                            pat.re.search_captures(&Input::new(hay).span(ms..me).anchored(Anchored::Yes), caps);
-                            caps.get_group(entry.group).map_or((ms, ms), |g| (g.start, g.end))
-                        });
-                        (ms, me, gs, ge)
+                    let by_runs = pat.runs.as_ref().filter(|_| anchored).map(|r| r.find(hay, pos, end));
+                    let found = by_runs.unwrap_or_else(|| {
+                        pat.re.search(&input).map(|m| {
+                            let (ms, me) = (m.start(), m.end());
+                            let Some(caps) = caps.as_mut() else { return (ms, me, ms, me) };
+                            // the group: placed from the match's ends where the pattern allows, else
+                            // by capture search over the match (the same leftmost-first reading)
+                            let (gs, ge) = pat.split.as_ref().and_then(|s| s.group(hay, ms, me)).unwrap_or_else(|| {
+                                pat.re.search_captures(&Input::new(hay).span(ms..me).anchored(Anchored::Yes), caps);
+                                caps.get_group(entry.group).map_or((ms, ms), |g| (g.start, g.end))
+                            });
+                            (ms, me, gs, ge)
+                        })
                     });
                     work += found.map_or(end - pos, |(_, me, _, _)| me.saturating_sub(pos));
                     let Some((ms, me, gs, ge)) = found else {

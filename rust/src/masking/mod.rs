@@ -5,6 +5,7 @@ pub mod engine;
 mod ffi;
 mod gate;
 pub mod json;
+mod runs;
 mod split;
 pub mod validators;
 
