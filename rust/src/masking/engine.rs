@@ -1741,12 +1741,13 @@ impl Engine {
                     let anchored = pos == hi;
                     #[cfg(test)]
                     SEARCHED.with(|c| c.set(c.get() + (end - pos)));
-                    let mut input = Input::new(hay).span(pos..end);
-                    if anchored {
-                        input = input.anchored(Anchored::Yes);
-                    }
                     let by_runs = pat.runs.as_ref().filter(|_| anchored).map(|r| r.find(hay, pos, end));
                     let found = by_runs.unwrap_or_else(|| {
+                        let input = Input::new(hay).span(pos..end).anchored(if anchored {
+                            Anchored::Yes
+                        } else {
+                            Anchored::No
+                        });
                         pat.re.search(&input).map(|m| {
                             let (ms, me) = (m.start(), m.end());
                             let Some(caps) = caps.as_mut() else { return (ms, me, ms, me) };
