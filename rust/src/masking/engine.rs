@@ -735,27 +735,40 @@ fn luhn_block(text: &[u8], at: usize, len: u32, simd: Simd) -> bool {
     }
     #[cfg(target_arch = "x86_64")]
     if simd == Simd::Avx2 {
-        // SAFETY: the CPU has AVX2 (`Simd::detect`); `block` is `len` bytes long.
-        return unsafe { luhn_avx2(block) };
+        // SAFETY: the CPU has AVX2 (`Simd::detect`); 32 bytes from `at` are in `text`, or
+        // `block` is copied out.
+        return unsafe {
+            if at + 32 <= text.len() {
+                luhn_avx2(text.as_ptr().add(at), len)
+            } else {
+                let mut buf = [b'0'; 32];
+                buf[..block.len()].copy_from_slice(block);
+                luhn_avx2(buf.as_ptr(), len)
+            }
+        };
     }
     let _ = simd;
     super::validators::luhn(block)
 }
 
-/// `luhn_avx512` with AVX2: the block copied into a 32-byte buffer of `'0'`s (the text may end
-/// right after it; a `0` adds nothing, doubled or not), every second digit from the right
-/// doubled by a table lookup and blended in, the digits summed. In code compiled for AVX2, the validator's byte loop was
-/// auto-vectorized into a byte-by-byte gather that took most of the digit-heavy text's time.
+/// `luhn_avx512` with AVX2, for the `len` (12 to 19) digits at `p`, of 32 readable bytes: the
+/// bytes past the block zeroed after the subtraction of `'0'`, every second digit from the
+/// right doubled by a table lookup and blended in, the digits summed. In code compiled for
+/// AVX2, the validator's byte loop was auto-vectorized into a byte-by-byte gather that took
+/// most of the digit-heavy text's time; copying each block out first cost a tenth of it.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn luhn_avx2(block: &[u8]) -> bool {
+unsafe fn luhn_avx2(p: *const u8, len: u32) -> bool {
     use std::arch::x86_64::*;
-    debug_assert!((12..=19).contains(&block.len()) && block.iter().all(u8::is_ascii_digit));
-    let len = block.len();
-    let mut buf = [b'0'; 32];
-    buf[..len].copy_from_slice(block);
-    let v = _mm256_sub_epi8(_mm256_loadu_si256(buf.as_ptr() as *const __m256i), _mm256_set1_epi8(b'0' as i8));
+    debug_assert!((12..=19).contains(&len));
+    let iota = _mm256_setr_epi8(
+        0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29,
+        30, 31,
+    );
+    let inside = _mm256_cmpgt_epi8(_mm256_set1_epi8(len as i8), iota);
+    let v = _mm256_sub_epi8(_mm256_loadu_si256(p as *const __m256i), _mm256_set1_epi8(b'0' as i8));
+    let v = _mm256_and_si256(v, inside);
     // doubled: byte j when len - 1 - j is odd, that is when j and len are both odd or even
     let (even, odd) = (_mm256_set1_epi16(0x00ff), _mm256_set1_epi16(0xff00u16 as i16));
     let doubled = if len.is_multiple_of(2) { even } else { odd };
