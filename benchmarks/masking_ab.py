@@ -57,6 +57,10 @@ out["1 KiB us"] = p50_us(lambda: m.mask(kib))
 stream, chunk = m.stream(), corpus(size, dense=False)[:256]
 out["write us"] = p50_us(lambda: stream.feed(chunk))
 print(json.dumps(out))
+try:
+    print(m.simd(), file=sys.stderr)
+except AttributeError:  # a build from before `simd()`
+    print("(this build does not say which vector instructions it uses)", file=sys.stderr)
 """
 
 
@@ -82,7 +86,8 @@ def main() -> int:
             return 2
     rates: dict[str, list[dict[str, float]]] = {"A": [], "B": []}
     with tempfile.TemporaryDirectory() as tmp:
-        paths = {k: overlay(so, Path(tmp) / k) for k, so in (("A", args.a), ("B", args.b))}
+        so_of = {"A": args.a, "B": args.b}
+        paths = {k: overlay(so, Path(tmp) / k) for k, so in so_of.items()}
         for r in range(args.rounds):
             for k in ("A", "B"):
                 run = subprocess.run([sys.executable, "-c", CHILD, str(args.seconds)], capture_output=True,
@@ -91,6 +96,8 @@ def main() -> int:
                     print(f"error: build {k} failed:\n{run.stderr}", file=sys.stderr)
                     return 1
                 rates[k].append(json.loads(run.stdout))
+                if r == 0:
+                    print(f"build {k} ({so_of[k]}): {run.stderr.strip()}", flush=True)
                 row = "  ".join(f"{n} {v:6.3f}" for n, v in rates[k][-1].items())
                 print(f"round {r + 1} {k}: {row} (GB/s, or us where named)", flush=True)
     print("B's speed over A's, per round, median (A median -> B median, GB/s or us):")

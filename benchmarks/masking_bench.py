@@ -254,7 +254,8 @@ def main() -> int:
     ref = Graphwarden().mask
     small_dense = dense[:64 * 1024]
     results: dict[str, dict[str, float]] = {}
-    print(f"corpus: {size / (1 << 20):.1f} MiB clean, {size / (1 << 20):.1f} MiB PII-dense; {len(CAT)} catalogue entries")
+    print(f"corpus: {size / (1 << 20):.1f} MiB clean, {size / (1 << 20):.1f} MiB PII-dense; {len(CAT)} catalogue entries; "
+          f"graphwarden's passes: {Masker.default().simd()}")
     for eng in engines:
         name = eng.name  # type: ignore[attr-defined]
         agrees = eng.mask(small_dense) == ref(small_dense)  # type: ignore[attr-defined]

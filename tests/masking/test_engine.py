@@ -183,6 +183,25 @@ def test_default_digit_patterns_keep_their_shapes_beside_operator_patterns() -> 
     assert alone.mask(b"order ORD123456 card 4111 1111 1111 1111") == b"order [ORDER] card 4111 1111 1111 1111"
 
 
+def test_simd_names_what_this_cpu_has() -> None:
+    """The shipped literal-led database is gated on any x86_64 CPU with AVX2 (nibble tables) or
+    AVX-512 VBMI (exact tables), and the digit shapes read the widest masks the CPU has."""
+    flags: set[str] = set()
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("flags"):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    if "avx512vbmi" in flags and "avx512bw" in flags:
+        gate = "avx512vbmi"
+    elif "avx2" in flags:
+        gate = "avx2"
+    else:
+        gate = "none"
+    shapes = "avx512bw" if "avx512bw" in flags else "avx2" if "avx2" in flags else "sse2"
+    assert M.simd() == f"gate {gate}, digit shapes {shapes}"
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_single_values_are_found_alone_and_inside_json(seed: int) -> None:
     """Every value the oracle finds is found when it is the whole text, inside prose, and as a

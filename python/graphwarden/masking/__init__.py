@@ -223,6 +223,10 @@ class Masker:
         """Every validated match before merging, as (entry id, start, end)."""
         return self._engine.matches(data)
 
+    def simd(self) -> str:
+        """The vector instructions the engine's passes use on this CPU (for benchmark reports)."""
+        return self._engine.simd()
+
     def stream(self) -> _native.MaskStream:
         return self._engine.stream()
 

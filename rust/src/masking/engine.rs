@@ -2129,6 +2129,19 @@ impl Engine {
         self.dbs.iter().any(|db| !db.triggers.is_empty())
     }
 
+    /// The vector instructions the passes use on this CPU, for benchmark reports: the gates'
+    /// tables (`avx512vbmi`, `avx2`, or `none` when no database is gated) and the digit shapes'
+    /// masks (`avx512bw`, `avx2`, `sse2`).
+    pub fn simd(&self) -> String {
+        let gate = self.dbs.iter().find_map(|db| db.gate.as_ref()).map_or("none", Gate::level_name);
+        let shapes = match Simd::detect() {
+            Simd::Avx512 => "avx512bw",
+            Simd::Avx2 => "avx2",
+            Simd::Sse2 => "sse2",
+        };
+        format!("gate {gate}, digit shapes {shapes}")
+    }
+
     /// Whether a match inside a JSON string or SSE data line without escapes is always also a
     /// match of the raw bytes around it (no anchored pattern).
     pub fn raw_superset(&self) -> bool {

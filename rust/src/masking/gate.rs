@@ -517,6 +517,14 @@ impl Gate {
         span
     }
 
+    /// The level's name: `avx512vbmi` or `avx2`.
+    pub(crate) fn level_name(&self) -> &'static str {
+        match self.level {
+            Level::Vbmi => "avx512vbmi",
+            Level::Avx2 => "avx2",
+        }
+    }
+
     /// Whether `next_with_digits` can run: always where the gate runs (AVX-512 VBMI or AVX2).
     pub(crate) fn can_fuse(&self) -> bool {
         true

@@ -96,6 +96,11 @@ impl MaskEngine {
         self.inner.digit_gated()
     }
 
+    /// The vector instructions the engine's passes use on this CPU (for benchmark reports).
+    fn simd(&self) -> String {
+        self.inner.simd()
+    }
+
     /// (entity, start, end) of each merged span; never the value.
     fn findings(&self, py: Python<'_>, data: &[u8]) -> Vec<(String, usize, usize)> {
         let spans = py.detach(|| self.inner.spans(data));
