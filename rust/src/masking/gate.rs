@@ -926,9 +926,6 @@ mod tests {
         }
     }
 
-    /// A fingerprint's word test passes every byte sequence its sets accept, and, when it
-    /// says it is exact, no other: on bytes drawn from the sets, near them (one bit flipped)
-    /// and at random, for the shipped fingerprints and operator-like ones.
     /// `next_with_digits` at each level: the candidates of `next`, and for each chunk it reads
     /// the digit mask and the mask of '+' and capitals, byte by byte; it stops at the first
     /// chunk with a candidate or where the test says so.
@@ -976,6 +973,9 @@ mod tests {
         }
     }
 
+    /// A fingerprint's word test passes every byte sequence its sets accept, and, when it
+    /// says it is exact, no other: on bytes drawn from the sets, near them (one bit flipped)
+    /// and at random, for the shipped fingerprints and operator-like ones.
     #[test]
     fn word_tests_agree_with_the_sets() {
         let mut exprs = shipped();
