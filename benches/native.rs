@@ -148,7 +148,11 @@ fn main() {
     }
     let t = Instant::now();
     let engine = Engine::new(entries, [7; 32]).expect("catalogue compiles");
-    println!("catalogue: {n} entries, compiled in {:.0} ms", t.elapsed().as_secs_f64() * 1e3);
+    println!(
+        "catalogue: {n} entries, compiled in {:.0} ms; passes: {}",
+        t.elapsed().as_secs_f64() * 1e3,
+        engine.simd()
+    );
 
     let size = 1 << 21;
     let clean = corpus(size, None);
