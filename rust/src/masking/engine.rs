@@ -1546,15 +1546,13 @@ impl Engine {
         let shape_db = self.dbs.iter().find(|db| !db.triggers.is_empty());
         let any_hs = self.dbs.iter().any(|db| db.triggers.is_empty());
         let mut regions: Vec<(usize, usize)> = Vec::new();
-        // With AVX-512 VBMI, one pass reads each chunk for the gate of the literal-led database
-        // and for the digit shapes (`fused`), when those are the only passes.
+        // Where the literal-led database has a gate (AVX-512 VBMI or AVX2), one pass reads each
+        // chunk for the gate and for the digit shapes (`fused`), when those are the only passes.
         let mut hs_dbs = self.dbs.iter().filter(|db| db.triggers.is_empty());
         let fusable = match (hs_dbs.next(), hs_dbs.next()) {
-            (Some(db), None) => db
-                .gate
-                .as_ref()
-                .filter(|g| g.can_fuse() && shape_db.is_some() && Simd::detect() >= Simd::Avx2)
-                .map(|g| (db, g)),
+            (Some(db), None) => {
+                db.gate.as_ref().filter(|_| shape_db.is_some() && Simd::detect() >= Simd::Avx2).map(|g| (db, g))
+            }
             _ => None,
         };
         let (mut start, mut shaped) = (0usize, 0usize);
@@ -1702,7 +1700,7 @@ impl Engine {
         while c + 64 <= inner && !(visits >= 16 && visits * 8 > (c - from) / 64) {
             let chunks = (inner - c) / 64;
             // SAFETY: the chunks and the `WIDTH - 1` bytes after them are in `text`
-            // (`inner`); `fusable` in `hits` checked `can_fuse`.
+            // (`inner`).
             let (at, m, visit) =
                 unsafe { gate.next_with_digits(text.as_ptr().add(c), chunks, |d, pu| may_visit(d, pu) != 0) };
             if at == chunks {

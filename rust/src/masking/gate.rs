@@ -525,11 +525,6 @@ impl Gate {
         }
     }
 
-    /// Whether `next_with_digits` can run: always where the gate runs (AVX-512 VBMI or AVX2).
-    pub(crate) fn can_fuse(&self) -> bool {
-        true
-    }
-
     /// Calls `f(c, mask)` for each 64-byte chunk at `c` in `[from, to)` that holds candidates:
     /// bit `i` of `mask` for `c + i` (never at or past `to`).
     fn candidates<E>(
@@ -631,7 +626,7 @@ impl Gate {
     /// read of the text for both, and one loop.
     ///
     /// # Safety
-    /// `64 * chunks + WIDTH - 1` bytes must be readable at `p`, and `can_fuse`.
+    /// `64 * chunks + WIDTH - 1` bytes must be readable at `p`.
     #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     pub(crate) unsafe fn next_with_digits(
