@@ -925,6 +925,7 @@ mod tests {
     /// the digit mask and the mask of '+' and capitals, byte by byte; it stops at the first
     /// chunk with a candidate or where the test says so.
     #[test]
+    #[cfg(target_arch = "x86_64")]
     fn fused_pass_reads_the_candidates_and_the_digit_masks() {
         let exprs = shipped();
         let exprs: Vec<&str> = exprs.iter().map(String::as_str).collect();
