@@ -688,11 +688,8 @@ impl Gate {
         digits: impl Fn(u64, u64) -> bool,
     ) -> (usize, u64, bool) {
         use std::arch::x86_64::*;
-        let table = |t: &[u8; 16]| _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i));
-        let lo: [__m256i; WIDTH] = std::array::from_fn(|k| table(&self.tables.lo[k]));
-        let hi: [__m256i; WIDTH] = std::array::from_fn(|k| table(&self.tables.hi[k]));
+        let (lo, hi) = self.nibble_tables();
         let set = |b: u8| _mm256_set1_epi8(b as i8);
-        let (nibble, zero) = (set(0x0f), _mm256_setzero_si256());
         // signed compares: bytes >= 0x80 are negative, never digits or capitals
         let (slash, colon, at_sign, bracket, plus) = (set(b'/'), set(b':'), set(b'@'), set(b'['), set(b'+'));
         for i in 0..chunks {
@@ -705,17 +702,7 @@ impl Gate {
                 let upper = _mm256_or_si256(upper, _mm256_cmpeq_epi8(v, plus));
                 d |= u64::from(_mm256_movemask_epi8(digit) as u32) << (32 * half);
                 pu |= u64::from(_mm256_movemask_epi8(upper) as u32) << (32 * half);
-                let l = _mm256_shuffle_epi8(lo[0], _mm256_and_si256(v, nibble));
-                let h = _mm256_shuffle_epi8(hi[0], _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
-                let mut acc = _mm256_and_si256(l, h);
-                for k in 1..WIDTH {
-                    let v = _mm256_loadu_si256(q.add(k) as *const __m256i);
-                    let l = _mm256_shuffle_epi8(lo[k], _mm256_and_si256(v, nibble));
-                    let h = _mm256_shuffle_epi8(hi[k], _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
-                    acc = _mm256_and_si256(acc, _mm256_and_si256(l, h));
-                }
-                let none = _mm256_movemask_epi8(_mm256_cmpeq_epi8(acc, zero)) as u32;
-                m |= u64::from(!none) << (32 * half);
+                m |= u64::from(nibble_candidates(&lo, &hi, q)) << (32 * half);
             }
             let visit = digits(d, pu);
             if m != 0 || visit {
@@ -728,32 +715,55 @@ impl Gate {
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
     unsafe fn next_avx2(&self, p: *const u8, chunks: usize) -> (usize, u64) {
-        use std::arch::x86_64::*;
-        let table = |t: &[u8; 16]| _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i));
-        let lo: [__m256i; WIDTH] = std::array::from_fn(|k| table(&self.tables.lo[k]));
-        let hi: [__m256i; WIDTH] = std::array::from_fn(|k| table(&self.tables.hi[k]));
-        let nibble = _mm256_set1_epi8(0x0f);
-        let zero = _mm256_setzero_si256();
+        let (lo, hi) = self.nibble_tables();
         for i in 0..chunks {
-            let mut m = 0u64;
-            for half in 0..2 {
-                let q = p.add(64 * i + 32 * half);
-                let mut acc = _mm256_set1_epi8(-1);
-                for k in 0..WIDTH {
-                    let v = _mm256_loadu_si256(q.add(k) as *const __m256i);
-                    let l = _mm256_shuffle_epi8(lo[k], _mm256_and_si256(v, nibble));
-                    let h = _mm256_shuffle_epi8(hi[k], _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
-                    acc = _mm256_and_si256(acc, _mm256_and_si256(l, h));
-                }
-                let none = _mm256_movemask_epi8(_mm256_cmpeq_epi8(acc, zero)) as u32;
-                m |= u64::from(!none) << (32 * half);
-            }
+            let q = p.add(64 * i);
+            let m = u64::from(nibble_candidates(&lo, &hi, q)) | u64::from(nibble_candidates(&lo, &hi, q.add(32))) << 32;
             if m != 0 {
                 return (i, m);
             }
         }
         (chunks, 0)
     }
+
+    /// The nibble tables of each position, in registers (both halves of each the same).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    #[inline]
+    fn nibble_tables(&self) -> ([std::arch::x86_64::__m256i; WIDTH], [std::arch::x86_64::__m256i; WIDTH]) {
+        use std::arch::x86_64::*;
+        // SAFETY: each table is 16 readable bytes.
+        let table =
+            |t: &[u8; 16]| unsafe { _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i)) };
+        (std::array::from_fn(|k| table(&self.tables.lo[k])), std::array::from_fn(|k| table(&self.tables.hi[k])))
+    }
+}
+
+/// Bit `j` set when the 32 positions from `q` accept a fingerprint at `q + j` by the nibble
+/// tables `lo` and `hi` (`nibble_tables`): a byte's low and high nibble each looked up, per
+/// position.
+///
+/// # Safety
+/// `32 + WIDTH - 1` bytes must be readable at `q`.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn nibble_candidates(
+    lo: &[std::arch::x86_64::__m256i; WIDTH],
+    hi: &[std::arch::x86_64::__m256i; WIDTH],
+    q: *const u8,
+) -> u32 {
+    use std::arch::x86_64::*;
+    let nibble = _mm256_set1_epi8(0x0f);
+    let mut acc = _mm256_set1_epi8(-1);
+    for k in 0..WIDTH {
+        // SAFETY: the caller vouches for `WIDTH - 1` bytes past the 32.
+        let v = unsafe { _mm256_loadu_si256(q.add(k) as *const __m256i) };
+        let l = _mm256_shuffle_epi8(lo[k], _mm256_and_si256(v, nibble));
+        let h = _mm256_shuffle_epi8(hi[k], _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
+        acc = _mm256_and_si256(acc, _mm256_and_si256(l, h));
+    }
+    !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(acc, _mm256_setzero_si256())) as u32)
 }
 
 #[cfg(test)]
