@@ -157,6 +157,30 @@ fn main() {
     let size = 1 << 21;
     let clean = corpus(size, None);
     let dense = corpus(size, Some(&positives));
+    let text = prose(size);
+    let kib = &dense[..1024];
+    if let Some(case) = std::env::var_os("GW_BENCH_LOOP") {
+        // one case, repeated for 6 s, to run under a profiler (`perf record`)
+        // or `GW_BENCH_ROUNDS` times (to count instructions under callgrind)
+        let rounds: Option<u32> = std::env::var("GW_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok());
+        let t = Instant::now();
+        let mut done = 0;
+        while rounds.map_or(t.elapsed().as_secs() < 6, |r| done < r) {
+            done += 1;
+            match case.to_str() {
+                Some("stream") => drop(black_box(stream_writes(&engine, &clean, 1, 1000))),
+                Some("kib") => (0..1000).for_each(|_| drop(black_box(engine.mask(black_box(kib))))),
+                Some("json") => {
+                    let doc = [b"{\"text\": \"".as_slice(), &clean[..1000], b"\"}"].concat();
+                    (0..1000).for_each(|_| drop(black_box(engine.mask_json(black_box(&doc)))))
+                }
+                Some("dense") => drop(black_box(engine.mask(black_box(&dense)))),
+                Some("prose") => drop(black_box(engine.mask(black_box(&text)))),
+                _ => drop(black_box(engine.mask(black_box(&clean)))),
+            }
+        }
+        return;
+    }
     for (name, text) in [("clean", &clean), ("dense", &dense)] {
         let per = best(5, 1, || drop(black_box(engine.mask(black_box(text)))));
         println!("mask, 2 MiB {name:<5}          {:8.3} GB/s", size as f64 / per.as_secs_f64() / 1e9);
@@ -165,7 +189,6 @@ fn main() {
     // (`may_match` scans without masking: the gate, and Hyperscan only where it finds
     // candidates, none in this prose), the digit-shape pass (the four digit entries alone;
     // `mask` returns a copy) and a plain copy of the text.
-    let text = prose(size);
     let gbps = |d: Duration| size as f64 / d.as_secs_f64() / 1e9;
     let (all, _) = catalogue();
     let digit_ids = ["payment_card", "us_ssn", "iban", "phone"];
@@ -196,29 +219,6 @@ fn main() {
         "  copy of the text          {:7.3} GB/s",
         gbps(best(5, 3, || drop(black_box(black_box(&text).to_vec()))))
     );
-    let kib = &dense[..1024];
-    if let Some(case) = std::env::var_os("GW_BENCH_LOOP") {
-        // one case, repeated for 6 s, to run under a profiler (`perf record`)
-        // or `GW_BENCH_ROUNDS` times (to count instructions under callgrind)
-        let rounds: Option<u32> = std::env::var("GW_BENCH_ROUNDS").ok().and_then(|v| v.parse().ok());
-        let t = Instant::now();
-        let mut done = 0;
-        while rounds.map_or(t.elapsed().as_secs() < 6, |r| done < r) {
-            done += 1;
-            match case.to_str() {
-                Some("stream") => drop(black_box(stream_writes(&engine, &clean, 1, 1000))),
-                Some("kib") => (0..1000).for_each(|_| drop(black_box(engine.mask(black_box(kib))))),
-                Some("json") => {
-                    let doc = [b"{\"text\": \"".as_slice(), &clean[..1000], b"\"}"].concat();
-                    (0..1000).for_each(|_| drop(black_box(engine.mask_json(black_box(&doc)))))
-                }
-                Some("dense") => drop(black_box(engine.mask(black_box(&dense)))),
-                Some("prose") => drop(black_box(engine.mask(black_box(&text)))),
-                _ => drop(black_box(engine.mask(black_box(&clean)))),
-            }
-        }
-        return;
-    }
     println!(
         "mask, 1 KiB dense          {:8.2} us",
         best(7, 2000, || drop(black_box(engine.mask(black_box(kib))))).as_secs_f64() * 1e6
