@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Two builds of the native module side by side: the masking rates of `benchmarks/masking_bench.py`'s
-three texts (prose, digit-heavy, PII-dense; 4 MiB each) and the p50 of a 1 KiB `mask()` and of a
+texts (prose, digit-heavy, PII-dense; 4 MiB each; and a JSON request carrying a base64 image,
+through `mask()`) and the p50 of a 1 KiB `mask()` and of a
 256-byte streamed write, each build in its own process, in
 interleaved rounds, so that a change to the engine is judged by ratios taken minutes apart on
 the same machine rather than by absolute figures from different hours.
@@ -27,15 +28,20 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "python" / "graphwarden"
 
 CHILD = r"""
-import json, sys, time
+import base64, json, random, sys, time
 from graphwarden.masking import Masker
 from graphwarden.masking.cli import corpus, prose
 seconds = float(sys.argv[1])
 m = Masker.default()
 size = 4 << 20
 out = {}
+# a JSON chat request carrying a base64 image, as in masking_bench.py
+b64 = base64.b64encode(random.Random(3).randbytes(size * 3 // 4))
+image = json.dumps({"messages": [{"role": "user", "content": [
+    {"type": "text", "text": "what is in this picture?"},
+    {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64.decode()}}]}]}).encode()
 for name, data in (("prose", prose(size)), ("digit-heavy", corpus(size, dense=False)),
-                   ("PII-dense", corpus(size, dense=True))):
+                   ("PII-dense", corpus(size, dense=True)), ("base64 JSON", image)):
     m.mask(data)
     best = float("inf")
     end = time.perf_counter() + seconds
@@ -43,7 +49,7 @@ for name, data in (("prose", prose(size)), ("digit-heavy", corpus(size, dense=Fa
         t = time.perf_counter()
         m.mask(data)
         best = min(best, time.perf_counter() - t)
-    out[name] = size / best / 1e9
+    out[name] = len(data) / best / 1e9
 def p50_us(fn, n=20000):
     samples = []
     for _ in range(n):
