@@ -616,12 +616,6 @@ fn plus_shape(text: &[u8], i: usize) -> bool {
     n >= 8 || (n <= 3 && matches!(text.get(i + n), Some(b' ' | b'.' | b'-')))
 }
 
-/// An ASCII word byte (`\b` sees a boundary between one of these and any other byte).
-#[inline]
-fn is_word(b: u8) -> bool {
-    b.is_ascii_alphanumeric() || b == b'_'
-}
-
 /// Starts of blocks one window reports: bits 2 to 44 of a 64-byte window whose bit 0 is the
 /// byte two before the first of them (`ShapeMasks`).
 const SHAPE_STEP: usize = 43;
@@ -729,7 +723,7 @@ fn shapes_loop(
                 && (!on(m.ssn) || f(Trigger::Ssn, i.saturating_sub(3), i))
                 && (!on(m.phone) || f(Trigger::Phone, i.saturating_sub(3), i))
                 && (!on(m.plus) || !plus_shape(text, i) || f(Trigger::Plus, i - 1, i - 1))
-                && (!on(m.upper) || (i >= 3 && is_word(text[i - 3])) || f(Trigger::Upper, i - 2, i - 2));
+                && (!on(m.upper) || (i >= 3 && super::runs::is_word(text[i - 3])) || f(Trigger::Upper, i - 2, i - 2));
             if !go {
                 return false;
             }

@@ -82,7 +82,8 @@ pub(crate) struct Runs {
     items: Vec<Item>,
 }
 
-fn is_word(b: u8) -> bool {
+/// An ASCII word byte (`\b` sees a boundary between one of these and any other byte).
+pub(crate) fn is_word(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b == b'_'
 }
 
