@@ -28,20 +28,15 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "python" / "graphwarden"
 
 CHILD = r"""
-import base64, json, random, sys, time
+import json, sys, time
 from graphwarden.masking import Masker
-from graphwarden.masking.cli import corpus, prose
+from graphwarden.masking.cli import corpus, image_request, prose
 seconds = float(sys.argv[1])
 m = Masker.default()
 size = 4 << 20
 out = {}
-# a JSON chat request carrying a base64 image, as in masking_bench.py
-b64 = base64.b64encode(random.Random(3).randbytes(size * 3 // 4))
-image = json.dumps({"messages": [{"role": "user", "content": [
-    {"type": "text", "text": "what is in this picture?"},
-    {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64.decode()}}]}]}).encode()
 for name, data in (("prose", prose(size)), ("digit-heavy", corpus(size, dense=False)),
-                   ("PII-dense", corpus(size, dense=True)), ("base64 JSON", image)):
+                   ("PII-dense", corpus(size, dense=True)), ("base64 JSON", image_request(size))):
     m.mask(data)
     best = float("inf")
     end = time.perf_counter() + seconds

@@ -27,9 +27,6 @@ Usage: taskset -c 1 python3 benchmarks/masking_bench.py [--mib 4]
 from __future__ import annotations
 
 import argparse
-import base64
-import json
-import random
 import re
 import statistics
 import sys
@@ -42,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests" / "maski
 from oracle import VALIDATORS, Oracle  # noqa: E402
 
 from graphwarden.masking import Masker, default_catalogue  # noqa: E402
-from graphwarden.masking.cli import corpus, prose  # noqa: E402
+from graphwarden.masking.cli import corpus, image_request, prose  # noqa: E402
 
 CAT = [e for e in default_catalogue().entries if e.enabled]
 
@@ -296,13 +293,7 @@ def main() -> int:
                            f"(one body repeated {rate(m.mask, bodies[0], 1.0) / 1e9:6.3f})")
         if row:
             print(f"  graphwarden {name} by size: " + ", ".join(row))
-    # A chat request carrying an image as a base64 data URL (multimodal agent messages): random
-    # base64 has a '+' and a digit every ~450 bytes and two capitals and two digits every ~250,
-    # which the phone and IBAN shapes must turn down cheaply.
-    b64 = base64.b64encode(random.Random(3).randbytes(size * 3 // 4))
-    doc = json.dumps({"messages": [{"role": "user", "content": [
-        {"type": "text", "text": "what is in this picture?"},
-        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64.decode()}}]}]}).encode()
+    doc = image_request(size)
     print(f"  graphwarden base64 image in a JSON request ({len(doc) / (1 << 20):.1f} MiB): "
           f"mask() {rate(m.mask, doc, 1.0) / 1e9:6.3f} GB/s, mask_json() {rate(lambda _: m.mask_json(doc), doc, 1.0) / 1e9:6.3f} GB/s")
     print("ratios (graphwarden / other, prose | clean | dense):")

@@ -4,6 +4,7 @@ the catalogue."""
 from __future__ import annotations
 
 import argparse
+import base64
 import json
 import random
 import sys
@@ -85,6 +86,16 @@ def prose(size: int, seed: int = 1) -> bytes:
     while len(out) < size:
         out += rnd.choice(words).encode() + (b". " if rnd.random() < 0.07 else b" ")
     return bytes(out[:size])
+
+
+def image_request(size: int, seed: int = 3) -> bytes:
+    """A JSON chat request carrying a base64 image of about `size` bytes (multimodal agent
+    messages): random base64 has a '+' and a digit every ~450 bytes and two capitals and two
+    digits every ~250, which the phone and IBAN shapes must turn down cheaply."""
+    b64 = base64.b64encode(random.Random(seed).randbytes(size * 3 // 4)).decode()
+    return json.dumps({"messages": [{"role": "user", "content": [
+        {"type": "text", "text": "what is in this picture?"},
+        {"type": "image_url", "image_url": {"url": "data:image/png;base64," + b64}}]}]}).encode()
 
 
 def _rate(m: Masker, data: bytes, rounds: int = 5) -> float:
