@@ -5,7 +5,7 @@
 //! against `re`, hyperscan and pyperscan is benchmarks/masking_bench.py.
 //!
 //! The corpus has the shape of `graphwarden masking bench`'s (same words, one catalogue value per
-//! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|json|clean|dense|prose`
+//! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|kibitem|json|jsonitem|clean|dense|prose`
 //! repeats one case for 6 s, for a profiler (`GW_BENCH_ROUNDS=N`: N times, for callgrind).
 
 use std::hint::black_box;
@@ -158,7 +158,11 @@ fn main() {
     let clean = corpus(size, None);
     let dense = corpus(size, Some(&positives));
     let text = prose(size);
+    // 1 KiB bodies: one without PII (the dense text's first KiB holds no value) and one with a
+    // value (its second begins at 1024), as text and as the string of a JSON document
     let kib = &dense[..1024];
+    let item = &dense[512..1536];
+    let doc_item = serde_json::to_vec(&serde_json::json!({ "text": String::from_utf8_lossy(item) })).expect("json");
     if let Some(case) = std::env::var_os("GW_BENCH_LOOP") {
         // one case, repeated for 6 s, to run under a profiler (`perf record`)
         // or `GW_BENCH_ROUNDS` times (to count instructions under callgrind)
@@ -172,8 +176,12 @@ fn main() {
                 Some("kib") => (0..1000).for_each(|_| drop(black_box(engine.mask(black_box(kib))))),
                 Some("json") => {
                     let doc = [b"{\"text\": \"".as_slice(), &clean[..1000], b"\"}"].concat();
-                    (0..1000).for_each(|_| drop(black_box(engine.mask_json(black_box(&doc)))))
+                    (0..1000).for_each(|_| drop(black_box(engine.mask_json_if_needed(black_box(&doc)))))
                 }
+                Some("jsonitem") => {
+                    (0..1000).for_each(|_| drop(black_box(engine.mask_json_if_needed(black_box(&doc_item)))))
+                }
+                Some("kibitem") => (0..1000).for_each(|_| drop(black_box(engine.mask(black_box(item))))),
                 Some("dense") => drop(black_box(engine.mask(black_box(&dense)))),
                 Some("prose") => drop(black_box(engine.mask(black_box(&text)))),
                 _ => drop(black_box(engine.mask(black_box(&clean)))),
@@ -220,13 +228,33 @@ fn main() {
         gbps(best(5, 3, || drop(black_box(black_box(&text).to_vec()))))
     );
     println!(
-        "mask, 1 KiB dense          {:8.2} us",
+        "mask, 1 KiB without PII    {:8.2} us",
         best(7, 2000, || drop(black_box(engine.mask(black_box(kib))))).as_secs_f64() * 1e6
     );
+    println!(
+        "mask, 1 KiB with a value   {:8.2} us",
+        best(7, 2000, || drop(black_box(engine.mask(black_box(item))))).as_secs_f64() * 1e6
+    );
     let doc = [b"{\"text\": \"".as_slice(), &clean[..1000], b"\"}"].concat();
+    // what Python's `mask_json` calls, and its two parts when nothing needs masking
+    let us = |f: &mut dyn FnMut()| best(7, 2000, f).as_secs_f64() * 1e6;
     println!(
         "mask_json, 1 KiB clean     {:8.2} us",
-        best(7, 2000, || drop(black_box(engine.mask_json(black_box(&doc))))).as_secs_f64() * 1e6
+        us(&mut || drop(black_box(engine.mask_json_if_needed(black_box(&doc)))))
+    );
+    println!(
+        "mask_json, 1 KiB with value {:7.2} us",
+        us(&mut || drop(black_box(engine.mask_json_if_needed(black_box(&doc_item)))))
+    );
+    println!(
+        "  raw pass (raw_clear)      {:7.2} us",
+        us(&mut || {
+            black_box(engine.raw_clear(black_box(&doc)));
+        })
+    );
+    println!(
+        "  JSON validation           {:7.2} us",
+        us(&mut || drop(black_box(graphwarden_native::masking::json::validate(black_box(&doc)))))
     );
     for (name, text) in [("clean", &clean), ("dense", &dense)] {
         let per = stream_writes(&engine, text, 7, 2000);

@@ -598,6 +598,7 @@ fn run_separator(b: u8) -> bool {
 /// would be a word byte), which is why block lengths can be compared exactly. Each trigger is
 /// found at the start of its (first) block, so a range's triggers are those of the blocks that
 /// start in it, whatever lies before or after (`shape_triggers`). Stops when `f` returns false.
+#[cfg(test)]
 fn digit_triggers(text: &[u8], f: impl FnMut(Trigger, usize, usize) -> bool) {
     shape_triggers(text, 0, text.len(), false, f);
 }
@@ -1801,7 +1802,9 @@ impl Engine {
         (12..=19).contains(&len) && (len > e.max_len || !e.validator.check(&text[at..at + len]))
     }
 
-    /// True when some entry may occur in `text` (the Hyperscan pass only).
+    /// True when some entry may occur in `text`: the Hyperscan pass only, and the regexes of
+    /// the digit shapes at their triggers, less the blocks of 12-19 digits that the card entries
+    /// reject whole (`card_luhn`, as `hits` leaves them out). No validator runs.
     pub fn may_match(&self, text: &[u8]) -> bool {
         if text.is_empty() {
             return false;
@@ -1813,9 +1816,16 @@ impl Engine {
 
     /// Whether a pattern of a digit-shape database matches somewhere in `text` (what a
     /// Hyperscan pass over it would say): its regexes, run only at the shapes' windows.
+    ///
+    /// With `card_luhn`, a block of 12-19 digits that fails Luhn is not a window, as in `hits`:
+    /// there the card pattern's only candidate is the whole block, which the validator rejects
+    /// (`card_block_rejected`), in the raw bytes as in any JSON string that holds the block
+    /// (the same digits, between the same non-digits). The 12-digit tail of nearly every UUID
+    /// is such a block, so JSON with a UUID (every run, thread and assistant id) used to fail
+    /// `raw_clear` and had each of its strings masked in turn.
     fn shapes_match(&self, db: &Db, text: &[u8]) -> bool {
         let mut found = false;
-        digit_triggers(text, |t, lo, hi| {
+        shape_triggers(text, 0, text.len(), self.card_luhn, |t, lo, hi| {
             for &(_, e) in db.triggers.iter().filter(|(k, _)| *k == t) {
                 for pat in self.pats.iter().filter(|p| p.entry == e) {
                     let end = pat.max_match.map_or(text.len(), |m| text.len().min(hi.saturating_add(m)));
@@ -2927,6 +2937,95 @@ mod tests {
             anchored.mask_json_if_needed(br#"{"a":"key-1234"}"#).unwrap().unwrap(),
             br#"{"a":"[KEY]"}"#.to_vec()
         );
+    }
+
+    /// The enabled entries of the shipped catalogue.
+    fn shipped_entries() -> Vec<EntrySpec> {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/python/graphwarden/masking/catalogue.toml");
+        let doc: toml::Table = std::fs::read_to_string(path).expect("catalogue").parse().expect("toml");
+        let strs = |v: Option<&toml::Value>| -> Vec<String> {
+            v.and_then(|v| v.as_array())
+                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
+                .unwrap_or_default()
+        };
+        let mut out = Vec::new();
+        for e in doc["entries"].as_array().expect("entries") {
+            let t = e.as_table().expect("entry");
+            if t.get("enabled").and_then(|v| v.as_bool()) == Some(false) {
+                continue;
+            }
+            let s = |k: &str| t.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
+            out.push(EntrySpec {
+                id: s("id"),
+                entity: s("entity"),
+                patterns: strs(t.get("patterns")),
+                validator: Validator::parse(&s("validator")).expect("validator"),
+                action: Action::Label,
+                group: t.get("group").and_then(|v| v.as_integer()).unwrap_or(0) as usize,
+                max_len: t["max_len"].as_integer().expect("max_len") as usize,
+                prefixes: strs(t.get("prefixes")).into_iter().map(String::into_bytes).collect(),
+                prefilter: t.get("prefilter").and_then(|v| v.as_str()).map(str::to_string),
+            });
+        }
+        out
+    }
+
+    /// With the shipped catalogue (`card_luhn`), the raw pass clears JSON whose only digit
+    /// blocks of 12-19 fail Luhn (UUID tails), and never a document that masking would change:
+    /// generated documents of ids, cards, SSNs, phones, IBANs and emails, split into strings.
+    #[test]
+    fn raw_pass_clears_uuid_tails_and_nothing_that_masks() {
+        let m = Engine::new(shipped_entries(), [7; 32]).unwrap();
+        assert!(m.card_luhn && m.raw_superset);
+        assert!(m.raw_clear(br#"{"run_id":"550e8400-e29b-41d4-a716-446655440000","status":"success"}"#));
+        assert!(!m.raw_clear(br#"{"n":"4111111111111111"}"#));
+        let pieces: &[&str] = &[
+            "550e8400-e29b-41d4-a716-446655440000", // tail fails Luhn
+            "1f0b7c2e-93aa-4c41-8d2f-123456789015", // tail passes Luhn: a UUID, not a card
+            "446655440000",
+            "123456789015",
+            "4111111111111111",
+            "4111111111111112",
+            "4111 1111 1111 1111",
+            "123-45-6789",
+            "(415) 555-0100",
+            "+14155550100",
+            "GB82WEST12345698765432",
+            "jo@ex.io",
+            "2026-11-24",
+            "12",
+            " ",
+            "-",
+            "x",
+            "\",\"",
+            "\",{\"k\":\"",
+        ];
+        let mut next = xorshift(0x2545_f491_4f6c_dd1d);
+        let (mut cleared, mut cleared_long, mut masked) = (0, 0, 0);
+        for _ in 0..4_000 {
+            // an array of strings, or of objects of one string
+            let mut doc = String::from("[\"");
+            let mut open = 0;
+            for _ in 0..next() % 7 {
+                let p = pieces[(next() % pieces.len() as u64) as usize];
+                if p.starts_with("\",") {
+                    doc.push_str(if open > 0 { "\"}" } else { "\"" });
+                    doc.push_str(&p[1..]);
+                    open = usize::from(p.contains('{'));
+                } else {
+                    doc.push_str(p);
+                }
+            }
+            doc.push_str(if open > 0 { "\"}]" } else { "\"]" });
+            let changed = m.mask_json_strings(doc.as_bytes()).unwrap().is_some();
+            masked += usize::from(changed);
+            if m.raw_clear(doc.as_bytes()) {
+                assert!(!changed, "{doc}");
+                cleared += 1;
+                cleared_long += usize::from(doc.as_bytes().windows(12).any(|w| w.iter().all(u8::is_ascii_digit)));
+            }
+        }
+        assert!(cleared > 300 && cleared_long > 100 && masked > 1000, "{cleared} {cleared_long} {masked}");
     }
 
     #[test]
