@@ -146,6 +146,23 @@ def test_mask_json_decodes_escapes_and_stays_valid() -> None:
         M.mask_json(b'{"unterminated": "x')
 
 
+def test_mask_json_masks_what_runs_from_a_key_into_its_value_and_numbers() -> None:
+    # A keyword-anchored secret is its key and its value, which no one string holds: the
+    # document's raw bytes are masked too, and their spans applied to the strings they overlap.
+    secret = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+    for doc in (json.dumps({"config": {"aws_secret_access_key": secret}}),
+                json.dumps({"aws_secret_access_key": secret + "\n"}),
+                '{"AWS_SECRET_ACCESS_KEY":"' + secret + '"}'):
+        assert M.mask(doc.encode()) != doc.encode()  # what mask() of the same bytes finds
+        out = M.mask_json(doc.encode())
+        assert secret not in json.dumps(json.loads(out)) and b"[AWS_SECRET_KEY]" in out, doc
+    # a card number that is a JSON number becomes a string of its masked text; other numbers,
+    # literals and punctuation stay byte for byte
+    doc = b'{"card": 4111111111111111, "amount": 12.50, "n": [1, 2.50, null, true], "x": -4111111111111111.5}'
+    assert M.mask_json(doc) == (b'{"card": "[' + CARD + b']", "amount": 12.50, "n": [1, 2.50, null, true], '
+                                b'"x": "-[' + CARD + b'].5"}')
+
+
 @settings(max_examples=100, deadline=None)
 @given(st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20) | st.sampled_from(PIECES),

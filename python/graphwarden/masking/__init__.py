@@ -3,7 +3,8 @@
     m = Masker.default()                  # the catalogue shipped with graphwarden
     m = Masker.from_file("ops.toml")      # an operator file merged over it
     m.mask(b"...") -> bytes               # block mode
-    m.mask_json(b"{...}") -> bytes        # JSON string values decoded, masked, re-encoded
+    m.mask_json(b"{...}") -> bytes        # strings decoded and masked, plus the raw bytes' spans
+                                          # ("key": "value" secrets, card numbers as numbers)
     m.findings(b"...") -> [(entity, start, end)]
     s = m.stream(); s.feed(b"..."); s.finish()
 
@@ -187,7 +188,8 @@ class Masker:
     # call cost a frame per call.
     #: Masked bytes (the input object itself when nothing matched).
     mask: Callable[[bytes], bytes]
-    #: JSON-aware `mask`: string values masked decoded; raises ValueError when `data` is not JSON.
+    #: JSON-aware `mask`: strings masked decoded, and the spans of the raw bytes applied to the
+    #: strings and numbers they overlap (docs/MASKING.md, "JSON"); ValueError when not JSON.
     mask_json: Callable[[bytes], bytes]
 
     def __init__(self, catalogue: Catalogue) -> None:

@@ -1,11 +1,6 @@
-//! JSON-aware masking: string values (and keys) are decoded, masked as text and re-encoded, so
-//! escapes (`\n`, `\"`, `\u0040`) neither hide a secret nor create one, and everything else is
-//! copied byte for byte. The input is validated first; the output is always valid JSON.
-
-/// Masks `doc`. `mask` returns the masked text, or None when nothing changed.
-pub fn mask_json(doc: &[u8], mask: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Result<Vec<u8>, String> {
-    Ok(mask_json_opt(doc, mask)?.unwrap_or_else(|| doc.to_vec()))
-}
+//! JSON pieces for `Engine::mask_json_valid`: validation, the string and number tokens of a
+//! document, escapes decoded (and where a raw offset falls in the decoded text), and strings
+//! encoded again.
 
 /// Err when `doc` is not one valid JSON document.
 pub fn validate(doc: &[u8]) -> Result<(), String> {
@@ -13,17 +8,31 @@ pub fn validate(doc: &[u8]) -> Result<(), String> {
     Ok(())
 }
 
-/// Like `mask_json`, but `Ok(None)` when no string changed.
-pub fn mask_json_opt(doc: &[u8], mut mask: impl FnMut(&[u8]) -> Option<Vec<u8>>) -> Result<Option<Vec<u8>>, String> {
-    validate(doc)?;
-    let mut out: Vec<u8> = Vec::with_capacity(doc.len());
-    let mut i = 0;
+/// A string token of a valid document.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StrTok {
+    /// Its opening quote.
+    pub start: usize,
+    /// Past its closing quote.
+    pub end: usize,
+    /// Whether it holds a backslash.
+    pub escaped: bool,
+}
+
+impl StrTok {
+    /// Where its raw content begins and ends (inside the quotes).
+    pub fn content(&self) -> (usize, usize) {
+        (self.start + 1, self.end - 1)
+    }
+}
+
+/// The string tokens (keys and values) of `doc`, which must be valid JSON (`validate`), in order.
+pub fn strings(doc: &[u8]) -> Vec<StrTok> {
+    let mut out = Vec::new();
     let n = doc.len();
-    let mut copied = 0;
-    let mut decoded: Vec<u8> = Vec::new();
-    while i < n {
-        // the next string token (the document is valid: every quote outside a string opens one)
-        let Some(q) = memchr::memchr(b'"', &doc[i..]) else { break };
+    let mut i = 0;
+    // every quote outside a string opens one (the document is valid)
+    while let Some(q) = memchr::memchr(b'"', &doc[i..]) {
         let start = i + q;
         i = start + 1;
         let mut escaped = false;
@@ -40,30 +49,38 @@ pub fn mask_json_opt(doc: &[u8], mut mask: impl FnMut(&[u8]) -> Option<Vec<u8>>)
         if !closed {
             break; // unterminated: cannot happen after `validate`
         }
-        let end = i + 1; // past the closing quote
-        let inner = &doc[start + 1..i];
-        i = end;
-        let text: &[u8] = if escaped {
-            decoded.clear();
-            decode_into(inner, &mut decoded);
-            &decoded
-        } else {
-            inner
-        };
-        if let Some(masked) = mask(text) {
-            out.extend_from_slice(&doc[copied..start]);
-            match std::str::from_utf8(&masked) {
-                Ok(t) => encode_into(t, &mut out),
-                Err(_) => encode_into(&String::from_utf8_lossy(&masked), &mut out),
-            }
-            copied = end;
+        i += 1;
+        out.push(StrTok { start, end: i, escaped });
+    }
+    out
+}
+
+/// Bytes of a number token (`-0.5e+3`).
+fn number_byte(b: u8) -> bool {
+    matches!(b, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E')
+}
+
+/// The number tokens of `doc` (valid JSON) that overlap `[lo, hi)`, a stretch outside its
+/// strings: maximal runs of number bytes that hold a digit (the `e` of `true` and `false` is a
+/// run of its own, without one).
+pub fn numbers(doc: &[u8], lo: usize, hi: usize) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut i = lo;
+    while i > 0 && number_byte(doc[i - 1]) {
+        i -= 1;
+    }
+    while i < hi {
+        if !number_byte(doc[i]) {
+            i += 1;
+            continue;
         }
+        let j = i + doc[i..].iter().take_while(|&&b| number_byte(b)).count();
+        if doc[i..j].iter().any(u8::is_ascii_digit) {
+            out.push((i, j));
+        }
+        i = j;
     }
-    if copied == 0 {
-        return Ok(None);
-    }
-    out.extend_from_slice(&doc[copied..]);
-    Ok(Some(out))
+    out
 }
 
 fn hex4(s: &[u8]) -> Option<u32> {
@@ -74,62 +91,89 @@ fn hex4(s: &[u8]) -> Option<u32> {
     u32::from_str_radix(t, 16).ok()
 }
 
+/// The escape at `s[i..]` (a backslash): its length in `s`, and what it stands for in UTF-8
+/// (lone surrogates and malformed escapes become U+FFFD).
+fn escape_at(s: &[u8], i: usize) -> (usize, [u8; 4], usize) {
+    let utf8 = |ch: char| {
+        let mut buf = [0u8; 4];
+        let n = ch.encode_utf8(&mut buf).len();
+        (buf, n)
+    };
+    let Some(&e) = s.get(i + 1) else {
+        return (1, [b'\\', 0, 0, 0], 1); // a lone backslash at the end (not after `validate`)
+    };
+    let simple = match e {
+        b'"' => Some(b'"'),
+        b'\\' => Some(b'\\'),
+        b'/' => Some(b'/'),
+        b'b' => Some(8),
+        b'f' => Some(12),
+        b'n' => Some(b'\n'),
+        b'r' => Some(b'\r'),
+        b't' => Some(b'\t'),
+        _ => None,
+    };
+    if let Some(v) = simple {
+        return (2, [v, 0, 0, 0], 1);
+    }
+    // \uXXXX, maybe a surrogate pair
+    let Some(hi) = hex4(&s[i + 2..]) else {
+        let (b, n) = utf8('\u{FFFD}');
+        return (2, b, n);
+    };
+    let mut len = 6;
+    let cp = if (0xD800..0xDC00).contains(&hi) {
+        let j = i + 6;
+        match (s.get(j..j + 2), s.get(j + 2..).and_then(hex4)) {
+            (Some(b"\\u"), Some(lo)) if (0xDC00..0xE000).contains(&lo) => {
+                len = 12;
+                0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
+            }
+            _ => 0xFFFD,
+        }
+    } else if (0xDC00..0xE000).contains(&hi) {
+        0xFFFD
+    } else {
+        hi
+    };
+    let (b, n) = utf8(char::from_u32(cp).unwrap_or('\u{FFFD}'));
+    (len, b, n)
+}
+
 /// JSON string escapes to UTF-8 (lone surrogates become U+FFFD).
-fn decode_into(s: &[u8], out: &mut Vec<u8>) {
+pub fn decode_into(s: &[u8], out: &mut Vec<u8>) {
     let mut i = 0;
     while i < s.len() {
         // up to the next escape, copied whole
         let run = memchr::memchr(b'\\', &s[i..]).unwrap_or(s.len() - i);
         out.extend_from_slice(&s[i..i + run]);
         i += run;
-        if i + 1 >= s.len() {
-            out.extend_from_slice(&s[i..]); // (a lone backslash at the end: cannot be, once validated)
+        if i < s.len() {
+            let (len, bytes, n) = escape_at(s, i);
+            out.extend_from_slice(&bytes[..n]);
+            i += len;
+        }
+    }
+}
+
+/// Where raw offset `p` of the string content `s` falls in its decoded text (`decode_into`);
+/// inside an escape, at the escape's end when `up`, else at its start.
+pub fn decoded_offset(s: &[u8], p: usize, up: bool) -> usize {
+    let (mut i, mut d) = (0, 0);
+    while i < p {
+        if s[i] != b'\\' {
+            i += 1;
+            d += 1;
+            continue;
+        }
+        let (len, _, n) = escape_at(s, i);
+        if i + len > p && !up {
             break;
         }
-        let e = s[i + 1];
-        i += 2;
-        let simple = match e {
-            b'"' => Some(b'"'),
-            b'\\' => Some(b'\\'),
-            b'/' => Some(b'/'),
-            b'b' => Some(8),
-            b'f' => Some(12),
-            b'n' => Some(b'\n'),
-            b'r' => Some(b'\r'),
-            b't' => Some(b'\t'),
-            _ => None,
-        };
-        if let Some(v) = simple {
-            out.push(v);
-            continue;
-        }
-        // \uXXXX, maybe a surrogate pair
-        let Some(hi) = hex4(&s[i..]) else {
-            out.extend_from_slice("\u{FFFD}".as_bytes());
-            continue;
-        };
-        i += 4;
-        let cp = if (0xD800..0xDC00).contains(&hi) {
-            if s.len() >= i + 6 && s[i] == b'\\' && s[i + 1] == b'u' {
-                match hex4(&s[i + 2..]) {
-                    Some(lo) if (0xDC00..0xE000).contains(&lo) => {
-                        i += 6;
-                        0x10000 + ((hi - 0xD800) << 10) + (lo - 0xDC00)
-                    }
-                    _ => 0xFFFD,
-                }
-            } else {
-                0xFFFD
-            }
-        } else if (0xDC00..0xE000).contains(&hi) {
-            0xFFFD
-        } else {
-            hi
-        };
-        let ch = char::from_u32(cp).unwrap_or('\u{FFFD}');
-        let mut buf = [0u8; 4];
-        out.extend_from_slice(ch.encode_utf8(&mut buf).as_bytes());
+        i += len;
+        d += n;
     }
+    d
 }
 
 /// Bytes from the start of `s` that a JSON string holds as they are: none of '"', '\\' or a
@@ -155,7 +199,7 @@ fn plain_len(s: &[u8]) -> usize {
 }
 
 /// A JSON string literal for `s`: runs that need no escape are copied whole.
-fn encode_into(s: &str, out: &mut Vec<u8>) {
+pub fn encode_into(s: &str, out: &mut Vec<u8>) {
     let s = s.as_bytes();
     out.reserve(s.len() + 2);
     out.push(b'"');
@@ -182,19 +226,34 @@ fn encode_into(s: &str, out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn star_at(t: &[u8]) -> Option<Vec<u8>> {
-        if t.windows(5).any(|w| w == b"a@b.c") {
-            Some(b"[E]".to_vec())
-        } else {
-            None
-        }
+    #[test]
+    fn tokens_of_a_document() {
+        let doc = br#"{"a\"b":[1,-2.5e+3,true,"x"],"n":null,"f":false}"#;
+        let strs = strings(doc);
+        let text: Vec<&[u8]> = strs.iter().map(|t| &doc[t.start..t.end]).collect();
+        assert_eq!(text, [&br#""a\"b""#[..], br#""x""#, br#""n""#, br#""f""#]);
+        assert_eq!(strs.iter().map(|t| t.escaped).collect::<Vec<_>>(), [true, false, false, false]);
+        let nums: Vec<&[u8]> = numbers(doc, 0, doc.len()).into_iter().map(|(i, j)| &doc[i..j]).collect();
+        assert_eq!(nums, [&b"1"[..], b"-2.5e+3"]);
+        // a stretch inside a number gives the whole number
+        let at = doc.windows(3).position(|w| w == b"2.5").unwrap();
+        assert_eq!(numbers(doc, at + 1, at + 2), [(at - 1, at + 6)]);
     }
 
     #[test]
-    fn escapes_neither_hide_nor_create() {
-        let doc = br#"{"x":"a\u0040b.c","y":["q\"","a@b\\.c"],"a@b.c":1,"n":1.50}"#;
-        let out = mask_json(doc, star_at).unwrap();
-        assert_eq!(out, br#"{"x":"[E]","y":["q\"","a@b\\.c"],"[E]":1,"n":1.50}"#.to_vec());
+    fn decoded_offsets_round_escapes_outwards() {
+        let s = br#"ab\ncd\u00e9\ud83d\ude00e"#;
+        let mut d = Vec::new();
+        decode_into(s, &mut d);
+        assert_eq!(d, "ab\ncd\u{e9}\u{1f600}e".as_bytes());
+        // raw offsets of each unit's start, and where they fall decoded
+        for (raw, dec) in [(0, 0), (2, 2), (4, 3), (6, 5), (12, 7), (24, 11), (25, 12)] {
+            assert_eq!(decoded_offset(s, raw, false), dec, "{raw}");
+            assert_eq!(decoded_offset(s, raw, true), dec, "{raw}");
+        }
+        // inside `\n` and inside the surrogate pair
+        assert_eq!((decoded_offset(s, 3, false), decoded_offset(s, 3, true)), (2, 3));
+        assert_eq!((decoded_offset(s, 15, false), decoded_offset(s, 15, true)), (7, 11));
     }
 
     /// The encoder as it was, a char at a time: the reference for the one that copies runs.
@@ -250,6 +309,7 @@ mod tests {
 
     #[test]
     fn invalid_json_is_refused() {
-        assert!(mask_json(b"{\"a\":", star_at).is_err());
+        assert!(validate(b"{\"a\":").is_err());
+        assert!(validate(b"{\"a\":1}").is_ok());
     }
 }
