@@ -86,6 +86,15 @@ def build(seed: int, n: int = 400) -> tuple[list[bytes], list[list[tuple[str, st
         shape = rnd.random()
         if shape < 0.3:
             doc = json.dumps({"input": {"text": text}, "metadata": {"n": rnd.randint(0, 99)}}).encode()
+        elif shape < 0.4:
+            # structured input (a tool's arguments): an AWS secret under its key, a card number
+            # as a JSON number, beside the text
+            key = rnd.choice(["aws_secret_access_key", "AWS_SECRET_ACCESS_KEY", "awsSecretAccessKey"])
+            secret = "".join(rnd.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789/+") for _ in range(40))
+            card = fake.credit_card_number()
+            planted += [("AWS_SECRET_KEY", secret), ("CARD", card)]
+            doc = json.dumps({"input": {"text": text, "credentials": {key: secret, "region": "eu-west-1"},
+                                        "payment": {"card": int(card), "amount": rnd.randint(1, 999)}}}).encode()
         elif shape < 0.5:
             doc = b"event: values\ndata: " + json.dumps({"messages": [text]}).encode() + b"\n\n"
         else:

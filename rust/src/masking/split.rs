@@ -285,15 +285,31 @@ mod tests {
 
     #[test]
     fn shipped_groups_are_placed_where_capture_search_places_them() {
-        let aws = r#"(?i)aws[A-Za-z0-9_ .-]{0,24}(?:secret|private)[A-Za-z0-9_ .-]{0,24}["']?\s{0,3}[:=]{1,2}\s{0,3}["']?([A-Za-z0-9/+]{40})\b"#;
-        let key = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY";
+        let aws = r#"(?i)aws[A-Za-z0-9_ .-]{0,24}(?:secret|private)[A-Za-z0-9_ .-]{0,24}["']?\s{0,3}[:=]{1,2}\s{0,3}["']?([A-Za-z0-9/+]{39}(?:[A-Za-z0-9]\b|[/+]\B))"#;
+        let (key, slash) = ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "ztu5jRJnKY3FFkX0LRfNR4AeGcBeTwTUy9jAdom/");
         // every match of these has one reading: all are told
         let (told, all) = agrees(
             aws,
             1,
             &["aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"],
-            &["aws_secret_access_key", "AWS Secret Key", "aws private", " = ", "=", ": \"", "'", key, key, " ", "x"],
-            &["AWS Secret Key: \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\""],
+            &[
+                "aws_secret_access_key",
+                "AWS Secret Key",
+                "aws private",
+                " = ",
+                "=",
+                ": \"",
+                "'",
+                key,
+                slash,
+                " ",
+                "x",
+                "\"",
+            ],
+            &[
+                "AWS Secret Key: \"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\"",
+                "\"awsSecret\": \"ztu5jRJnKY3FFkX0LRfNR4AeGcBeTwTUy9jAdom/\"",
+            ],
         );
         assert!(told == all && all > 20, "{told} of {all}");
         let bearer = r"\b[Bb][Ee][Aa][Rr][Ee][Rr]\s{1,5}([A-Za-z0-9._~+/-]{16,2048}=*)";
