@@ -27,38 +27,7 @@ impl Rng {
     }
 }
 
-fn catalogue() -> (Vec<EntrySpec>, Vec<Vec<u8>>) {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/python/graphwarden/masking/catalogue.toml");
-    let doc: toml::Table = std::fs::read_to_string(path).expect("catalogue").parse().expect("toml");
-    let strs = |v: Option<&toml::Value>| -> Vec<String> {
-        v.and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-            .unwrap_or_default()
-    };
-    let mut entries = Vec::new();
-    let mut positives = Vec::new();
-    for e in doc["entries"].as_array().expect("entries") {
-        let t = e.as_table().expect("entry");
-        if t.get("enabled").and_then(|v| v.as_bool()) == Some(false) {
-            continue;
-        }
-        let s = |k: &str| t.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-        let action = s("action");
-        positives.extend(strs(t.get("positive")).into_iter().map(String::into_bytes));
-        entries.push(EntrySpec {
-            id: s("id"),
-            entity: s("entity"),
-            patterns: strs(t.get("patterns")),
-            validator: Validator::parse(&s("validator")).expect("validator"),
-            action: Action::parse(if action.is_empty() { "label" } else { &action }).expect("action"),
-            group: t.get("group").and_then(|v| v.as_integer()).unwrap_or(0) as usize,
-            max_len: t["max_len"].as_integer().expect("max_len") as usize,
-            prefixes: strs(t.get("prefixes")).into_iter().map(String::into_bytes).collect(),
-            prefilter: t.get("prefilter").and_then(|v| v.as_str()).map(str::to_string),
-        });
-    }
-    (entries, positives)
-}
+include!("../rust/src/masking/shipped.rs");
 
 fn corpus(size: usize, values: Option<&[Vec<u8>]>) -> Vec<u8> {
     let words: Vec<&str> = WORDS.split_whitespace().collect();
@@ -125,7 +94,7 @@ fn stream_writes(engine: &Engine, text: &[u8], rounds: usize, iters: usize) -> D
 }
 
 fn main() {
-    let (entries, positives) = catalogue();
+    let (entries, positives) = shipped_catalogue();
     let n = entries.len();
     if std::env::var_os("GW_BENCH_PER_ENTRY").is_some() {
         let size = 1 << 19;
@@ -198,7 +167,7 @@ fn main() {
     // candidates, none in this prose), the digit-shape pass (the four digit entries alone;
     // `mask` returns a copy) and a plain copy of the text.
     let gbps = |d: Duration| size as f64 / d.as_secs_f64() / 1e9;
-    let (all, _) = catalogue();
+    let (all, _) = shipped_catalogue();
     let digit_ids = ["payment_card", "us_ssn", "iban", "phone"];
     let literal = Engine::new(all.iter().filter(|e| !digit_ids.contains(&e.id.as_str())).cloned().collect(), [7; 32])
         .expect("literal-led entries compile");

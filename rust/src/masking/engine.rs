@@ -3076,35 +3076,11 @@ mod tests {
         );
     }
 
+    include!("shipped.rs");
+
     /// The enabled entries of the shipped catalogue.
     fn shipped_entries() -> Vec<EntrySpec> {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/python/graphwarden/masking/catalogue.toml");
-        let doc: toml::Table = std::fs::read_to_string(path).expect("catalogue").parse().expect("toml");
-        let strs = |v: Option<&toml::Value>| -> Vec<String> {
-            v.and_then(|v| v.as_array())
-                .map(|a| a.iter().filter_map(|x| x.as_str().map(str::to_string)).collect())
-                .unwrap_or_default()
-        };
-        let mut out = Vec::new();
-        for e in doc["entries"].as_array().expect("entries") {
-            let t = e.as_table().expect("entry");
-            if t.get("enabled").and_then(|v| v.as_bool()) == Some(false) {
-                continue;
-            }
-            let s = |k: &str| t.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string();
-            out.push(EntrySpec {
-                id: s("id"),
-                entity: s("entity"),
-                patterns: strs(t.get("patterns")),
-                validator: Validator::parse(&s("validator")).expect("validator"),
-                action: Action::Label,
-                group: t.get("group").and_then(|v| v.as_integer()).unwrap_or(0) as usize,
-                max_len: t["max_len"].as_integer().expect("max_len") as usize,
-                prefixes: strs(t.get("prefixes")).into_iter().map(String::into_bytes).collect(),
-                prefilter: t.get("prefilter").and_then(|v| v.as_str()).map(str::to_string),
-            });
-        }
-        out
+        shipped_catalogue().0
     }
 
     /// With the shipped catalogue (`card_luhn`), the raw pass clears JSON whose only digit
@@ -3602,24 +3578,16 @@ mod tests {
     /// email's is anchored on its `@`.
     #[test]
     fn shipped_prefilters_are_leading() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/python/graphwarden/masking/catalogue.toml");
-        let doc: toml::Table = std::fs::read_to_string(path).expect("catalogue").parse().expect("toml");
         let mut leading = Vec::new();
-        for e in doc["entries"].as_array().expect("entries") {
-            let t = e.as_table().expect("entry");
-            let Some(pf) = t.get("prefilter").and_then(|v| v.as_str()) else { continue };
-            let patterns: Vec<String> =
-                t["patterns"].as_array().expect("patterns").iter().map(|p| p.as_str().expect("str").into()).collect();
-            let id = t["id"].as_str().expect("id");
-            let max_len = t["max_len"].as_integer().expect("max_len") as usize;
-            let entry = EntrySpec { patterns, ..spec(id, "X", "x", Validator::None, max_len, &[]) };
-            let (lo, hi) = start_window(&entry, pf, true);
-            if id == "email" {
+        for e in shipped_entries() {
+            let Some(pf) = e.prefilter.clone() else { continue };
+            let (lo, hi) = start_window(&e, &pf, true);
+            if e.id == "email" {
                 assert_eq!((lo, hi), (66, 3));
             } else {
                 // literals of several lengths (`amqp://`, `mongodb+srv://`) give a few bytes
-                assert!(hi > 0 && lo - hi <= 8, "{id}: {pf:?} gives ({lo}, {hi})");
-                leading.push(id);
+                assert!(hi > 0 && lo - hi <= 8, "{}: {pf:?} gives ({lo}, {hi})", e.id);
+                leading.push(e.id);
             }
         }
         assert!(leading.len() >= 12, "{leading:?}");
