@@ -36,11 +36,15 @@ EMAIL_IN = "alice.wong@example.net"
 CARD = "4111 1111 1111 1111"
 AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
 GH_TOKEN = "ghp_a1b2c3d4e5f6g7h8i9j0k1l2m3n4o5p6q7r8"
+# structured: a secret under its key, a card number as a JSON number (run metadata)
+AWS_SECRET = "ztu5jRJnKY3FFkX0LRfNR4AeGcBeTwTUy9jAdom/"
+CARD_NUMBER = 4012888888881881
 SSN_GRAPH = "123-45-6789"
 EMAIL_GRAPH = "jane.doe@example.com"
 EMAIL_ERROR = "john.smith@example.org"
 EMAIL_COMMENT = "bob.approver@example.com"
-SECRETS = [EMAIL_IN, CARD, AWS_KEY, GH_TOKEN, SSN_GRAPH, EMAIL_GRAPH, EMAIL_ERROR, EMAIL_COMMENT]
+SECRETS = [EMAIL_IN, CARD, AWS_KEY, GH_TOKEN, SSN_GRAPH, EMAIL_GRAPH, EMAIL_ERROR, EMAIL_COMMENT, AWS_SECRET,
+           str(CARD_NUMBER)]
 
 POLICY = """
 version = 1
@@ -240,6 +244,7 @@ def test_streamed_run_is_masked_everywhere_and_every_step_recorded(world: World)
     raw = _stream_raw(world, token, f"/threads/{tid}/runs/stream", {
         "assistant_id": "agent",
         "input": {"text": f"mail {EMAIL_IN} key {AWS_KEY}", "talk": talk, "chunks": 2},
+        "metadata": {"aws_secret_access_key": AWS_SECRET, "card": CARD_NUMBER},
         "stream_mode": ["values", "updates", "messages-tuple", "custom", "events"],
     })
     _no_secrets("the client's SSE stream", raw)
@@ -256,9 +261,12 @@ def test_streamed_run_is_masked_everywhere_and_every_step_recorded(world: World)
     assert calls == text, (calls, text)
     run_id = next(d["run_id"] for n, d in events if n == "metadata")
 
-    # The runtime itself received the masked input (request masking).
+    # The runtime itself received the masked input (request masking), and masked metadata: a
+    # secret under its key and a card number sent as a number.
     state = httpx.get(f"{world.upstream}/threads/{tid}/state", timeout=10).json()
     assert EMAIL_IN not in json.dumps(state) and AWS_KEY not in json.dumps(state)
+    run = httpx.get(f"{world.upstream}/threads/{tid}/runs/{run_id}", timeout=10).json()
+    assert run["metadata"]["aws_secret_access_key"] == "[AWS_SECRET_KEY]" and run["metadata"]["card"] == "[CARD]", run
 
     # Every step the server's history shows is in the trail, with the run linked.
     assert _history_steps(world.upstream, tid, run_id)
