@@ -116,7 +116,7 @@ fn escape_at(s: &[u8], i: usize) -> (usize, [u8; 4], usize) {
     if let Some(v) = simple {
         return (2, [v, 0, 0, 0], 1);
     }
-    // \uXXXX, maybe a surrogate pair
+    // a `\u` escape of four hex digits, maybe a surrogate pair
     let Some(hi) = hex4(&s[i + 2..]) else {
         let (b, n) = utf8('\u{FFFD}');
         return (2, b, n);

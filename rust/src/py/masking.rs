@@ -132,7 +132,7 @@ impl MaskEngine {
                 if eng.raw_clear(data) {
                     return None;
                 }
-                match eng.mask_json_strings(data) {
+                match eng.mask_json_if_needed(data) {
                     Ok(v) => v,
                     Err(_) => eng.mask_if_needed(data),
                 }
