@@ -5,7 +5,7 @@
 //! against `re`, hyperscan and pyperscan is benchmarks/masking_bench.py.
 //!
 //! The corpus has the shape of `graphwarden masking bench`'s (same words, one catalogue value per
-//! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|kibitem|json|jsonitem|clean|dense|prose`
+//! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|kibitem|json|jsonitem|file|filejson|clean|dense|prose`
 //! repeats one case for 6 s, for a profiler (`GW_BENCH_ROUNDS=N`: N times, for callgrind).
 
 use std::hint::black_box;
@@ -149,6 +149,19 @@ fn main() {
                 }
                 Some("jsonitem") => {
                     (0..1000).for_each(|_| drop(black_box(engine.mask_json_if_needed(black_box(&doc_item)))))
+                }
+                Some("file") | Some("filejson") => {
+                    // a body of one's own (`GW_BENCH_FILE`), as text or as a JSON document
+                    let body = std::fs::read(std::env::var_os("GW_BENCH_FILE").expect("GW_BENCH_FILE")).expect("read");
+                    let t = Instant::now();
+                    if case == "file" {
+                        (0..1000).for_each(|_| drop(black_box(engine.mask(black_box(&body)))))
+                    } else {
+                        (0..1000).for_each(|_| drop(black_box(engine.mask_json_if_needed(black_box(&body)))))
+                    }
+                    if done % 50 == 0 {
+                        eprintln!("{:.0} ns per call", t.elapsed().as_secs_f64() * 1e6);
+                    }
                 }
                 Some("kibitem") => (0..1000).for_each(|_| drop(black_box(engine.mask(black_box(item))))),
                 Some("dense") => drop(black_box(engine.mask(black_box(&dense)))),

@@ -35,6 +35,7 @@ use regex_automata::{hybrid, util::syntax, Anchored, Input};
 
 use super::ffi::*;
 use super::gate::{Gate, WIDTH as GATE_WIDTH};
+use super::json::StrTok;
 use super::runs::Runs;
 use super::split::Split;
 use super::validators::Validator;
@@ -2211,99 +2212,103 @@ impl Engine {
         Ok(self.mask_json_valid(doc, false))
     }
 
-    /// JSON-aware masking of a valid document; None when nothing changed. Masked are:
-    /// * every string (keys and values), decoded, as a text of its own: escapes (`\n`, `\"`,
-    ///   `\u0040`) neither hide a secret nor create one;
-    /// * and the document's raw bytes as one text, whose spans are applied to the strings and
-    ///   numbers they overlap (inside a string, mapped through its escapes, an escape cut by a
-    ///   span taken whole; a number whole, which becomes a JSON string of its masked text). A
-    ///   keyword-anchored secret runs from a key into its value (`"aws_secret_access_key":
-    ///   "wJalr..."`), which neither string holds alone, and a card number may be a number.
+    /// JSON-aware masking of a valid document; None when nothing changed.
     ///
+    /// What is searched is the document with every string decoded in place (`decoded_doc`; the
+    /// document itself when it holds no backslash), as one text: escapes (`\n`, `\"`,
+    /// `\u0040`) neither hide a secret nor create one, and a keyword-anchored secret that runs
+    /// from a key into its value (`"aws_secret_access_key": "wJalr..."`, which neither string
+    /// holds alone) is found as `mask()` finds it. Its spans are applied to the strings and
+    /// numbers they overlap: a string's decoded text is masked and encoded again; a number is
+    /// replaced whole by a JSON string of its masked text (a card number may be a number).
     /// Quotes, punctuation, white space and `true`/`false`/`null` are never changed, and the
     /// replacements are JSON-encoded: the output is valid JSON.
     ///
-    /// The raw pass alone gives every span of a string without escapes when no pattern has a
-    /// text anchor (`raw_superset`) and no candidate in the document holds a '"' (only the
-    /// patterns that can match one are checked): a match without a quote lies in one string,
-    /// where the raw search and the string's own search find the same matches in the same order
-    /// (the quote around a string is a non-word byte, as a text's edge is to `\b`, and a
-    /// validator's context cannot reach past it; a pattern's preferred match at a start is a
-    /// candidate, so it holds no quote either). Then only the strings with an escape are
-    /// searched on their own.
+    /// Each string is searched on its own as well unless one pass is provably enough: no
+    /// pattern has a text anchor (`raw_superset`) and no candidate in the decoded document
+    /// holds a quote that opens or closes a string (only the patterns that can match a '"' are
+    /// checked). Then no candidate reaches from a string's content past its quotes, and within
+    /// each string the document's search and the string's own search find the same matches in
+    /// the same order (the quote around a string is a non-word byte, as a text's edge is to
+    /// `\b`, and a validator's context cannot reach past it; a pattern's preferred match at a
+    /// start is a candidate, so it does not reach past them either).
     /// (`every_string`: search every string on its own even then, for the tests.)
     fn mask_json_valid(&self, doc: &[u8], every_string: bool) -> Option<Vec<u8>> {
-        use super::json::{decode_into, decoded_offset, numbers, strings};
-        let raws = self.raw_matches(doc, 0);
-        // every string searched on its own, or (else) only those with an escape
-        let crosses = |r: &Raw| self.quote_capable[r.entry] && memchr::memchr(b'"', &doc[r.start..r.end]).is_some();
-        let per_string = every_string || !self.raw_superset || raws.iter().any(crosses);
-        let raw_spans = Self::merge(raws.into_iter().filter_map(|r| r.span).collect());
-        if raw_spans.is_empty() && !per_string && memchr::memchr(b'\\', doc).is_none() {
+        use super::json::{numbers, strings};
+        let escaped = memchr::memchr(b'\\', doc).is_some();
+        // the strings and the text searched: with escapes, the decoded document and where its
+        // strings are in it
+        let (strs, decoded) = if escaped {
+            let strs = strings(doc);
+            let dec = decoded_doc(doc, &strs);
+            (Some(strs), Some(dec))
+        } else {
+            (None, None)
+        };
+        let (hay, dstrs): (&[u8], Option<&[StrTok]>) = match &decoded {
+            Some((d, ds)) => (d, Some(ds)),
+            None => (doc, None),
+        };
+        let raws = self.raw_matches(hay, 0);
+        let per_string = every_string || !self.raw_superset || self.crossing(hay, dstrs, &raws);
+        let spans = Self::merge(raws.into_iter().filter_map(|r| r.span).collect());
+        if spans.is_empty() && !per_string {
             return None;
         }
-        let strs = strings(doc);
-        // the raw spans cut to the strings' contents (by string) and to the numbers they overlap
+        let strs = strs.unwrap_or_else(|| strings(doc));
+        let dstrs = dstrs.unwrap_or(&strs);
+        // the spans cut to the strings' contents (by string) and to the numbers they overlap,
+        // in the searched text's offsets
         let mut in_str: Vec<(usize, Span)> = Vec::new();
         let mut in_num: Vec<((usize, usize), Span)> = Vec::new();
-        for sp in &raw_spans {
-            let (mut cur, mut t) = (sp.start, strs.partition_point(|k| k.end <= sp.start));
+        for sp in &spans {
+            let (mut cur, mut t) = (sp.start, dstrs.partition_point(|k| k.end <= sp.start));
             while cur < sp.end {
-                let next = strs.get(t).filter(|k| k.start < sp.end);
+                let next = dstrs.get(t).filter(|k| k.start < sp.end);
                 // outside the strings, from `cur` to the next string (or the span's end)
                 let gap_end = next.map_or(sp.end, |k| k.start.max(cur));
-                for (lo, hi) in if cur < gap_end { numbers(doc, cur, gap_end) } else { Vec::new() } {
+                for (lo, hi) in if cur < gap_end { numbers(hay, cur, gap_end) } else { Vec::new() } {
                     in_num.push(((lo, hi), Span { start: cur.max(lo), end: gap_end.min(hi), entry: sp.entry }));
                 }
                 let Some(k) = next else { break };
                 let (cs, ce) = k.content();
                 let (a, b) = (cs.max(cur), ce.min(sp.end));
                 if a < b {
-                    in_str.push((t, Span { start: a, end: b, entry: sp.entry }));
+                    in_str.push((t, Span { start: a - cs, end: b - cs, entry: sp.entry }));
                 }
                 cur = k.end;
                 t += 1;
             }
         }
         in_num.sort_by_key(|(tok, _)| *tok);
-        // (start, end, JSON string) of each token that changes, in order
+        // (start, end, JSON string) of each token of `doc` that changes, in order
         let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
-        let mut decoded = Vec::new();
-        let mut cut = in_str.iter().peekable();
-        for (t, k) in strs.iter().enumerate() {
+        let mut cut = in_str.into_iter().peekable();
+        for (t, (k, dk)) in strs.iter().zip(dstrs).enumerate() {
             let mut spans: Vec<Span> = Vec::new();
-            let (cs, ce) = k.content();
-            let text: &[u8] = if k.escaped {
-                decoded.clear();
-                decode_into(&doc[cs..ce], &mut decoded);
-                &decoded
-            } else {
-                &doc[cs..ce]
-            };
+            let (cs, ce) = dk.content();
+            let text = &hay[cs..ce];
             while let Some((_, sp)) = cut.next_if(|(i, _)| *i == t) {
-                let (a, b) = if k.escaped {
-                    (
-                        decoded_offset(&doc[cs..ce], sp.start - cs, false),
-                        decoded_offset(&doc[cs..ce], sp.end - cs, true),
-                    )
-                } else {
-                    (sp.start - cs, sp.end - cs)
-                };
-                spans.push(Span { start: a, end: b, entry: sp.entry });
+                spans.push(sp);
             }
-            if per_string || k.escaped {
+            if per_string {
                 spans.extend(self.spans(text));
             }
             if !spans.is_empty() {
                 edits.push((k.start, k.end, self.json_string(text, Self::merge(spans))));
             }
         }
+        // a number's offset in `doc`: the searched text's, moved by the strings before it
+        let in_doc = |x: usize| match dstrs.partition_point(|k| k.end <= x) {
+            0 => x,
+            p => x - dstrs[p - 1].end + strs[p - 1].end,
+        };
         let mut i = 0;
         while i < in_num.len() {
             let (lo, hi) = in_num[i].0;
             let n = in_num[i..].iter().take_while(|(tok, _)| *tok == (lo, hi)).count();
             let spans = in_num[i..i + n].iter().map(|(_, s)| Span { start: s.start - lo, end: s.end - lo, ..*s });
-            edits.push((lo, hi, self.json_string(&doc[lo..hi], Self::merge(spans.collect()))));
+            edits.push((in_doc(lo), in_doc(hi), self.json_string(&hay[lo..hi], Self::merge(spans.collect()))));
             i += n;
         }
         if edits.is_empty() {
@@ -2319,6 +2324,22 @@ impl Engine {
         }
         out.extend_from_slice(&doc[copied..]);
         Some(out)
+    }
+
+    /// Whether a candidate of a pattern that can match a '"' holds a quote that opens or closes
+    /// a string of `hay` (a document without escapes: any quote; a decoded document, whose
+    /// strings `dstrs` may hold quotes of their own: one of theirs).
+    fn crossing(&self, hay: &[u8], dstrs: Option<&[StrTok]>, raws: &[Raw]) -> bool {
+        raws.iter().any(|r| {
+            self.quote_capable[r.entry]
+                && match dstrs {
+                    None => memchr::memchr(b'"', &hay[r.start..r.end]).is_some(),
+                    Some(ds) => ds.get(ds.partition_point(|k| k.end <= r.start)).is_some_and(|k| {
+                        let (open, close) = (k.start, k.end - 1);
+                        (r.start..r.end).contains(&open) || (open < r.start && close < r.end)
+                    }),
+                }
+        })
     }
 
     /// `text` masked at `spans` (merged), as a JSON string literal.
@@ -2363,6 +2384,31 @@ impl Engine {
     pub fn raw_clear(&self, doc: &[u8]) -> bool {
         self.raw_superset && memchr::memchr(b'\\', doc).is_none() && !self.may_match(doc)
     }
+}
+
+/// `doc` (valid JSON, its string tokens `strs`) with every string that holds an escape
+/// decoded in place between its quotes, and where each string lies in it. What lies outside
+/// the strings is byte for byte the document's.
+fn decoded_doc(doc: &[u8], strs: &[StrTok]) -> (Vec<u8>, Vec<StrTok>) {
+    let mut d = Vec::with_capacity(doc.len());
+    let mut at = Vec::with_capacity(strs.len());
+    // `doc[copied..]` is still to copy, to `d[d.len()..]`
+    let mut copied = 0;
+    for k in strs {
+        if !k.escaped {
+            let to_d = |x: usize| x - copied + d.len();
+            at.push(StrTok { start: to_d(k.start), end: to_d(k.end), escaped: false });
+            continue;
+        }
+        d.extend_from_slice(&doc[copied..=k.start]);
+        let start = d.len() - 1;
+        super::json::decode_into(&doc[k.start + 1..k.end - 1], &mut d);
+        d.push(b'"');
+        at.push(StrTok { start, end: d.len(), escaped: true });
+        copied = k.end;
+    }
+    d.extend_from_slice(&doc[copied..]);
+    (d, at)
 }
 
 /// Whether `dfa`, anchored at `at`, reaches its dead state before the end of `hay`.
@@ -3151,6 +3197,7 @@ mod tests {
             "\\\"",
             "aws_secret_access_key",
             "AWS secret: ",
+            "aws_secret_access_key\\\": \\\"",
             "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
             "postgres://app:hunter2@db/x",
             "é",
@@ -3224,6 +3271,7 @@ mod tests {
         );
         let mut next = xorshift(0x6a09_e667_f3bc_c908);
         let (mut fast, mut fast_masked, mut fast_escaped, mut fast_quotable, mut changed) = (0, 0, 0, 0, 0);
+        let mut fast_inner_quote = 0;
         for _ in 0..3_000 {
             let mut doc = String::new();
             json_value(&mut next, 0, &mut doc);
@@ -3238,21 +3286,45 @@ mod tests {
                 assert!(!text.contains(&format!("{key}{secret}\"")), "{}", String::from_utf8_lossy(doc));
             }
             assert!(!text.contains("4111111111111111"), "{}", String::from_utf8_lossy(doc));
-            let raws = m.raw_matches(doc, 0);
-            if !raws.iter().any(|r| m.quote_capable[r.entry] && doc[r.start..r.end].contains(&b'"')) {
+            // what was searched: the document, or with escapes the decoded one
+            let escaped = memchr::memchr(b'\\', doc).is_some();
+            let (hay, dstrs) =
+                if escaped { decoded_doc(doc, &super::super::json::strings(doc)) } else { (doc.to_vec(), Vec::new()) };
+            let raws = m.raw_matches(&hay, 0);
+            if !m.crossing(&hay, escaped.then_some(dstrs.as_slice()), &raws) {
                 fast += 1;
                 fast_masked += usize::from(raws.iter().any(|r| r.span.is_some()));
-                fast_escaped += usize::from(memchr::memchr(b'\\', doc).is_some());
+                fast_escaped += usize::from(escaped);
                 fast_quotable += usize::from(raws.iter().any(|r| m.quote_capable[r.entry]));
+                // a decoded quote inside a string, in a candidate that stays in it
+                fast_inner_quote +=
+                    usize::from(raws.iter().any(|r| m.quote_capable[r.entry] && hay[r.start..r.end].contains(&b'"')));
             }
             changed += usize::from(out != doc);
         }
-        let counts = format!("{fast} {fast_masked} {fast_escaped} {fast_quotable} {changed}");
+        let counts = format!("{fast} {fast_masked} {fast_escaped} {fast_quotable} {fast_inner_quote} {changed}");
         let slow = 3_000 - fast;
         assert!(
-            fast_masked > 100 && fast_escaped > 100 && fast_quotable > 20 && slow > 5 && changed > 1000,
+            fast_masked > 100
+                && fast_escaped > 100
+                && fast_quotable > 20
+                && fast_inner_quote > 5
+                && slow > 5
+                && changed > 1000,
             "{counts}"
         );
+    }
+
+    #[test]
+    fn a_decoded_document_keeps_what_lies_outside_its_strings() {
+        let doc = br#"{"a\n": [1, "x"], "b": "q\"\u0040", "c": 2}"#;
+        let strs = super::super::json::strings(doc);
+        let (d, at) = decoded_doc(doc, &strs);
+        assert_eq!(d, b"{\"a\n\": [1, \"x\"], \"b\": \"q\"@\", \"c\": 2}".to_vec());
+        let text = |k: &StrTok| &d[k.start..k.end];
+        let texts: Vec<&[u8]> = at.iter().map(text).collect();
+        assert_eq!(texts, [&b"\"a\n\""[..], b"\"x\"", b"\"b\"", b"\"q\"@\"", b"\"c\""]);
+        assert_eq!(at.iter().map(|k| k.escaped).collect::<Vec<_>>(), [true, false, false, true, false]);
     }
 
     #[test]
