@@ -405,6 +405,10 @@ pub struct Engine {
     /// string into the next (`aws_secret_access_key`'s `["']?`), and its matches in a document
     /// are not those in its strings (`mask_json_valid`).
     quote_capable: Vec<bool>,
+    /// Per entry: whether its replacement of a value taken from a JSON string without escapes
+    /// can stand in that string as it is (its entity name needs no escape; a partial mask
+    /// keeps the value's own bytes).
+    json_plain: Vec<bool>,
 }
 
 /// Whether a regex uses a text anchor (`^`/`$` outside a class, `\A`, `\z`, `\Z`).
@@ -1556,6 +1560,7 @@ impl Engine {
         let bounded =
             (0..entries.len()).map(|i| pats.iter().filter(|p| p.entry == i).all(|p| p.max_match.is_some())).collect();
         let quote_capable = entries.iter().map(|e| e.patterns.iter().any(|p| byte_set(p)[usize::from(b'"')])).collect();
+        let json_plain = entries.iter().map(|e| super::json::plain(e.entity.as_bytes())).collect();
         let card_luhn = dbs.iter().flat_map(|db| &db.triggers).filter(|(t, _)| *t == Trigger::Card).all(|&(_, e)| {
             let e = &entries[e];
             e.group == 0 && e.validator == Validator::Luhn && e.max_len >= 19
@@ -1578,6 +1583,7 @@ impl Engine {
             raw_superset,
             card_luhn,
             quote_capable,
+            json_plain,
         })
     }
 
@@ -2209,7 +2215,7 @@ impl Engine {
     /// 0.84 and 1.17-1.25 without.)
     pub fn mask_json_if_needed(&self, doc: &[u8]) -> Result<Option<Vec<u8>>, String> {
         super::json::validate(doc)?;
-        Ok(self.mask_json_valid(doc, false))
+        Ok(self.mask_json_valid(doc, JsonWay::Fast))
     }
 
     /// JSON-aware masking of a valid document; None when nothing changed.
@@ -2232,8 +2238,8 @@ impl Engine {
     /// the same order (the quote around a string is a non-word byte, as a text's edge is to
     /// `\b`, and a validator's context cannot reach past it; a pattern's preferred match at a
     /// start is a candidate, so it does not reach past them either).
-    /// (`every_string`: search every string on its own even then, for the tests.)
-    fn mask_json_valid(&self, doc: &[u8], every_string: bool) -> Option<Vec<u8>> {
+    /// (`way`: `Fast`, or for the tests a way that skips a shortcut.)
+    fn mask_json_valid(&self, doc: &[u8], way: JsonWay) -> Option<Vec<u8>> {
         use super::json::{numbers, strings};
         let escaped = memchr::memchr(b'\\', doc).is_some();
         // the strings and the text searched: with escapes, the decoded document and where its
@@ -2250,7 +2256,7 @@ impl Engine {
             None => (doc, None),
         };
         let raws = self.raw_matches(hay, 0);
-        let per_string = every_string || !self.raw_superset || self.crossing(hay, dstrs, &raws);
+        let per_string = way == JsonWay::EveryString || !self.raw_superset || self.crossing(hay, dstrs, &raws);
         let spans = Self::merge(raws.into_iter().filter_map(|r| r.span).collect());
         if spans.is_empty() && !per_string {
             return None;
@@ -2294,8 +2300,24 @@ impl Engine {
             if per_string {
                 spans.extend(self.spans(text));
             }
-            if !spans.is_empty() {
-                edits.push((k.start, k.end, self.json_string(text, Self::merge(spans))));
+            if spans.is_empty() {
+                continue;
+            }
+            let spans = Self::merge(spans);
+            // A string without escapes is its own JSON: where each replacement can stand as it
+            // is and no span cuts a character, it is rewritten in place, not encoded again.
+            let at_char = |i: usize| text.get(i).is_none_or(|&b| !(0x80..0xC0).contains(&b));
+            if !k.escaped
+                && way != JsonWay::Encode
+                && spans.iter().all(|s| self.json_plain[s.entry] && at_char(s.start) && at_char(s.end))
+            {
+                let mut json = Vec::with_capacity(text.len() + 2);
+                json.push(b'"');
+                self.rewrite(text, &spans, &mut json);
+                json.push(b'"');
+                edits.push((k.start, k.end, json));
+            } else {
+                edits.push((k.start, k.end, self.json_string(text, spans)));
             }
         }
         // a number's offset in `doc`: the searched text's, moved by the strings before it
@@ -2384,6 +2406,17 @@ impl Engine {
     pub fn raw_clear(&self, doc: &[u8]) -> bool {
         self.raw_superset && memchr::memchr(b'\\', doc).is_none() && !self.may_match(doc)
     }
+}
+
+/// How `Engine::mask_json_valid` goes: with its shortcuts, or (for the tests, which compare)
+/// searching every string on its own as well, or encoding every masked string again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum JsonWay {
+    Fast,
+    #[cfg_attr(not(test), allow(dead_code))]
+    EveryString,
+    #[cfg_attr(not(test), allow(dead_code))]
+    Encode,
 }
 
 /// `doc` (valid JSON, its string tokens `strs`) with every string that holds an escape
@@ -3277,8 +3310,9 @@ mod tests {
             json_value(&mut next, 0, &mut doc);
             let doc = doc.as_bytes();
             super::super::json::validate(doc).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(doc)));
-            let out = m.mask_json_valid(doc, false);
-            assert_eq!(out, m.mask_json_valid(doc, true), "{}", String::from_utf8_lossy(doc));
+            let out = m.mask_json_valid(doc, JsonWay::Fast);
+            assert_eq!(out, m.mask_json_valid(doc, JsonWay::EveryString), "{}", String::from_utf8_lossy(doc));
+            assert_eq!(out, m.mask_json_valid(doc, JsonWay::Encode), "{}", String::from_utf8_lossy(doc));
             let out = out.unwrap_or_else(|| doc.to_vec());
             serde_json::from_slice::<serde_json::Value>(&out).unwrap();
             let text = String::from_utf8_lossy(&out);
@@ -3325,6 +3359,31 @@ mod tests {
         let texts: Vec<&[u8]> = at.iter().map(text).collect();
         assert_eq!(texts, [&b"\"a\n\""[..], b"\"x\"", b"\"b\"", b"\"q\"@\"", b"\"c\""]);
         assert_eq!(at.iter().map(|k| k.escaped).collect::<Vec<_>>(), [true, false, false, true, false]);
+    }
+
+    /// A masked string without escapes is rewritten in place only where the result is JSON:
+    /// an entity name that needs escapes, or a partial mask, still gives a valid document.
+    #[test]
+    fn masked_strings_stay_json_whatever_the_replacement() {
+        let doc = br#"{"a": "mail jo@ex.io, id 1234-5678 \u00e9", "b": ["x jo@ex.io"]}"#;
+        for (entity, action) in [
+            ("EMAIL", Action::Label),
+            ("E\"M\\A\nIL", Action::Label),
+            ("E\"", Action::Hash),
+            ("EMAIL", Action::Partial),
+            ("EMAIL", Action::Drop),
+        ] {
+            let mut e = spec("email", entity, r"[a-z]+@[a-z]+\.io", Validator::None, 64, &[]);
+            e.action = action;
+            let m = Engine::new(vec![e], [7; 32]).unwrap();
+            let out = m.mask_json(doc).unwrap();
+            let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
+            assert!(!String::from_utf8_lossy(&out).contains("jo@ex.io"), "{entity} {action:?}");
+            assert_eq!(out, m.mask_json_valid(doc, JsonWay::Encode).unwrap());
+            if action == Action::Label {
+                assert_eq!(v["b"][0], format!("x [{entity}]"));
+            }
+        }
     }
 
     #[test]
