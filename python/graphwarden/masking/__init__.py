@@ -3,7 +3,7 @@
     m = Masker.default()                  # the catalogue shipped with graphwarden
     m = Masker.from_file("ops.toml")      # an operator file merged over it
     m.mask(b"...") -> bytes               # block mode
-    m.mask_json(b"{...}") -> bytes        # strings decoded and masked, plus the raw bytes' spans
+    m.mask_json(b"{...}") -> bytes        # the document searched with its strings decoded
                                           # ("key": "value" secrets, card numbers as numbers)
     m.findings(b"...") -> [(entity, start, end)]
     s = m.stream(); s.feed(b"..."); s.finish()
@@ -188,8 +188,9 @@ class Masker:
     # call cost a frame per call.
     #: Masked bytes (the input object itself when nothing matched).
     mask: Callable[[bytes], bytes]
-    #: JSON-aware `mask`: strings masked decoded, and the spans of the raw bytes applied to the
-    #: strings and numbers they overlap (docs/MASKING.md, "JSON"); ValueError when not JSON.
+    #: JSON-aware `mask`: the document searched with its strings decoded in place, the spans
+    #: applied to the strings and numbers they overlap (docs/MASKING.md, "JSON"); ValueError
+    #: when not JSON.
     mask_json: Callable[[bytes], bytes]
 
     def __init__(self, catalogue: Catalogue) -> None:

@@ -405,10 +405,6 @@ pub struct Engine {
     /// string into the next (`aws_secret_access_key`'s `["']?`), and its matches in a document
     /// are not those in its strings (`mask_json_valid`).
     quote_capable: Vec<bool>,
-    /// Per entry: whether its replacement of a value taken from a JSON string without escapes
-    /// can stand in that string as it is (its entity name needs no escape; a partial mask
-    /// keeps the value's own bytes).
-    json_plain: Vec<bool>,
 }
 
 /// Whether a regex uses a text anchor (`^`/`$` outside a class, `\A`, `\z`, `\Z`).
@@ -1560,7 +1556,6 @@ impl Engine {
         let bounded =
             (0..entries.len()).map(|i| pats.iter().filter(|p| p.entry == i).all(|p| p.max_match.is_some())).collect();
         let quote_capable = entries.iter().map(|e| e.patterns.iter().any(|p| byte_set(p)[usize::from(b'"')])).collect();
-        let json_plain = entries.iter().map(|e| super::json::plain(e.entity.as_bytes())).collect();
         let card_luhn = dbs.iter().flat_map(|db| &db.triggers).filter(|(t, _)| *t == Trigger::Card).all(|&(_, e)| {
             let e = &entries[e];
             e.group == 0 && e.validator == Validator::Luhn && e.max_len >= 19
@@ -1583,7 +1578,6 @@ impl Engine {
             raw_superset,
             card_luhn,
             quote_capable,
-            json_plain,
         })
     }
 
@@ -1869,11 +1863,13 @@ impl Engine {
     fn raw_matches(&self, hay: &[u8], from: usize) -> Vec<Raw> {
         let hits = self.hits(&hay[from..]);
         let mut out = Vec::new();
+        let whole = [(0, hay.len() - from)];
         for pat in &self.pats {
-            let windows: Vec<(usize, usize)> = match &hits[pat.entry] {
+            // (in `hay[from..]`'s offsets)
+            let windows: &[(usize, usize)] = match &hits[pat.entry] {
                 Where::Nowhere => continue,
-                Where::Everywhere => vec![(from, hay.len())],
-                Where::Windows(w) => w.iter().map(|&(lo, hi)| (from + lo, from + hi)).collect(),
+                Where::Everywhere => &whole,
+                Where::Windows(w) => w,
             };
             let entry = &self.entries[pat.entry];
             // The same iteration as over the whole text (leftmost-first, a rejected candidate
@@ -1890,7 +1886,7 @@ impl Engine {
             // and over: past this budget, the rest of the text is searched in one pass.
             let budget = 4 * (hay.len() - from) + 4096;
             let mut work = 0usize;
-            'windows: for (lo, mut hi) in windows {
+            'windows: for (lo, mut hi) in windows.iter().map(|&(lo, hi)| (from + lo, from + hi)) {
                 if work > budget {
                     hi = hay.len(); // covers every later window
                 }
@@ -2225,8 +2221,9 @@ impl Engine {
     /// `\u0040`) neither hide a secret nor create one, and a keyword-anchored secret that runs
     /// from a key into its value (`"aws_secret_access_key": "wJalr..."`, which neither string
     /// holds alone) is found as `mask()` finds it. Its spans are applied to the strings and
-    /// numbers they overlap: a string's decoded text is masked and encoded again; a number is
-    /// replaced whole by a JSON string of its masked text (a card number may be a number).
+    /// numbers they overlap: a string's decoded text is masked and written back as JSON (its
+    /// raw bytes with the replacements put in when they can be, else encoded again); a number is replaced whole by a JSON string
+    /// of its masked text (a card number may be a number).
     /// Quotes, punctuation, white space and `true`/`false`/`null` are never changed, and the
     /// replacements are JSON-encoded: the output is valid JSON.
     ///
@@ -2287,8 +2284,32 @@ impl Engine {
             }
         }
         in_num.sort_by_key(|(tok, _)| *tok);
-        // (start, end, JSON string) of each token of `doc` that changes, in order
-        let mut edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+        // a number's offset in `doc`: the searched text's, moved by the strings before it
+        let in_doc = |x: usize| match dstrs.partition_point(|k| k.end <= x) {
+            0 => x,
+            p => x - dstrs[p - 1].end + strs[p - 1].end,
+        };
+        // (start, end, JSON string) of each number of `doc` that changes, in order
+        let mut num_edits: Vec<(usize, usize, Vec<u8>)> = Vec::new();
+        let mut i = 0;
+        while i < in_num.len() {
+            let (lo, hi) = in_num[i].0;
+            let n = in_num[i..].iter().take_while(|(tok, _)| *tok == (lo, hi)).count();
+            let spans = in_num[i..i + n].iter().map(|(_, s)| Span { start: s.start - lo, end: s.end - lo, ..*s });
+            num_edits.push((in_doc(lo), in_doc(hi), self.json_string(&hay[lo..hi], Self::merge(spans.collect()))));
+            i += n;
+        }
+        // the output, written in order: `doc[..copied]` is done
+        let mut out = Vec::new();
+        let mut copied = 0;
+        let mut changed = !num_edits.is_empty();
+        let mut numbers_before = |at: usize, out: &mut Vec<u8>, copied: &mut usize| {
+            for (start, end, json) in num_edits.extract_if(.., |e| e.0 < at) {
+                out.extend_from_slice(&doc[*copied..start]);
+                out.extend_from_slice(&json);
+                *copied = end;
+            }
+        };
         let mut cut = in_str.into_iter().peekable();
         for (t, (k, dk)) in strs.iter().zip(dstrs).enumerate() {
             let mut spans: Vec<Span> = Vec::new();
@@ -2304,45 +2325,29 @@ impl Engine {
                 continue;
             }
             let spans = Self::merge(spans);
-            // A string without escapes is its own JSON: where each replacement can stand as it
-            // is and no span cuts a character, it is rewritten in place, not encoded again.
+            out.reserve(doc.len() + 64);
+            numbers_before(k.start, &mut out, &mut copied);
+            out.extend_from_slice(&doc[copied..k.start]);
+            copied = k.end;
+            changed = true;
+            // The string's raw bytes, escapes as they were, with the replacements put in where
+            // they can stand as they are and no span cuts a character or an escape; else its
+            // masked decoded text, encoded again.
             let at_char = |i: usize| text.get(i).is_none_or(|&b| !(0x80..0xC0).contains(&b));
-            if !k.escaped
-                && way != JsonWay::Encode
-                && spans.iter().all(|s| self.json_plain[s.entry] && at_char(s.start) && at_char(s.end))
+            let mark = out.len();
+            if way == JsonWay::Encode
+                || !spans.iter().all(|s| at_char(s.start) && at_char(s.end))
+                || !super::json::rewrite_raw(&doc[k.start + 1..k.end - 1], k.escaped, &spans, &mut out, |sp, out| {
+                    self.replacement(sp, &text[sp.start..sp.end], out)
+                })
             {
-                let mut json = Vec::with_capacity(text.len() + 2);
-                json.push(b'"');
-                self.rewrite(text, &spans, &mut json);
-                json.push(b'"');
-                edits.push((k.start, k.end, json));
-            } else {
-                edits.push((k.start, k.end, self.json_string(text, spans)));
+                out.truncate(mark);
+                out.extend_from_slice(&self.json_string(text, spans));
             }
         }
-        // a number's offset in `doc`: the searched text's, moved by the strings before it
-        let in_doc = |x: usize| match dstrs.partition_point(|k| k.end <= x) {
-            0 => x,
-            p => x - dstrs[p - 1].end + strs[p - 1].end,
-        };
-        let mut i = 0;
-        while i < in_num.len() {
-            let (lo, hi) = in_num[i].0;
-            let n = in_num[i..].iter().take_while(|(tok, _)| *tok == (lo, hi)).count();
-            let spans = in_num[i..i + n].iter().map(|(_, s)| Span { start: s.start - lo, end: s.end - lo, ..*s });
-            edits.push((in_doc(lo), in_doc(hi), self.json_string(&hay[lo..hi], Self::merge(spans.collect()))));
-            i += n;
-        }
-        if edits.is_empty() {
+        numbers_before(usize::MAX, &mut out, &mut copied);
+        if !changed {
             return None;
-        }
-        edits.sort_by_key(|e| e.0);
-        let mut out = Vec::with_capacity(doc.len() + 64);
-        let mut copied = 0;
-        for (start, end, json) in edits {
-            out.extend_from_slice(&doc[copied..start]);
-            out.extend_from_slice(&json);
-            copied = end;
         }
         out.extend_from_slice(&doc[copied..]);
         Some(out)
@@ -3293,10 +3298,11 @@ mod tests {
             masked(format!(r#"{{"config": {{"aws_secret_access_key": "{secret}"}}, "ok": true}}"#).as_bytes()),
             br#"{"config": {"aws_secret_access_key": "[AWS_SECRET_KEY]"}, "ok": true}"#.to_vec()
         );
-        // escapes in the value: the span is mapped through them (a masked string is re-encoded)
+        // escapes in the value: the decoded value is masked, and the escapes around the span
+        // stay as they were
         assert_eq!(
             masked(format!(r#"{{"aws_secret_access_key":"{secret}\n\u00e9"}}"#).as_bytes()),
-            r#"{"aws_secret_access_key":"[AWS_SECRET_KEY]\né"}"#.as_bytes()
+            r#"{"aws_secret_access_key":"[AWS_SECRET_KEY]\n\u00e9"}"#.as_bytes()
         );
         assert_eq!(
             masked(br#"{"card": 4111111111111111, "n": [1, 2.50, null, true], "x": -4111111111111111.5}"#),
@@ -3312,7 +3318,15 @@ mod tests {
             super::super::json::validate(doc).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(doc)));
             let out = m.mask_json_valid(doc, JsonWay::Fast);
             assert_eq!(out, m.mask_json_valid(doc, JsonWay::EveryString), "{}", String::from_utf8_lossy(doc));
-            assert_eq!(out, m.mask_json_valid(doc, JsonWay::Encode), "{}", String::from_utf8_lossy(doc));
+            // encoded again, the same JSON (escapes outside the spans may be written otherwise)
+            let value =
+                |o: Option<Vec<u8>>| serde_json::from_slice::<serde_json::Value>(&o.unwrap_or(doc.to_vec())).unwrap();
+            assert_eq!(
+                value(out.clone()),
+                value(m.mask_json_valid(doc, JsonWay::Encode)),
+                "{}",
+                String::from_utf8_lossy(doc)
+            );
             let out = out.unwrap_or_else(|| doc.to_vec());
             serde_json::from_slice::<serde_json::Value>(&out).unwrap();
             let text = String::from_utf8_lossy(&out);
@@ -3379,7 +3393,13 @@ mod tests {
             let out = m.mask_json(doc).unwrap();
             let v: serde_json::Value = serde_json::from_slice(&out).expect("valid JSON");
             assert!(!String::from_utf8_lossy(&out).contains("jo@ex.io"), "{entity} {action:?}");
-            assert_eq!(out, m.mask_json_valid(doc, JsonWay::Encode).unwrap());
+            let encoded = m.mask_json_valid(doc, JsonWay::Encode).unwrap();
+            assert_eq!(v, serde_json::from_slice::<serde_json::Value>(&encoded).unwrap());
+            // the raw bytes with the replacements put in, escapes as they were, when they can be
+            assert_eq!(
+                out.ends_with(br#" 1234-5678 \u00e9", "b": ["x [EMAIL]"]}"#),
+                entity == "EMAIL" && action == Action::Label
+            );
             if action == Action::Label {
                 assert_eq!(v["b"][0], format!("x [{entity}]"));
             }

@@ -1,6 +1,8 @@
 //! JSON pieces for `Engine::mask_json_valid`: validation, the string and number tokens of a
-//! document, escapes decoded (and where a raw offset falls in the decoded text), and strings
-//! encoded again.
+//! document, escapes decoded, and masked strings written back (their raw bytes with the
+//! replacements put in, or encoded again).
+
+use super::engine::Span;
 
 /// Err when `doc` is not one valid JSON document (RFC 8259; strings' bytes at or above 0x80
 /// are taken as they are, as serde_json's reader takes them).
@@ -291,6 +293,62 @@ pub fn decode_into(s: &[u8], out: &mut Vec<u8>) {
     }
 }
 
+/// The JSON string literal of a string whose raw content is `raw`, with the ranges `spans` of
+/// its decoded text (`decode_into`; sorted, disjoint) replaced by what `put(span, out)`
+/// writes: around them the raw bytes are copied, escapes as they were, so nothing is
+/// encoded again. False, with `out` to be cut back, when a range begins or ends inside what one
+/// escape stands for, or a replacement is not text a JSON string holds as it is (`plain`,
+/// UTF-8): the caller then encodes the masked decoded text. (`escaped`: whether `raw` holds a
+/// backslash; without one, it is not looked for.)
+pub fn rewrite_raw(
+    raw: &[u8],
+    escaped: bool,
+    spans: &[Span],
+    out: &mut Vec<u8>,
+    mut put: impl FnMut(&Span, &mut Vec<u8>),
+) -> bool {
+    // (raw offset, decoded offset, the next backslash at or after the raw offset), moved to
+    // decoded offset `to`; false when `to` falls inside an escape's decoded bytes
+    let find = |i: usize| memchr::memchr(b'\\', &raw[i..]).map_or(raw.len(), |k| i + k);
+    let advance = |(i, d, bs): &mut (usize, usize, usize), to: usize| -> bool {
+        while *d < to {
+            let run = *bs - *i;
+            if *d + run >= to {
+                *i += to - *d;
+                *d = to;
+                return true;
+            }
+            *i += run;
+            *d += run;
+            let (len, _, n) = escape_at(raw, *i);
+            if *d + n > to {
+                return false;
+            }
+            *i += len;
+            *d += n;
+            *bs = find(*i);
+        }
+        true
+    };
+    out.push(b'"');
+    let mut at = (0, 0, if escaped { find(0) } else { raw.len() });
+    for sp in spans {
+        let from = at.0;
+        if !advance(&mut at, sp.start) {
+            return false;
+        }
+        out.extend_from_slice(&raw[from..at.0]);
+        let mark = out.len();
+        put(sp, out);
+        if !plain(&out[mark..]) || std::str::from_utf8(&out[mark..]).is_err() || !advance(&mut at, sp.end) {
+            return false;
+        }
+    }
+    out.extend_from_slice(&raw[at.0..]);
+    out.push(b'"');
+    true
+}
+
 /// Bytes from the start of `s` that a JSON string holds as they are: none of '"', '\\' or a
 /// control byte (below 0x20). Sixteen at a time with SSE2 (every x86_64 CPU has it), else
 /// eight (Mycroft's zero-byte trick, the test serde_json's reader makes). The byte-by-byte
@@ -434,6 +492,24 @@ mod tests {
             assert_eq!(validate(&d).is_ok(), serde_ok(&d), "{depth}");
         }
         assert_eq!(validate(b"[1,]"), Err("not valid JSON: a value expected at byte 3".to_string()));
+    }
+
+    #[test]
+    fn raw_bytes_are_kept_around_replacements() {
+        let raw = br#"a\nb\u00e9c"#; // decoded: a, newline, b, 0xc3 0xa9, c
+        let run = |spans: &[(usize, usize)], rep: &[u8]| {
+            let spans: Vec<Span> = spans.iter().map(|&(start, end)| Span { start, end, entry: 0 }).collect();
+            let mut out = Vec::new();
+            rewrite_raw(raw, true, &spans, &mut out, |_, o| o.extend_from_slice(rep)).then_some(out)
+        };
+        assert_eq!(run(&[(2, 3)], b"[X]").unwrap(), br#""a\n[X]\u00e9c""#);
+        assert_eq!(run(&[(0, 2), (3, 6)], b"[X]").unwrap(), br#""[X]b[X]""#);
+        assert_eq!(run(&[], b"").unwrap(), br#""a\nb\u00e9c""#);
+        // a span that ends inside what `\u00e9` stands for, and replacements that need escapes
+        assert_eq!(run(&[(3, 4)], b"[X]"), None);
+        assert_eq!(run(&[(2, 3)], b"\"x\""), None);
+        assert_eq!(run(&[(2, 3)], b"\n"), None);
+        assert_eq!(run(&[(2, 3)], b"\xff"), None);
     }
 
     #[test]
