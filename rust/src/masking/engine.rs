@@ -2303,8 +2303,10 @@ impl Engine {
         let mut out = Vec::new();
         let mut copied = 0;
         let mut changed = !num_edits.is_empty();
+        // (in order: each number is looked at once, not once per masked string)
+        let mut nums = num_edits.into_iter().peekable();
         let mut numbers_before = |at: usize, out: &mut Vec<u8>, copied: &mut usize| {
-            for (start, end, json) in num_edits.extract_if(.., |e| e.0 < at) {
+            while let Some((start, end, json)) = nums.next_if(|e| e.0 < at) {
                 out.extend_from_slice(&doc[*copied..start]);
                 out.extend_from_slice(&json);
                 *copied = end;

@@ -14,12 +14,7 @@ use super::engine::Span;
 pub fn validate(doc: &[u8]) -> Result<(), String> {
     let err = |what: &str, at: usize| Err(format!("not valid JSON: {what} at byte {at}"));
     let n = doc.len();
-    let ws = |mut i: usize| {
-        while i < n && matches!(doc[i], b' ' | b'\t' | b'\n' | b'\r') {
-            i += 1;
-        }
-        i
-    };
+    let ws = |i: usize| skip_ws(doc, i);
     // open containers, innermost last: true for an object (on the heap, as deep as the
     // document nests, as serde_json's reader keeps them when it skips a value)
     let mut stack: Vec<bool> = Vec::new();
@@ -82,18 +77,19 @@ fn key(doc: &[u8], i: usize) -> Result<usize, String> {
     if doc.get(i) != Some(&b'"') {
         return Err(format!("not valid JSON: a key expected at byte {i}"));
     }
-    let mut j = string(doc, i)?;
-    while j < doc.len() && matches!(doc[j], b' ' | b'\t' | b'\n' | b'\r') {
-        j += 1;
-    }
+    let j = skip_ws(doc, string(doc, i)?);
     if doc.get(j) != Some(&b':') {
         return Err(format!("not valid JSON: ':' expected at byte {j}"));
     }
-    j += 1;
-    while j < doc.len() && matches!(doc[j], b' ' | b'\t' | b'\n' | b'\r') {
-        j += 1;
+    Ok(skip_ws(doc, j + 1))
+}
+
+/// Past the JSON white space at `doc[i..]`.
+fn skip_ws(doc: &[u8], mut i: usize) -> usize {
+    while i < doc.len() && matches!(doc[i], b' ' | b'\t' | b'\n' | b'\r') {
+        i += 1;
     }
-    Ok(j)
+    i
 }
 
 /// The string whose opening quote is at `i`: past its closing quote.
