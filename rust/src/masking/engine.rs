@@ -34,7 +34,7 @@ use regex_automata::meta::Regex;
 use regex_automata::{hybrid, util::syntax, Anchored, Input};
 
 use super::ffi::*;
-use super::gate::{Gate, WIDTH as GATE_WIDTH};
+use super::gate::{Found, Gate, WIDTH as GATE_WIDTH};
 use super::json::StrTok;
 use super::runs::Runs;
 use super::split::Split;
@@ -1198,9 +1198,10 @@ impl Db {
     /// the whole text.
     fn may_occur(&self, text: &[u8]) -> bool {
         if let Some(g) = &self.gate {
-            let mut regions = Vec::new();
-            if g.regions(text, 0, text.len(), max_regions(text.len()), &mut regions).is_ok() {
-                return regions.iter().any(|&(a, b)| with_aligned(&text[a..b], |t| self.any(t)));
+            let mut found = Found::default();
+            if g.regions(text, 0, text.len(), max_regions(text.len()), &mut found).is_ok() {
+                return !found.ends.is_empty()
+                    || found.regions.iter().any(|&(a, b)| with_aligned(&text[a..b], |t| self.any(t)));
             }
         }
         with_aligned(text, |t| self.any(t))
@@ -1254,6 +1255,28 @@ impl Db {
         };
         self.put_scratch(scratch);
         if ends.overflow || (rc != HS_SUCCESS && rc != HS_SCAN_TERMINATED) {
+            self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
+            return;
+        }
+        for (expr, lo, hi) in ends.windows {
+            found.push((self.expr_entry[expr as usize], lo, hi));
+        }
+    }
+
+    /// `scan`'s windows from match ends that an exact gate found (`Found::ends`: expression,
+    /// end in the text) instead of Hyperscan.
+    fn confirmed(&self, matches: &[(u32, usize)], found: &mut Vec<(usize, usize, usize)>, everywhere: &mut [bool]) {
+        let mut ends = Ends {
+            windows: Vec::new(),
+            open: vec![usize::MAX; self.back.len()],
+            back: &self.back,
+            overflow: false,
+            offsets: Vec::new(),
+        };
+        for &(x, end) in matches {
+            ends.add(x, end);
+        }
+        if ends.overflow {
             self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
             return;
         }
@@ -1320,11 +1343,6 @@ unsafe extern "C" fn on_any(_id: u32, _from: u64, _to: u64, _flags: u32, _ctx: *
 
 unsafe extern "C" fn on_match(id: u32, _from: u64, to: u64, _flags: u32, ctx: *mut std::ffi::c_void) -> i32 {
     let ends = &mut *(ctx as *mut Ends<'_>);
-    let x = id as usize;
-    let Some(&(back_lo, back_hi)) = ends.back.get(x) else {
-        ends.overflow = true; // an id we did not compile: fail closed
-        return 0;
-    };
     // in the text: from the piece that holds the match's last byte
     let to = to as usize;
     let k = ends.offsets.partition_point(|&(buf, _)| buf < to).saturating_sub(1);
@@ -1332,24 +1350,34 @@ unsafe extern "C" fn on_match(id: u32, _from: u64, to: u64, _flags: u32, ctx: *m
         ends.overflow = true; // nothing was scanned: fail closed
         return 0;
     };
-    let end = at + (to - buf);
-    let (lo, hi) = (end.saturating_sub(back_lo), end.saturating_sub(back_hi));
-    // Hyperscan reports ends in increasing order: a window that overlaps or touches the
-    // expression's latest one extends it (any other order just starts a new window; `hits`
-    // sorts and merges them all anyway)
-    if let Some(w) = ends.windows.get_mut(ends.open[x]) {
-        if lo <= w.2 + 1 && hi >= w.2 && lo >= w.1 {
-            w.2 = hi;
-            return 0;
+    ends.add(id, at + (to - buf));
+    0
+}
+
+impl Ends<'_> {
+    /// The window of starts of a match of expression `x` that ends at `end` of the text.
+    fn add(&mut self, x: u32, end: usize) {
+        let Some(&(back_lo, back_hi)) = self.back.get(x as usize) else {
+            self.overflow = true; // an id we did not compile: fail closed
+            return;
+        };
+        let (lo, hi) = (end.saturating_sub(back_lo), end.saturating_sub(back_hi));
+        // Hyperscan reports ends in increasing order: a window that overlaps or touches the
+        // expression's latest one extends it (any other order just starts a new window; `hits`
+        // sorts and merges them all anyway)
+        if let Some(w) = self.windows.get_mut(self.open[x as usize]) {
+            if lo <= w.2 + 1 && hi >= w.2 && lo >= w.1 {
+                w.2 = hi;
+                return;
+            }
+        }
+        if self.windows.len() < MAX_ENDS {
+            self.open[x as usize] = self.windows.len();
+            self.windows.push((x, lo, hi));
+        } else {
+            self.overflow = true;
         }
     }
-    if ends.windows.len() < MAX_ENDS {
-        ends.open[x] = ends.windows.len();
-        ends.windows.push((id, lo, hi));
-    } else {
-        ends.overflow = true;
-    }
-    0
 }
 
 /// Where `Engine::rewrite` writes: a `Vec`, a count (`Engine::masked_len`) or a slice of
@@ -1610,7 +1638,7 @@ impl Engine {
         // at most one database is located by digit shapes (`Engine::new`)
         let shape_db = self.dbs.iter().find(|db| !db.triggers.is_empty());
         let any_hs = self.dbs.iter().any(|db| db.triggers.is_empty());
-        let mut regions: Vec<(usize, usize)> = Vec::new();
+        let mut gfound = Found::default();
         // Where the literal-led database has a gate (AVX-512 VBMI or AVX2), one pass reads each
         // chunk for the gate and for the digit shapes (`fused`), when those are the only passes.
         let mut hs_dbs = self.dbs.iter().filter(|db| db.triggers.is_empty());
@@ -1629,14 +1657,17 @@ impl Engine {
                 // chunk was scanned whole, which sees no match running past its end, the gate
                 // reads the overlap with it first; a gated chunk's regions already reach past
                 // its end for every candidate in it.
-                regions.clear();
+                gfound.clear();
                 let max = max_regions(end - start);
-                let ok = prev_gated || gate.regions(text, start, shaped, max, &mut regions).is_ok();
+                let ok = prev_gated || gate.regions(text, start, shaped, max, &mut gfound).is_ok();
                 let mut on_shape = |t, lo, hi| self.on_shape(sdb, text, t, lo, hi, &mut per);
-                prev_gated = self.fused(gate, text, shaped, end, max, ok, &mut regions, &mut on_shape);
+                prev_gated = self.fused(gate, text, shaped, end, max, ok, &mut gfound, &mut on_shape);
+                if !gfound.ends.is_empty() {
+                    gdb.confirmed(&gfound.ends, &mut found, &mut everywhere);
+                }
                 // the regions in one call (a call costs about as much as scanning a few hundred
                 // bytes), or the range whole
-                let scan: &[(usize, usize)] = if prev_gated { &regions } else { &[(start, end)] };
+                let scan: &[(usize, usize)] = if prev_gated { &gfound.regions } else { &[(start, end)] };
                 if !scan.is_empty() {
                     with_aligned_pieces(text, scan, |aligned| gdb.scan(aligned, scan, &mut found, &mut everywhere));
                 }
@@ -1650,18 +1681,22 @@ impl Engine {
             if any_hs {
                 let mut whole: [Option<&Db>; 3] = [None; 3];
                 for (k, db) in self.dbs.iter().filter(|db| db.triggers.is_empty()).enumerate() {
-                    regions.clear();
+                    gfound.clear();
                     let gated = db
                         .gate
                         .as_ref()
-                        .is_some_and(|g| g.regions(text, start, end, max_regions(end - start), &mut regions).is_ok());
+                        .is_some_and(|g| g.regions(text, start, end, max_regions(end - start), &mut gfound).is_ok());
                     if !gated {
                         whole[k] = Some(db);
                         continue;
                     }
+                    if !gfound.ends.is_empty() {
+                        db.confirmed(&gfound.ends, &mut found, &mut everywhere);
+                    }
+                    let regions = &gfound.regions;
                     if !regions.is_empty() {
-                        with_aligned_pieces(text, &regions, |aligned| {
-                            db.scan(aligned, &regions, &mut found, &mut everywhere)
+                        with_aligned_pieces(text, regions, |aligned| {
+                            db.scan(aligned, regions, &mut found, &mut everywhere)
                         });
                     }
                 }
@@ -1752,7 +1787,7 @@ impl Engine {
         to: usize,
         max: usize,
         mut gate_on: bool,
-        regions: &mut Vec<(usize, usize)>,
+        regions: &mut Found,
         f: &mut impl FnMut(Trigger, usize, usize) -> bool,
     ) -> bool {
         // chunks that end by `to` and whose bytes up to `WIDTH - 1` past them are in `text`
@@ -3158,6 +3193,129 @@ mod tests {
     }
 
     include!("shipped.rs");
+
+    /// Every (expression, end) Hyperscan reports for `db` over the whole of `text`.
+    fn hyperscan_ends(db: &Db, text: &[u8]) -> Vec<(u32, usize)> {
+        unsafe extern "C" fn push(id: u32, _from: u64, to: u64, _flags: u32, ctx: *mut std::ffi::c_void) -> i32 {
+            (*(ctx as *mut Vec<(u32, usize)>)).push((id, to as usize));
+            0
+        }
+        let mut out: Vec<(u32, usize)> = Vec::new();
+        with_aligned(text, |t| {
+            let scratch = db.take_scratch().expect("scratch");
+            let rc = unsafe {
+                hs_scan(
+                    db.db,
+                    t.as_ptr() as *const _,
+                    t.len() as u32,
+                    0,
+                    scratch,
+                    Some(push),
+                    &mut out as *mut _ as *mut _,
+                )
+            };
+            db.put_scratch(scratch);
+            assert_eq!(rc, HS_SUCCESS);
+        });
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
+    /// An exact gate (`Gate::exact`) reports the matches Hyperscan would: the same (expression,
+    /// end) pairs over generated texts, for the shipped literal-led database and for operator
+    /// prefilters with case folding, optional parts and alternatives of several lengths.
+    #[test]
+    fn exact_gates_find_what_hyperscan_finds() {
+        let mut shipped = Engine::new(shipped_entries(), [7; 32]).expect("compiles");
+        let operator: Vec<EntrySpec> = [
+            (r"(?i)api[-_]?key", "apikey"),
+            (r"(?:tok|token)_(?:a|bb|ccc)=", "token_bb="),
+            (r"x[0-9]{2,3}Q", "x123Q"),
+            (r"(?:ab|abab)c", "ababc"),
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, (pf, _))| EntrySpec {
+            prefilter: Some(pf.to_string()),
+            ..spec(&format!("op{i}"), "OP", &format!("{pf}[a-z]{{0,8}}"), Validator::None, 40, &[])
+        })
+        .collect();
+        let mut operator = Engine::new(operator, [7; 32]).expect("compiles");
+        let mut next = xorshift(0x51a7_e0b5_3c2d_9e11u64);
+        let (mut compared, mut matches) = (0, 0);
+        for (engine, pieces) in [
+            (
+                &mut shipped,
+                &[
+                    &b"-----BEGIN "[..],
+                    b"eyJhb",
+                    b"AKIA",
+                    b"ASIA",
+                    b"aWs",
+                    b"ghp_",
+                    b"github_pat_",
+                    b"glpat-",
+                    b"xoxb-",
+                    b"https://hooks.slack.com/",
+                    b"sk-ant-",
+                    b"sk-a",
+                    b"sk_live_",
+                    b"rk_test_",
+                    b"AIza",
+                    b"BeArEr",
+                    b"basic ",
+                    b"postgres://",
+                    b"mongodb+srv://",
+                    b"rediss://",
+                    b"a@b",
+                    b"x.y@z-",
+                ][..],
+            ),
+            (
+                &mut operator,
+                &[&b"apikey"[..], b"API-KEY", b"api_Key", b"tok_a=", b"token_ccc=", b"x12Q", b"x123Q", b"ababc"][..],
+            ),
+        ] {
+            let db = engine.dbs.iter().find(|db| db.gate.as_ref().is_some_and(Gate::exact)).unwrap_or_else(|| {
+                panic!(
+                    "an exact gate: {:?}",
+                    engine.dbs.iter().map(|d| d.gate.as_ref().map(Gate::exact)).collect::<Vec<_>>()
+                )
+            });
+            let gate = db.gate.as_ref().expect("gate");
+            for _ in 0..400 {
+                let len = 1 + (next() % 600) as usize;
+                let mut t = Vec::new();
+                while t.len() < len {
+                    if next().is_multiple_of(3) {
+                        let p = pieces[(next() % pieces.len() as u64) as usize];
+                        // whole, or cut short, or with a byte changed
+                        let mut p = p[..p.len() - (next() % 2) as usize].to_vec();
+                        if next().is_multiple_of(5) {
+                            let k = (next() % p.len() as u64) as usize;
+                            p[k] ^= 0x20;
+                        }
+                        t.extend_from_slice(&p);
+                    } else {
+                        let noise = b"aZ9_-. @:/=+\n\t(x";
+                        t.push(noise[(next() % noise.len() as u64) as usize]);
+                    }
+                }
+                let mut found = Found::default();
+                gate.regions(&t, 0, t.len(), 0, &mut found).expect("matches are not limited");
+                assert!(found.regions.is_empty());
+                let mut got = found.ends;
+                got.sort_unstable();
+                got.dedup();
+                let want = hyperscan_ends(db, &t);
+                assert_eq!(got, want, "{:?}", String::from_utf8_lossy(&t));
+                compared += 1;
+                matches += want.len();
+            }
+        }
+        assert!(compared == 800 && matches > 2000, "{compared} {matches}");
+    }
 
     /// The enabled entries of the shipped catalogue.
     fn shipped_entries() -> Vec<EntrySpec> {

@@ -186,6 +186,8 @@ struct Fingerprint {
     offset: usize,
     sets: Vec<Set>,
     longest: usize,
+    /// The expression (its index in the gate's list).
+    expr: usize,
 }
 
 impl Fingerprint {
@@ -194,7 +196,7 @@ impl Fingerprint {
     /// row is the last choice (`ps://` would make every web URL a candidate).
     fn choose(seq: Vec<Set>) -> Fingerprint {
         if seq.len() <= WIDTH {
-            return Fingerprint { offset: 0, sets: seq, longest: 0 };
+            return Fingerprint { offset: 0, sets: seq, longest: 0, expr: 0 };
         }
         let single = |s: &Set, b: u8| {
             let mut one = [0; 4];
@@ -208,13 +210,15 @@ impl Fingerprint {
         let offset = (0..=seq.len() - WIDTH)
             .min_by(|&a, &b| score(&seq[a..a + WIDTH]).total_cmp(&score(&seq[b..b + WIDTH])))
             .unwrap_or(0);
-        Fingerprint { offset, sets: seq[offset..offset + WIDTH].to_vec(), longest: 0 }
+        Fingerprint { offset, sets: seq[offset..offset + WIDTH].to_vec(), longest: 0, expr: 0 }
     }
 }
 
-/// The fingerprints of `pattern` (each with the longest match it can make); None when a match
-/// may begin with any byte (or the pattern cannot be parsed or is unbounded).
-fn fingerprints(pattern: &str) -> Option<Vec<Fingerprint>> {
+/// The fingerprints of `pattern`, expression `expr` of its gate (each with the longest match
+/// it can make), and the byte sequences its matches are when `exact_seqs` knows them all; None
+/// when a match may begin with any byte (or the pattern cannot be parsed or is unbounded).
+#[allow(clippy::type_complexity)]
+fn fingerprints(pattern: &str, expr: usize) -> Option<(Vec<Fingerprint>, Option<Vec<Vec<Set>>>)> {
     let hir = regex_automata::util::syntax::parse_with(pattern, &syntax_config()).ok()?;
     let longest = hir.properties().maximum_len()?;
     let v = alts(&hir);
@@ -222,9 +226,122 @@ fn fingerprints(pattern: &str) -> Option<Vec<Fingerprint>> {
         return None;
     }
     let mut fps: Vec<Fingerprint> =
-        v.into_iter().map(|a| Fingerprint { longest, ..Fingerprint::choose(a.seq) }).collect();
+        v.into_iter().map(|a| Fingerprint { longest, expr, ..Fingerprint::choose(a.seq) }).collect();
     fps.dedup();
-    Some(fps)
+    Some((fps, exact_seqs(&hir).filter(|v| v.iter().all(|q| !q.is_empty()))))
+}
+
+/// Most sequences `exact_seqs` lists for one expression (once merged: `merge_seqs`; eight
+/// times as many before), and their longest.
+const EXACT_SEQS: usize = 64;
+const EXACT_LEN: usize = 64;
+
+/// Every match of `h`, as byte-set sequences (a match is a byte string that one of them
+/// accepts, position by position), when `h` is such a finite union: literals, classes,
+/// alternations, concatenations and repeats with a bound of at most 8, no look-around, at
+/// most `EXACT_SEQS` sequences of at most `EXACT_LEN` bytes. Every shipped prefilter is one
+/// (`-----BEGIN `, `(?i)aws`, `[A-Za-z0-9._%+-]@[A-Za-z0-9-]`, `(?:sk|rk|pk)_(?:live|test)_`).
+fn exact_seqs(h: &Hir) -> Option<Vec<Vec<Set>>> {
+    let one = |b: u8| {
+        let mut s = [0; 4];
+        set_add(&mut s, b);
+        s
+    };
+    let cross = |a: Vec<Vec<Set>>, b: &[Vec<Set>]| -> Option<Vec<Vec<Set>>> {
+        if a.len().saturating_mul(b.len()) > 8 * EXACT_SEQS {
+            return None;
+        }
+        Some(a.iter().flat_map(|x| b.iter().map(move |y| [x.as_slice(), y].concat())).collect())
+    };
+    let out = match h.kind() {
+        HirKind::Empty => vec![Vec::new()],
+        HirKind::Look(_) => return None,
+        HirKind::Literal(lit) => vec![lit.0.iter().map(|&b| one(b)).collect()],
+        HirKind::Class(Class::Bytes(c)) => {
+            let mut s = [0; 4];
+            for r in c.ranges() {
+                (r.start()..=r.end()).for_each(|b| set_add(&mut s, b));
+            }
+            vec![vec![s]]
+        }
+        HirKind::Class(Class::Unicode(c)) => {
+            let mut s = [0; 4];
+            for r in c.ranges() {
+                if u32::from(r.end()) >= 128 {
+                    return None; // several bytes per character
+                }
+                (r.start() as u8..=r.end() as u8).for_each(|b| set_add(&mut s, b));
+            }
+            vec![vec![s]]
+        }
+        HirKind::Capture(c) => exact_seqs(&c.sub)?,
+        HirKind::Repetition(r) => {
+            let max = r.max.filter(|&m| m <= 8)?;
+            let sub = exact_seqs(&r.sub)?;
+            let mut power = vec![Vec::new()];
+            let mut out = Vec::new();
+            for k in 0..=max {
+                if k >= r.min {
+                    out.extend(power.iter().cloned());
+                }
+                if k < max {
+                    power = cross(power, &sub)?;
+                }
+            }
+            out
+        }
+        HirKind::Alternation(v) => {
+            let mut out = Vec::new();
+            for sub in v {
+                out.extend(exact_seqs(sub)?);
+                if out.len() > 8 * EXACT_SEQS {
+                    return None;
+                }
+            }
+            out
+        }
+        HirKind::Concat(v) => {
+            let mut out = vec![Vec::new()];
+            for sub in v {
+                out = cross(out, &exact_seqs(sub)?)?;
+            }
+            out
+        }
+    };
+    let out = merge_seqs(out);
+    (out.len() <= EXACT_SEQS && out.iter().all(|q| q.len() <= EXACT_LEN)).then_some(out)
+}
+
+/// `seqs` with every two sequences that differ at one position only merged into one (the
+/// union of their sets there), until no two do: the same strings in fewer sequences (a
+/// caseless prefilter's literals, which `prefilter_exprs` lists one by one, become one).
+fn merge_seqs(mut seqs: Vec<Vec<Set>>) -> Vec<Vec<Set>> {
+    seqs.dedup();
+    let mut i = 0;
+    while i < seqs.len() {
+        let mut merged = false;
+        let mut j = i + 1;
+        while j < seqs.len() {
+            let (a, b) = (&seqs[i], &seqs[j]);
+            let differ: Vec<usize> =
+                if a.len() == b.len() { (0..a.len()).filter(|&k| a[k] != b[k]).collect() } else { vec![0, 0] };
+            match differ.as_slice() {
+                [] => {
+                    seqs.swap_remove(j);
+                }
+                &[k] => {
+                    let u = set_union(&a[k], &b[k]);
+                    seqs[i][k] = u;
+                    seqs.swap_remove(j);
+                    merged = true;
+                }
+                _ => j += 1,
+            }
+        }
+        // a merged sequence may now differ from an earlier one at one position only
+        i = if merged { 0 } else { i + 1 };
+    }
+    seqs
 }
 
 /// Bucket bits per position: position `k` of a fingerprint in bucket `b` accepts byte `x`
@@ -335,6 +452,24 @@ pub(crate) struct Gate {
     /// Per bucket and fingerprint, a test of 8 bytes at once (`Word`).
     words: Vec<Vec<Word>>,
     level: Level,
+    /// Per expression, every byte sequence its matches are (`exact_seqs`), when every expression
+    /// has them: the gate then tells the matches themselves, and Hyperscan is not called.
+    exact: Option<Vec<Vec<Vec<Set>>>>,
+}
+
+/// What the gate found in a range: regions for Hyperscan to scan, or, when the gate is exact
+/// (`Gate::exact`), the matches as (expression, end), in the order of their candidates.
+#[derive(Debug, Default)]
+pub(crate) struct Found {
+    pub(crate) regions: Vec<(usize, usize)>,
+    pub(crate) ends: Vec<(u32, usize)>,
+}
+
+impl Found {
+    pub(crate) fn clear(&mut self) {
+        self.regions.clear();
+        self.ends.clear();
+    }
 }
 
 /// What the bytes at a candidate must be for a fingerprint, read as one little-endian word:
@@ -382,8 +517,14 @@ impl Gate {
     /// of the positions.
     fn build(exprs: &[&str], level: Level, max_odds: f64) -> Option<Gate> {
         let mut fps = Vec::new();
-        for e in exprs {
-            fps.extend(fingerprints(e)?);
+        let mut exact = Some(Vec::new());
+        for (i, e) in exprs.iter().enumerate() {
+            let (f, seqs) = fingerprints(e, i)?;
+            fps.extend(f);
+            exact = exact.zip(seqs).map(|(mut all, seqs)| {
+                all.push(seqs);
+                all
+            });
         }
         if fps.is_empty() {
             return None;
@@ -427,36 +568,69 @@ impl Gate {
         }
         let buckets: Vec<Vec<Fingerprint>> = buckets.into_iter().map(|(_, fps)| fps).collect();
         let words = buckets.iter().map(|fps| fps.iter().map(Word::of).collect()).collect();
-        Some(Gate { tables, buckets, words, level })
+        Some(Gate { tables, buckets, words, level, exact })
     }
 
-    /// Regions `[a, b)` of `text` for Hyperscan to scan, sorted and apart, for the candidates
-    /// in `[from, to)`: from a byte before a match can start to a byte past where it can end.
-    /// Err when they would be more than `max`.
+    /// What the gate finds for the candidates in `[from, to)` of `text`, added to `out`: the
+    /// matches themselves when it is exact (`exact`), else regions `[a, b)` for Hyperscan to
+    /// scan, sorted and apart, from a byte before a match can start to a byte past where it
+    /// can end. Err when the regions would be more than `max` (matches are not limited).
     pub(crate) fn regions(
         &self,
         text: &[u8],
         from: usize,
         to: usize,
         max: usize,
-        out: &mut Vec<(usize, usize)>,
+        out: &mut Found,
     ) -> Result<(), TooMany> {
         self.candidates(text, from, to, &mut |c, m| self.add_regions(text, c, m, max, out))
     }
 
-    /// Adds the regions of the candidates `m` of the chunk at `c` of `text` (bit `i` for
-    /// `c + i`) to `out` (see `regions`), for those that fit one of their buckets' fingerprints
-    /// exactly: the tables accept the union of a bucket's fingerprints, position by position
-    /// (`LangGraph` fitted one that way), and a Hyperscan call costs far more than this check.
+    /// Whether the gate tells the matches themselves (`Found::ends`) rather than regions: every
+    /// expression is a finite union of byte-set sequences (`exact_seqs`).
+    #[cfg(test)]
+    pub(crate) fn exact(&self) -> bool {
+        self.exact.is_some()
+    }
+
+    /// Adds what the candidates `m` of the chunk at `c` of `text` (bit `i` for `c + i`) give to
+    /// `out` (see `regions`), for those that fit one of their buckets' fingerprints exactly: the
+    /// tables accept the union of a bucket's fingerprints, position by position (`LangGraph`
+    /// fitted one that way), and a Hyperscan call costs far more than this check.
+    ///
+    /// When the gate is exact, a fitting fingerprint's match would start `offset` bytes before
+    /// the candidate, and each sequence of its expression is checked there: every match of the
+    /// expression is one of them, and its start is a candidate of one of its fingerprints, so
+    /// the ends found are the ends Hyperscan reports (a test compares them on generated text).
     pub(crate) fn add_regions(
         &self,
         text: &[u8],
         c: usize,
         mut m: u64,
         max: usize,
-        out: &mut Vec<(usize, usize)>,
+        out: &mut Found,
     ) -> Result<(), TooMany> {
         let n = text.len();
+        if let Some(exact) = &self.exact {
+            while m != 0 {
+                let p = c + m.trailing_zeros() as usize;
+                m &= m - 1;
+                self.each_fit(text, p, |fp| {
+                    let Some(s) = p.checked_sub(fp.offset) else { return };
+                    for q in &exact[fp.expr] {
+                        let Some(bytes) = text.get(s..s + q.len()) else { continue };
+                        if q.iter().zip(bytes).all(|(set, &x)| set_has(set, x)) {
+                            let end = (fp.expr as u32, s + q.len());
+                            if out.ends.last() != Some(&end) {
+                                out.ends.push(end);
+                            }
+                        }
+                    }
+                });
+            }
+            return Ok(());
+        }
+        let regions = &mut out.regions;
         while m != 0 {
             let p = c + m.trailing_zeros() as usize;
             m &= m - 1;
@@ -465,12 +639,12 @@ impl Gate {
             };
             // with a byte of context on each side
             let (a, b) = (start.saturating_sub(1), n.min(end + 1));
-            if let Some(last) = out.last_mut().filter(|last| a <= last.1) {
+            if let Some(last) = regions.last_mut().filter(|last| a <= last.1) {
                 last.1 = last.1.max(b);
-            } else if out.len() >= max {
+            } else if regions.len() >= max {
                 return Err(TooMany);
             } else {
-                out.push((a, b));
+                regions.push((a, b));
             }
         }
         Ok(())
@@ -480,6 +654,18 @@ impl Gate {
     /// bytes in `text`: a match holds them): from the earliest start to the latest end those
     /// fingerprints allow; None when none fits.
     fn fits(&self, text: &[u8], p: usize) -> Option<(usize, usize)> {
+        let mut span: Option<(usize, usize)> = None;
+        self.each_fit(text, p, |fp| {
+            let start = p.saturating_sub(fp.offset);
+            let end = start + fp.longest;
+            span = Some(span.map_or((start, end), |(a, z)| (a.min(start), z.max(end))));
+        });
+        span
+    }
+
+    /// Calls `f` with each fingerprint that the bytes at `p` fit.
+    #[inline(always)]
+    fn each_fit(&self, text: &[u8], p: usize, mut f: impl FnMut(&Fingerprint)) {
         // the buckets whose tables accept it (bytes past the end read as 0, as in the pass)
         let mut bits = 0xffu8;
         for (k, table) in self.tables.exact.iter().enumerate() {
@@ -488,7 +674,6 @@ impl Gate {
         // Plain loops: an iterator chain here compiled to a call per fingerprint, its fold
         // state passed through the stack (a store-forwarding stall each time: this function was
         // a tenth of the time of text with one AWS key id per KiB).
-        let mut span: Option<(usize, usize)> = None;
         // the 8 bytes at `p`, when the text holds them (else each set is read)
         let word = text.get(p..p + 8).map(|w| u64::from_le_bytes(w.try_into().unwrap_or([0; 8])));
         while bits != 0 {
@@ -508,13 +693,10 @@ impl Gate {
                     }
                 };
                 if fits {
-                    let start = p.saturating_sub(fp.offset);
-                    let end = start + fp.longest;
-                    span = Some(span.map_or((start, end), |(a, z)| (a.min(start), z.max(end))));
+                    f(fp);
                 }
             }
         }
-        span
     }
 
     /// The level's name: `avx512vbmi` or `avx2`.
@@ -827,18 +1009,30 @@ mod tests {
         let res: Vec<Regex> =
             exprs.iter().map(|e| Regex::builder().syntax(syntax_config()).build(e).expect("compiles")).collect();
         for level in levels() {
-            let gate = Gate::build(exprs, level, 1.0).expect("gate");
+            let exact_gate = Gate::build(exprs, level, 1.0).expect("gate");
+            let mut gate = Gate::build(exprs, level, 1.0).expect("gate");
+            gate.exact = None;
             let mut rng = Rng(seed);
             for round in 0..300 {
                 let len = 1 + rng.below(300);
                 let t = text(&mut rng, len, pieces);
                 let from = if round % 3 == 0 { rng.below(t.len()) } else { 0 };
-                let mut regions = Vec::new();
-                gate.regions(&t, from, t.len(), usize::MAX, &mut regions).expect("no limit");
+                let mut found = Found::default();
+                gate.regions(&t, from, t.len(), usize::MAX, &mut found).expect("no limit");
+                let regions = found.regions;
+                let mut exact = Found::default();
+                exact_gate.regions(&t, from, t.len(), usize::MAX, &mut exact).expect("no limit");
                 for p in from..t.len() {
-                    for re in &res {
+                    for (x, re) in res.iter().enumerate() {
                         let input = Input::new(&t).span(p..t.len()).anchored(Anchored::Yes);
                         let Some(m) = re.search(&input) else { continue };
+                        assert!(
+                            !exact_gate.exact() || exact.ends.contains(&(x as u32, m.end())),
+                            "match {:?} of {x} in {:?} not among the ends {:?}",
+                            m.range(),
+                            String::from_utf8_lossy(&t),
+                            exact.ends
+                        );
                         assert!(
                             regions.iter().any(|&(a, b)| a <= p.saturating_sub(1) && (m.end() + 1).min(t.len()) <= b),
                             "match {:?} of {} in {:?} outside the regions {:?}",
@@ -863,6 +1057,7 @@ mod tests {
         );
         let avx2 = Gate::build(&exprs, Level::Avx2, Level::Avx2.max_odds());
         assert!(avx2.is_some(), "and with nibble tables");
+        assert!(avx2.as_ref().is_some_and(Gate::exact), "every shipped expression is a union of byte-set sequences");
         let pieces: &[&[u8]] = &[
             b"-----BEGIN ",
             b"eyJhbGciOi",
@@ -893,6 +1088,48 @@ mod tests {
         let pieces: &[&[u8]] =
             &[b"foo", b"X12y", b"QQQbc", b"bc", b"abEE", b"cEEE", b"cdEE", b"qW.z", b"w.z", b"prefix", b"fix"];
         check_complete(&exprs, pieces, 2);
+    }
+
+    /// `exact_seqs` lists exactly the matches: every string of up to 4 bytes of a small
+    /// alphabet is accepted by a sequence when the whole string matches the expression.
+    #[test]
+    fn exact_sequences_are_the_matches() {
+        let exact = [r"(?i)ab", r"a[bc]{1,2}d", r"(?:x|yz)?w", r"q{2}", r"(a|b)(?:c|)", r"[^a-y]", r"(?:ab){0,2}c"];
+        let alphabet = b"abcdxyzwqAB";
+        for e in exact {
+            let hir = regex_automata::util::syntax::parse_with(e, &syntax_config()).expect("parses");
+            let seqs = exact_seqs(&hir).unwrap_or_else(|| panic!("{e} is exact"));
+            let whole = Regex::builder().syntax(syntax_config()).build(&format!(r"\A(?:{e})\z")).expect("compiles");
+            let mut strings: Vec<Vec<u8>> = vec![Vec::new()];
+            for len in 1..=4 {
+                strings = strings
+                    .iter()
+                    .filter(|s| s.len() == len - 1)
+                    .flat_map(|s| alphabet.iter().map(move |&b| [s.as_slice(), &[b]].concat()))
+                    .chain(strings.iter().cloned())
+                    .collect();
+            }
+            let mut hits = 0;
+            for t in &strings {
+                let listed =
+                    seqs.iter().any(|q| q.len() == t.len() && q.iter().zip(t).all(|(set, &b)| set_has(set, b)));
+                assert_eq!(listed, whole.is_match(t.as_slice()), "{e} on {:?}", String::from_utf8_lossy(t));
+                hits += usize::from(listed);
+            }
+            assert!(hits > 0, "{e}");
+        }
+        // unbounded or long repeats, look-around, too many sequences
+        for e in [
+            r"a+",
+            r"\bfoo",
+            r"a{1,9}",
+            r"x[0-9]*",
+            r"(?:ab|cd)(?:ef|gh)(?:ij|kl)(?:mn|op)(?:qr|st)(?:uv|wx)(?:yz|AB)",
+            r"foo$",
+        ] {
+            let hir = regex_automata::util::syntax::parse_with(e, &syntax_config()).expect("parses");
+            assert!(exact_seqs(&hir).is_none(), "{e}");
+        }
     }
 
     #[test]
@@ -990,7 +1227,7 @@ mod tests {
         let mut rng = Rng(7);
         let (mut exact, mut checked) = (0, 0);
         for e in &exprs {
-            for fp in fingerprints(e).expect("fingerprints") {
+            for fp in fingerprints(e, 0).expect("fingerprints").0 {
                 let w = Word::of(&fp);
                 exact += usize::from(w.exact);
                 for round in 0..3000 {
@@ -1018,13 +1255,18 @@ mod tests {
 
     #[test]
     fn regions_merge_and_stop_at_the_limit() {
-        let gate = Gate::build(&["sk-ant-"], Level::detect().expect("x86_64 with AVX2"), 1.0).expect("gate");
+        let mut gate = Gate::build(&["sk-ant-"], Level::detect().expect("x86_64 with AVX2"), 1.0).expect("gate");
         let t = b"xx sk-ant- sk-ant- ........................................ sk-ant-";
-        let mut r = Vec::new();
+        // exact: the matches themselves, with no limit
+        let mut r = Found::default();
+        gate.regions(t, 0, t.len(), 1, &mut r).expect("matches are not limited");
+        assert_eq!((r.regions, r.ends), (vec![], vec![(0, 10), (0, 18), (0, t.len())]));
+        gate.exact = None;
+        let mut r = Found::default();
         gate.regions(t, 0, t.len(), 8, &mut r).expect("few");
         // candidates at 3 and 11 (regions 2..11 and 10..19, merged) and at the end
-        assert_eq!(r, vec![(2, 19), (t.len() - 8, t.len())]);
-        let mut r = Vec::new();
+        assert_eq!(r.regions, vec![(2, 19), (t.len() - 8, t.len())]);
+        let mut r = Found::default();
         assert_eq!(gate.regions(t, 0, t.len(), 1, &mut r), Err(TooMany));
     }
 }
