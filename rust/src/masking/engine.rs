@@ -102,9 +102,10 @@ pub struct CompileError {
 struct Pat {
     entry: usize,
     re: Regex,
-    /// Entries with literal prefixes: the pattern as an anchored lazy DFA, to tell when nothing
-    /// starting at a prefix occurrence can grow any more (`settled`), and its caches.
-    settle: Option<(hybrid::dfa::DFA, Mutex<Vec<hybrid::dfa::Cache>>)>,
+    /// The pattern as a forward lazy DFA (leftmost-first, as `re`), and its caches: for the
+    /// anchored searches of narrow windows (`raw_matches`), and to tell when nothing starting at
+    /// a literal prefix can grow any more (`settled`).
+    fwd: Option<(hybrid::dfa::DFA, Mutex<Vec<hybrid::dfa::Cache>>)>,
     /// The longest match the pattern can make (None: unbounded). Searches for a match starting
     /// at most at `hi` then end at `hi + max_match`, with look-around still seeing past it.
     max_match: Option<usize>,
@@ -475,6 +476,36 @@ impl AlignedCopy {
 /// 1.13x faster with this limit (`masking_ab`-style interleaved runs, 5 rounds, median).
 fn max_regions(len: usize) -> usize {
     len / 512 + 1
+}
+
+/// Windows of fewer possible starts than this are searched by the lazy DFA, anchored at each
+/// start (`narrow_search`), rather than by the meta regex.
+const NARROW: usize = 8;
+
+/// The leftmost-first match that starts in `[pos, hi]` and ends by `end` (look-around still
+/// seeing the bytes around), as `(start, end)`: the first start where the forward DFA `dfa`,
+/// anchored there, finds a match, and that match, as an unanchored search from `pos` would find
+/// it. Starts whose byte no match begins with (`first`) are skipped. Err when the DFA gives up
+/// (its cache cleared too often): the caller searches with the meta regex.
+fn narrow_search(
+    dfa: &hybrid::dfa::DFA,
+    cache: &mut hybrid::dfa::Cache,
+    hay: &[u8],
+    pos: usize,
+    hi: usize,
+    end: usize,
+    first: Option<&[bool; 256]>,
+) -> Result<Option<(usize, usize)>, regex_automata::MatchError> {
+    for s in pos..=hi.min(end) {
+        if first.is_some_and(|f| !hay.get(s).is_some_and(|&b| f[usize::from(b)])) {
+            continue;
+        }
+        let input = Input::new(hay).span(s..end).anchored(Anchored::Yes);
+        if let Some(m) = dfa.try_search_fwd(cache, &input)? {
+            return Ok(Some((s, m.offset())));
+        }
+    }
+    Ok(None)
 }
 
 /// Texts longer than this are scanned in chunks (`Engine::hits`).
@@ -1465,18 +1496,14 @@ impl Engine {
                     expr_entry.push(i);
                     back.push(start_window(e, p, false));
                 }
-                let settle = if e.prefixes.is_empty() {
-                    None
-                } else {
-                    hybrid::dfa::DFA::builder()
-                        .syntax(syntax_config())
-                        .build(p)
-                        .ok()
-                        .map(|dfa| (dfa, Mutex::new(Vec::new())))
-                };
+                let fwd = hybrid::dfa::DFA::builder()
+                    .syntax(syntax_config())
+                    .build(p)
+                    .ok()
+                    .map(|dfa| (dfa, Mutex::new(Vec::new())));
                 let split = if e.group == 0 { None } else { Split::new(p, e.group) };
                 let runs = Runs::new(p, e.group);
-                pats.push(Pat { entry: i, re, max_match: max_match(p), settle, split, runs, first: first_bytes(p) });
+                pats.push(Pat { entry: i, re, max_match: max_match(p), fwd, split, runs, first: first_bytes(p) });
             }
             if let Some(pf) = &e.prefilter {
                 for (x, window) in prefilter_exprs(e, pf) {
@@ -1912,6 +1939,8 @@ impl Engine {
             // start: every match ends at (or contains) a reported end, so it starts inside one
             // of the windows.
             let mut caps = if entry.group == 0 { None } else { Some(pat.re.create_captures()) };
+            // the DFA's cache, taken from its pool at the first narrow window, given back below
+            let mut fwd_cache: Option<hybrid::dfa::Cache> = None;
             let mut pos = from;
             // Bytes the searches may have read, counted up to the match end when one is found and
             // to the end of the span when none is. Windows of one byte (digit shapes, leading
@@ -1947,14 +1976,35 @@ impl Engine {
                     #[cfg(test)]
                     SEARCHED.with(|c| c.set(c.get() + (end - pos)));
                     let by_runs = pat.runs.as_ref().filter(|_| anchored).map(|r| r.find(hay, pos, end));
+                    // A narrow window (a few bytes: digit shapes, leading prefilters) is searched
+                    // by the lazy DFA anchored at each start in turn (the first start with a
+                    // match, and there the leftmost-first match: what an unanchored search
+                    // finds). The meta regex's own costs per search (its cache pool, strategy,
+                    // start-of-match) were more than the DFA's reading of a few bytes.
+                    let narrow = by_runs.is_none() && hi < pos + NARROW && pat.first.is_some();
+                    let by_dfa = match (&pat.fwd, narrow) {
+                        (Some((dfa, pool)), true) => {
+                            let cache = fwd_cache.get_or_insert_with(|| {
+                                pool.lock()
+                                    .unwrap_or_else(|e| e.into_inner())
+                                    .pop()
+                                    .unwrap_or_else(|| dfa.create_cache())
+                            });
+                            narrow_search(dfa, cache, hay, pos, hi, end, pat.first.as_deref()).ok()
+                        }
+                        _ => None,
+                    };
+                    let narrow = by_dfa.is_some();
                     let found = by_runs.unwrap_or_else(|| {
-                        let input = Input::new(hay).span(pos..end).anchored(if anchored {
-                            Anchored::Yes
-                        } else {
-                            Anchored::No
+                        let bounds = by_dfa.unwrap_or_else(|| {
+                            let input = Input::new(hay).span(pos..end).anchored(if anchored {
+                                Anchored::Yes
+                            } else {
+                                Anchored::No
+                            });
+                            pat.re.search(&input).map(|m| (m.start(), m.end()))
                         });
-                        pat.re.search(&input).map(|m| {
-                            let (ms, me) = (m.start(), m.end());
+                        bounds.map(|(ms, me)| {
                             let Some(caps) = caps.as_mut() else { return (ms, me, ms, me) };
                             // the group: placed from the match's ends where the pattern allows, else
                             // by capture search over the match (the same leftmost-first reading)
@@ -1967,7 +2017,7 @@ impl Engine {
                     });
                     work += found.map_or(end - pos, |(_, me, _, _)| me.saturating_sub(pos));
                     let Some((ms, me, gs, ge)) = found else {
-                        if end == hay.len() && !anchored {
+                        if end == hay.len() && !anchored && !narrow {
                             break 'windows; // no match anywhere after `pos`
                         }
                         break; // none starts in this window
@@ -1991,6 +2041,9 @@ impl Engine {
                 if hi == hay.len() {
                     break; // the last window, or one that covered the rest of the text
                 }
+            }
+            if let (Some(cache), Some((_, pool))) = (fwd_cache, &pat.fwd) {
+                pool.lock().unwrap_or_else(|e| e.into_inner()).push(cache);
             }
         }
         out
@@ -2187,7 +2240,7 @@ impl Engine {
     /// whenever that cannot be shown (the DFA still alive at the end, or it gave up).
     fn settled(&self, entry: usize, hay: &[u8], at: usize) -> bool {
         self.pats.iter().filter(|p| p.entry == entry).all(|pat| {
-            let Some((dfa, pool)) = &pat.settle else { return false };
+            let Some((dfa, pool)) = &pat.fwd else { return false };
             let mut cache = pool.lock().unwrap_or_else(|e| e.into_inner()).pop().unwrap_or_else(|| dfa.create_cache());
             let dead = dies_before_end(dfa, &mut cache, hay, at);
             pool.lock().unwrap_or_else(|e| e.into_inner()).push(cache);
