@@ -1090,6 +1090,9 @@ unsafe fn masks_sse2(p: *const u8) -> ChunkMasks {
 unsafe fn masks_avx2(p: *const u8) -> ChunkMasks {
     use std::arch::x86_64::*;
     let set = |b: u8| _mm256_set1_epi8(b as i8);
+    let seps = _mm256_broadcastsi128_si256(_mm_setr_epi8(
+        0x20, -1, -1, -1, -1, -1, -1, -1, 0x28, 0x29, -1, -1, -1, 0x2d, 0x2e, -1,
+    ));
     let mut k = ChunkMasks { digit: 0, plus: 0, sep: 0, upper: 0 };
     for i in 0..2 {
         let v = _mm256_loadu_si256(p.add(32 * i) as *const __m256i);
@@ -1097,9 +1100,9 @@ unsafe fn masks_avx2(p: *const u8) -> ChunkMasks {
         // signed compares: bytes >= 0x80 are negative, never digits or capitals
         let d = _mm256_and_si256(_mm256_cmpgt_epi8(v, set(b'/')), _mm256_cmpgt_epi8(set(b':'), v));
         let u = _mm256_and_si256(_mm256_cmpgt_epi8(v, set(b'@')), _mm256_cmpgt_epi8(set(b'['), v));
-        // ' ', '-', '.', and '(' or ')' (0x28 and 0x29: equal once bit 0 is cleared)
-        let paren = _mm256_cmpeq_epi8(_mm256_and_si256(v, set(0xfe)), set(b'('));
-        let s = _mm256_or_si256(_mm256_or_si256(eq(b' '), paren), _mm256_or_si256(eq(b'-'), eq(b'.')));
+        // ' ', '(', ')', '-', '.': the separator with the byte's low nibble, looked up, is the
+        // byte itself (bytes >= 0x80 look up 0, which none is)
+        let s = _mm256_cmpeq_epi8(_mm256_shuffle_epi8(seps, v), v);
         let at = 32 * i;
         k.digit |= u64::from(movemask_opaque(d)) << at;
         k.plus |= u64::from(movemask_opaque(eq(b'+'))) << at;
