@@ -6,13 +6,16 @@
 //! shapes instead (`digit_triggers`). Each reported end gives a window of possible match starts,
 //! as narrow as the expression proves (`start_window`: one byte for a leading literal
 //! prefilter). Hyperscan scans only the regions where a SIMD pass of our own (`gate.rs`) finds
-//! that a match of a database can start, or the whole range when those are many; with AVX-512
-//! VBMI that pass and the digit shapes read the text in one loop (`Engine::fused`). Text
+//! that a match of a database can start, or the whole range when those are many; when every
+//! expression of the database is a finite union of byte-set sequences (all the shipped ones
+//! are), that pass reports the match ends itself and Hyperscan is not called. With AVX-512 VBMI
+//! or AVX2 that pass and the digit shapes read the text in one loop (`Engine::fused`). Text
 //! without PII costs these passes and nothing else.
 //!
 //! Exact spans: `regex-automata`'s meta regex (leftmost-first, the same semantics as Python's
 //! `re`, which the tests use as the oracle) runs only in those windows, or over the whole text
-//! when they are many. This is how the start of a match is found: Hyperscan's own start-of-match
+//! when they are many; a window of a few bytes is searched by the pattern's lazy DFA, anchored
+//! at each start in turn (`narrow_search`). This is how the start of a match is found: Hyperscan's own start-of-match
 //! tracking (SOM_LEFTMOST) is costly and fails to compile for some bounded repeats, while a
 //! small regex over a window known to hold a match start is cheap.
 //!

@@ -19,6 +19,11 @@
 //! candidates are many (PII-dense text, or an operator's expression led by a broad class) a
 //! region costs more than its share of one whole scan, and the caller scans the whole range.
 //!
+//! When every expression is a finite union of byte-set sequences (`exact_seqs`; every shipped
+//! one is: `-----BEGIN `, `(?i)aws`, `[A-Za-z0-9._%+-]@[A-Za-z0-9-]`...), the gate is *exact*:
+//! it checks the sequences where a fitting fingerprint says a match would start, and reports
+//! the match ends Hyperscan would (`Found::ends`), with no Hyperscan call and no limit.
+//!
 //! With AVX-512 VBMI, each position is one 128-byte table lookup (`vpermi2b`), exact for
 //! ASCII; with AVX2 only, Teddy's nibble tables, which accept more (a byte is accepted when its
 //! low and its high nibble each appear in the set, though maybe not together).
