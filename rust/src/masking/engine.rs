@@ -511,6 +511,47 @@ fn narrow_search(
     Ok(None)
 }
 
+/// `spans` sorted by (start, end), by merging their ascending runs two by two: they come as
+/// one run per pattern (`raw_matches`): 2,168 spans in 23 runs per 2 MiB of PII-dense text,
+/// where the standard library's stable sort quicksorted most runs (it keeps only runs longer
+/// than about the square root of the length). PII-dense text: 15.35M to 15.28M instructions per
+/// 2 MiB (callgrind); the sort with a packed `u128` key and `sort_unstable` gave 15.37M.
+fn sort_runs(spans: Vec<Span>) -> Vec<Span> {
+    let key = |s: &Span| (s.start, s.end);
+    let mut bounds: Vec<usize> = vec![0];
+    bounds.extend((1..spans.len()).filter(|&i| key(&spans[i]) < key(&spans[i - 1])));
+    bounds.push(spans.len());
+    let mut src = spans;
+    let mut dst: Vec<Span> = Vec::with_capacity(if bounds.len() > 2 { src.len() } else { 0 });
+    while bounds.len() > 2 {
+        dst.clear();
+        let mut next = vec![0];
+        let mut i = 0;
+        while i + 1 < bounds.len() {
+            // runs [a, m) and [m, b) (the last alone when they are odd in number)
+            let (a, m) = (bounds[i], bounds[i + 1]);
+            let b = bounds.get(i + 2).copied().unwrap_or(m);
+            let (mut x, mut y) = (a, m);
+            while x < m && y < b {
+                if key(&src[y]) < key(&src[x]) {
+                    dst.push(src[y]);
+                    y += 1;
+                } else {
+                    dst.push(src[x]);
+                    x += 1;
+                }
+            }
+            dst.extend_from_slice(&src[x..m]);
+            dst.extend_from_slice(&src[y..b]);
+            next.push(b);
+            i += 2;
+        }
+        bounds = next;
+        std::mem::swap(&mut src, &mut dst);
+    }
+    src
+}
+
 /// Texts longer than this are scanned in chunks (`Engine::hits`).
 const SCAN_CHUNK: usize = 256 << 10;
 
@@ -2056,11 +2097,9 @@ impl Engine {
     }
 
     /// Validated spans merged into their union (sorted, non-overlapping).
-    fn merge(mut spans: Vec<Span>) -> Vec<Span> {
-        // (the label of a union is its least entry, whatever the order of equal spans). They
-        // come as one sorted run per pattern (`raw_matches`), which the stable sort finds and
-        // merges: PII-dense text spent 2.7% of its time in the unstable sort's quicksort.
-        spans.sort_by_key(|s| (s.start, s.end));
+    fn merge(spans: Vec<Span>) -> Vec<Span> {
+        // (the label of a union is its least entry, whatever the order of equal spans)
+        let spans = sort_runs(spans);
         let mut out: Vec<Span> = Vec::with_capacity(spans.len());
         for s in spans {
             if let Some(last) = out.last_mut() {
@@ -3252,6 +3291,33 @@ mod tests {
     }
 
     include!("shipped.rs");
+
+    /// `sort_runs` sorts as the standard sort does: runs of random lengths and counts, with
+    /// equal keys among them.
+    #[test]
+    fn runs_merge_into_a_sorted_list() {
+        let mut next = xorshift(0x7a1e_5eed_0f_5a17u64);
+        for round in 0..2000 {
+            let mut spans = Vec::new();
+            for _ in 0..(round % 40) {
+                let mut at = (next() % 50) as usize;
+                for _ in 0..(next() % 30) {
+                    at += (next() % 4) as usize;
+                    let end = at + (next() % 3) as usize;
+                    spans.push(Span { start: at, end, entry: (next() % 5) as usize });
+                }
+            }
+            let mut want = spans.clone();
+            want.sort_by_key(|s| (s.start, s.end));
+            let key = |v: &[Span]| v.iter().map(|s| (s.start, s.end)).collect::<Vec<_>>();
+            let got = sort_runs(spans.clone());
+            assert_eq!(key(&got), key(&want));
+            let (mut a, mut b) = (got, spans);
+            a.sort_by_key(|s| (s.start, s.end, s.entry));
+            b.sort_by_key(|s| (s.start, s.end, s.entry));
+            assert_eq!(a, b, "the same spans");
+        }
+    }
 
     /// Every (expression, end) Hyperscan reports for `db` over the whole of `text`.
     fn hyperscan_ends(db: &Db, text: &[u8]) -> Vec<(u32, usize)> {
