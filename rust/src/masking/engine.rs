@@ -3296,7 +3296,7 @@ mod tests {
     /// equal keys among them.
     #[test]
     fn runs_merge_into_a_sorted_list() {
-        let mut next = xorshift(0x7a1e_5eed_0f_5a17u64);
+        let mut next = xorshift(0x7a1e_5eed_0f5a_1700u64);
         for round in 0..2000 {
             let mut spans = Vec::new();
             for _ in 0..(round % 40) {
