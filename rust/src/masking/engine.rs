@@ -2095,8 +2095,12 @@ impl Engine {
                     break; // the last window, or one that covered the rest of the text
                 }
             }
-            if let (Some(cache), Some((_, pool))) = (fwd_cache, &pat.fwd) {
-                pool.lock().unwrap_or_else(|e| e.into_inner()).push(cache);
+            // (tested first: moving the `Option` of a cache, some hundred bytes, for every pattern
+            // of every call showed in the time of a 1 KiB body)
+            if fwd_cache.is_some() {
+                if let (Some(cache), Some((_, pool))) = (fwd_cache, &pat.fwd) {
+                    pool.lock().unwrap_or_else(|e| e.into_inner()).push(cache);
+                }
             }
         }
         out
