@@ -1314,13 +1314,7 @@ impl Db {
                 (at - (b - a), a)
             })
             .collect();
-        let mut ends = Ends {
-            windows: Vec::new(),
-            open: vec![usize::MAX; self.back.len()],
-            back: &self.back,
-            overflow: false,
-            offsets,
-        };
+        let mut ends = Ends::new(&self.back, offsets);
         let Some(scratch) = self.take_scratch() else {
             // Fail closed: search every entry everywhere (the exact regexes decide).
             self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
@@ -1350,13 +1344,7 @@ impl Db {
     /// `scan`'s windows from match ends that an exact gate found (`Found::ends`: expression,
     /// end in the text) instead of Hyperscan.
     fn confirmed(&self, matches: &[(u32, usize)], found: &mut Vec<(usize, usize, usize)>, everywhere: &mut [bool]) {
-        let mut ends = Ends {
-            windows: Vec::new(),
-            open: vec![usize::MAX; self.back.len()],
-            back: &self.back,
-            overflow: false,
-            offsets: Vec::new(),
-        };
+        let mut ends = Ends::new(&self.back, Vec::new());
         for &(x, end) in matches {
             ends.add(x, end);
         }
@@ -1438,7 +1426,11 @@ unsafe extern "C" fn on_match(id: u32, _from: u64, to: u64, _flags: u32, ctx: *m
     0
 }
 
-impl Ends<'_> {
+impl<'a> Ends<'a> {
+    fn new(back: &'a [(usize, usize)], offsets: Vec<(usize, usize)>) -> Ends<'a> {
+        Ends { windows: Vec::new(), open: vec![usize::MAX; back.len()], back, overflow: false, offsets }
+    }
+
     /// The window of starts of a match of expression `x` that ends at `end` of the text.
     fn add(&mut self, x: u32, end: usize) {
         let Some(&(back_lo, back_hi)) = self.back.get(x as usize) else {

@@ -52,6 +52,37 @@ fn set_add(s: &mut Set, b: u8) {
     s[usize::from(b >> 6)] |= 1 << (b & 63);
 }
 
+fn single(b: u8) -> Set {
+    let mut s = [0; 4];
+    set_add(&mut s, b);
+    s
+}
+
+/// The bytes a class matches, and whether that is exact: a Unicode class reaching past ASCII
+/// also gets every byte of 0x80 and up (its characters' UTF-8 bytes), a superset.
+fn class_set(c: &Class) -> (Set, bool) {
+    let mut s = [0; 4];
+    let mut exact = true;
+    match c {
+        Class::Bytes(c) => {
+            for r in c.ranges() {
+                (r.start()..=r.end()).for_each(|b| set_add(&mut s, b));
+            }
+        }
+        Class::Unicode(c) => {
+            for r in c.ranges() {
+                let (lo, hi) = (u32::from(r.start()), u32::from(r.end()));
+                (lo.min(256)..=hi.min(255)).for_each(|b| set_add(&mut s, b as u8));
+                if hi >= 128 {
+                    (128..=255).for_each(|b| set_add(&mut s, b)); // UTF-8 bytes
+                    exact = false;
+                }
+            }
+        }
+    }
+    (s, exact)
+}
+
 fn set_union(a: &Set, b: &Set) -> Set {
     [a[0] | b[0], a[1] | b[1], a[2] | b[2], a[3] | b[3]]
 }
@@ -100,37 +131,8 @@ fn alts(h: &Hir) -> Vec<Alt> {
     let closed = |seq: Vec<Set>| vec![Alt { seq, open: false }];
     let out = match h.kind() {
         HirKind::Empty | HirKind::Look(_) => closed(Vec::new()),
-        HirKind::Literal(lit) => closed(
-            lit.0
-                .iter()
-                .take(EXTRACT)
-                .map(|&b| {
-                    let mut s = [0; 4];
-                    set_add(&mut s, b);
-                    s
-                })
-                .collect(),
-        ),
-        HirKind::Class(c) => {
-            let mut s = [0; 4];
-            match c {
-                Class::Bytes(c) => {
-                    for r in c.ranges() {
-                        (r.start()..=r.end()).for_each(|b| set_add(&mut s, b));
-                    }
-                }
-                Class::Unicode(c) => {
-                    for r in c.ranges() {
-                        let (lo, hi) = (u32::from(r.start()), u32::from(r.end()));
-                        (lo.min(256)..=hi.min(255)).for_each(|b| set_add(&mut s, b as u8));
-                        if hi >= 128 {
-                            (128..=255).for_each(|b| set_add(&mut s, b)); // UTF-8 bytes
-                        }
-                    }
-                }
-            }
-            closed(vec![s])
-        }
+        HirKind::Literal(lit) => closed(lit.0.iter().take(EXTRACT).map(|&b| single(b)).collect()),
+        HirKind::Class(c) => closed(vec![class_set(c).0]),
         HirKind::Capture(c) => alts(&c.sub),
         HirKind::Repetition(r) => {
             let sub = alts(&r.sub);
@@ -203,13 +205,8 @@ impl Fingerprint {
         if seq.len() <= WIDTH {
             return Fingerprint { offset: 0, sets: seq, longest: 0, expr: 0 };
         }
-        let single = |s: &Set, b: u8| {
-            let mut one = [0; 4];
-            set_add(&mut one, b);
-            *s == one
-        };
         let url = |w: &[Set]| {
-            w.windows(3).any(|x| b"https://".windows(3).any(|u| x.iter().zip(u).all(|(s, &b)| single(s, b))))
+            w.windows(3).any(|x| b"https://".windows(3).any(|u| x.iter().zip(u).all(|(s, &b)| *s == single(b))))
         };
         let score = |w: &[Set]| w.iter().map(set_freq).product::<f64>() * if url(w) { 1e30 } else { 1.0 };
         let offset = (0..=seq.len() - WIDTH)
@@ -247,11 +244,6 @@ const EXACT_LEN: usize = 64;
 /// most `EXACT_SEQS` sequences of at most `EXACT_LEN` bytes. Every shipped prefilter is one
 /// (`-----BEGIN `, `(?i)aws`, `[A-Za-z0-9._%+-]@[A-Za-z0-9-]`, `(?:sk|rk|pk)_(?:live|test)_`).
 fn exact_seqs(h: &Hir) -> Option<Vec<Vec<Set>>> {
-    let one = |b: u8| {
-        let mut s = [0; 4];
-        set_add(&mut s, b);
-        s
-    };
     let cross = |a: Vec<Vec<Set>>, b: &[Vec<Set>]| -> Option<Vec<Vec<Set>>> {
         if a.len().saturating_mul(b.len()) > 8 * EXACT_SEQS {
             return None;
@@ -261,24 +253,11 @@ fn exact_seqs(h: &Hir) -> Option<Vec<Vec<Set>>> {
     let out = match h.kind() {
         HirKind::Empty => vec![Vec::new()],
         HirKind::Look(_) => return None,
-        HirKind::Literal(lit) => vec![lit.0.iter().map(|&b| one(b)).collect()],
-        HirKind::Class(Class::Bytes(c)) => {
-            let mut s = [0; 4];
-            for r in c.ranges() {
-                (r.start()..=r.end()).for_each(|b| set_add(&mut s, b));
-            }
-            vec![vec![s]]
-        }
-        HirKind::Class(Class::Unicode(c)) => {
-            let mut s = [0; 4];
-            for r in c.ranges() {
-                if u32::from(r.end()) >= 128 {
-                    return None; // several bytes per character
-                }
-                (r.start() as u8..=r.end() as u8).for_each(|b| set_add(&mut s, b));
-            }
-            vec![vec![s]]
-        }
+        HirKind::Literal(lit) => vec![lit.0.iter().map(|&b| single(b)).collect()],
+        HirKind::Class(c) => match class_set(c) {
+            (s, true) => vec![vec![s]],
+            _ => return None, // several bytes per character
+        },
         HirKind::Capture(c) => exact_seqs(&c.sub)?,
         HirKind::Repetition(r) => {
             let max = r.max.filter(|&m| m <= 8)?;
@@ -321,7 +300,6 @@ fn exact_seqs(h: &Hir) -> Option<Vec<Vec<Set>>> {
 /// union of their sets there), until no two do: the same strings in fewer sequences (a
 /// caseless prefilter's literals, which `prefilter_exprs` lists one by one, become one).
 fn merge_seqs(mut seqs: Vec<Vec<Set>>) -> Vec<Vec<Set>> {
-    seqs.dedup();
     let mut i = 0;
     while i < seqs.len() {
         let mut merged = false;
