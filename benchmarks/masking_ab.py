@@ -11,7 +11,11 @@ Each build is a shared object (`target/release/libgraphwarden_native.so`, built 
 `graphwarden._native` from a copy of this checkout's Python package, so the checkout is not
 touched.
 
-Usage: taskset -c 1 python3 benchmarks/masking_ab.py A.so B.so [--rounds 3] [--seconds 2]
+With `--simd avx2` (or `sse2`), both builds run with `GRAPHWARDEN_SIMD` set, capping the vector
+instructions their passes use, so that a change to a narrower level's pass is measured on a
+machine that has wider ones (builds from before the variable ignore it: check the "passes" line).
+
+Usage: taskset -c 1 python3 benchmarks/masking_ab.py A.so B.so [--rounds 3] [--seconds 2] [--simd LEVEL]
 """
 
 from __future__ import annotations
@@ -59,7 +63,7 @@ stream, chunk = m.stream(), corpus(size, dense=False)[:256]
 out["write us"] = p50_us(lambda: stream.feed(chunk))
 print(json.dumps(out))
 try:
-    print(m.simd(), file=sys.stderr)
+    print("passes:", m.simd(), file=sys.stderr)
 except AttributeError:  # a build from before `simd()`
     print("(this build does not say which vector instructions it uses)", file=sys.stderr)
 """
@@ -80,6 +84,7 @@ def main() -> int:
     ap.add_argument("b", type=Path)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--seconds", type=float, default=2.0)
+    ap.add_argument("--simd", choices=("avx512", "avx2", "sse2"), help="cap both builds' passes (GRAPHWARDEN_SIMD)")
     args = ap.parse_args()
     for so in (args.a, args.b):
         if not so.is_file():
@@ -91,8 +96,11 @@ def main() -> int:
         paths = {k: overlay(so, Path(tmp) / k) for k, so in so_of.items()}
         for r in range(args.rounds):
             for k in ("A", "B"):
+                env = {"PYTHONPATH": str(paths[k]), "PATH": "/usr/bin:/bin"}
+                if args.simd:
+                    env["GRAPHWARDEN_SIMD"] = args.simd
                 run = subprocess.run([sys.executable, "-c", CHILD, str(args.seconds)], capture_output=True,
-                                     text=True, env={"PYTHONPATH": str(paths[k]), "PATH": "/usr/bin:/bin"})
+                                     text=True, env=env)
                 if run.returncode != 0:
                     print(f"error: build {k} failed:\n{run.stderr}", file=sys.stderr)
                     return 1

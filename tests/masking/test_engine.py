@@ -219,6 +219,60 @@ def test_simd_names_what_this_cpu_has() -> None:
     assert M.simd() == f"gate {gate}, digit shapes {shapes}"
 
 
+CAPPED = r"""
+import hashlib, json, sys
+from graphwarden.masking import Masker
+from graphwarden.masking.cli import corpus, image_request, prose
+m = Masker.default()
+print(m.simd())
+for data in (corpus(1 << 18, dense=True), corpus(1 << 18, dense=False), prose(1 << 16), image_request(1 << 16)):
+    s = m.stream()
+    streamed = b"".join(s.feed(data[i:i + 300]) for i in range(0, len(data), 300)) + s.finish()
+    print(hashlib.sha256(m.mask(data)).hexdigest(), hashlib.sha256(streamed).hexdigest(),
+          hashlib.sha256(m.mask_json(json.dumps({"t": data.decode("latin-1")}).encode())).hexdigest())
+"""
+
+
+@pytest.mark.parametrize("level", ["sse2", "avx2", "avx512"])
+def test_every_simd_level_masks_alike(level: str) -> None:
+    """GRAPHWARDEN_SIMD caps the passes' vector instructions; every level masks the same texts
+    (dense and digit-heavy corpora, prose, a base64 JSON request; block, stream and JSON) to
+    the same bytes as the widest this CPU has."""
+    import os
+    import subprocess
+    import sys
+
+    def run(env_level: str | None) -> list[str]:
+        env = {k: v for k, v in os.environ.items() if k != "GRAPHWARDEN_SIMD"}
+        if env_level is not None:
+            env["GRAPHWARDEN_SIMD"] = env_level
+        out = subprocess.run([sys.executable, "-c", CAPPED], env=env, capture_output=True, text=True, check=True)
+        return out.stdout.splitlines()
+
+    widest, capped = run(None), run(level)
+    assert capped[1:] == widest[1:]
+    assert len(capped) == 5
+    order = ["sse2", "avx2", "avx512bw"]
+    shapes = capped[0].rsplit(" ", 1)[1]
+    cpu_shapes = widest[0].rsplit(" ", 1)[1]
+    want = order[min(order.index(cpu_shapes), ["sse2", "avx2", "avx512"].index(level))]
+    assert shapes == want, capped[0]
+    if want == "sse2":
+        assert capped[0].startswith("gate none")
+
+
+def test_an_unknown_simd_level_is_refused() -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GRAPHWARDEN_SIMD": "avx1024"}
+    out = subprocess.run([sys.executable, "-c", "from graphwarden.masking import Masker; Masker.default()"],
+                         env=env, capture_output=True, text=True)
+    assert out.returncode != 0
+    assert "GRAPHWARDEN_SIMD=avx1024 is not one of avx512, avx2, sse2" in out.stderr
+
+
 @pytest.mark.parametrize("seed", range(6))
 def test_single_values_are_found_alone_and_inside_json(seed: int) -> None:
     """Every value the oracle finds is found when it is the whole text, inside prose, and as a

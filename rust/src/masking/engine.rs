@@ -747,6 +747,9 @@ fn shape_triggers_with(
 /// `shapes_loop` compiled for AVX2, so that `masks_avx2` is inlined rather than called per
 /// window (about a quarter of the digit-heavy text's time in a perf profile on an AMD EPYC
 /// without AVX-512); see `movemask_opaque` for what that took.
+///
+/// Whole windows go four at a time (`shapes_x4`); the first (which may begin before the text)
+/// and the last few (which may run past `to` or the text) go one at a time.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 unsafe fn shapes_avx2(
@@ -754,9 +757,120 @@ unsafe fn shapes_avx2(
     from: usize,
     to: usize,
     luhn: bool,
-    f: impl FnMut(Trigger, usize, usize) -> bool,
+    mut f: impl FnMut(Trigger, usize, usize) -> bool,
 ) -> bool {
-    shapes_loop(text, from, to, Simd::Avx2, luhn, f)
+    let mut s = from;
+    if s < 2 {
+        let first = to.min(s + SHAPE_STEP);
+        if !shapes_loop(text, s, first, Simd::Avx2, luhn, &mut f) {
+            return false;
+        }
+        s = first;
+    }
+    while s < to && s + 4 * SHAPE_STEP <= to && s + 3 * SHAPE_STEP + 62 <= text.len() {
+        // SAFETY: the CPU has AVX2 (the caller's feature); the four windows' bytes,
+        // `text[s - 2..s + 3 * SHAPE_STEP + 62]`, are in `text` (`s >= 2`).
+        if !unsafe { shapes_x4(text, s, luhn, &mut f) } {
+            return false;
+        }
+        s += 4 * SHAPE_STEP;
+    }
+    shapes_loop(text, s, to, Simd::Avx2, luhn, f)
+}
+
+/// Four whole windows of `shapes_loop`, at `s`, `s + 43`, `s + 86` and `s + 129`, with
+/// `ShapeMasks::of` worked out for all four at once in the 64-bit lanes of AVX2 registers
+/// (its shifts and ands are the same in every lane). Four windows in five or so have no
+/// trigger on digit-heavy text (most of the rest a 12-digit UUID tail); a group of four with
+/// none is done after one test, and the others report their triggers window by window, in
+/// order, as `shapes_loop` does. The window's bytes must be in `text` (`s >= 2` and
+/// `s + 3 * SHAPE_STEP + 62 <= text.len()`).
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+unsafe fn shapes_x4(text: &[u8], s: usize, luhn: bool, f: &mut impl FnMut(Trigger, usize, usize) -> bool) -> bool {
+    use std::arch::x86_64::*;
+    debug_assert!(s >= 2 && s + 3 * SHAPE_STEP + 62 <= text.len());
+    // SAFETY (all below): AVX2 is the function's feature; the loads read the windows' bytes.
+    let p = unsafe { text.as_ptr().add(s - 2) };
+    let k = [0, 1, 2, 3].map(|j| unsafe { masks_avx2(p.add(j * SHAPE_STEP)) });
+    let lanes = |m: fn(&ChunkMasks) -> u64| {
+        _mm256_setr_epi64x(m(&k[0]) as i64, m(&k[1]) as i64, m(&k[2]) as i64, m(&k[3]) as i64)
+    };
+    let (d, sep) = (lanes(|k| k.digit), lanes(|k| k.sep));
+    let (plus, upper) = (lanes(|k| k.plus), lanes(|k| k.upper));
+    macro_rules! shl {
+        ($x:expr, $n:literal) => {
+            _mm256_slli_epi64::<$n>($x)
+        };
+    }
+    macro_rules! shr {
+        ($x:expr, $n:literal) => {
+            _mm256_srli_epi64::<$n>($x)
+        };
+    }
+    let and = |a, b| _mm256_and_si256(a, b);
+    let or = |a, b| _mm256_or_si256(a, b);
+    let andnot = |not: __m256i, b| _mm256_andnot_si256(not, b);
+    // as in `ShapeMasks::of`
+    let starts = andnot(shl!(d, 1), d);
+    let r2 = and(d, shr!(d, 1));
+    let r4 = and(r2, shr!(r2, 2));
+    let r6 = and(r4, shr!(r2, 4));
+    let r8 = and(r4, shr!(r4, 4));
+    let r12 = and(r8, shr!(r4, 8));
+    let r20 = and(r12, shr!(r8, 12));
+    let long = andnot(r20, and(starts, r12));
+    let plus = and(shl!(plus, 1), d);
+    let upper = and(and(starts, r2), and(shl!(upper, 1), shl!(upper, 2)));
+    let joined_before = and(shl!(sep, 1), or(shl!(d, 2), and(shl!(sep, 2), shl!(d, 3))));
+    let maybe_joined = and(andnot(r6, and(starts, r4)), joined_before);
+    let zero = _mm256_setzero_si256();
+    let (mut card, mut ssn, mut phone) = (zero, zero, zero);
+    if _mm256_testz_si256(maybe_joined, maybe_joined) == 0 {
+        let r3 = and(r2, shr!(d, 2));
+        let r5 = and(r4, shr!(d, 4));
+        let e2 = andnot(shr!(d, 2), and(starts, r2));
+        let e3 = andnot(shr!(d, 3), and(starts, r3));
+        let e4 = andnot(shr!(d, 4), and(starts, r4));
+        let e5 = andnot(shr!(d, 5), and(starts, r5));
+        let e6 = andnot(shr!(d, 6), and(starts, r6));
+        // blocks `x` of `n` digits followed by one or two separators and a block of `y`
+        macro_rules! join {
+            ($x:expr, $n:literal, $n1:literal, $n2:literal, $y:expr) => {{
+                let y = $y;
+                and(and($x, shr!(sep, $n)), or(shr!(y, $n1), and(shr!(sep, $n1), shr!(y, $n2))))
+            }};
+        }
+        card = join!(e4, 4, 5, 6, or(join!(e4, 4, 5, 6, e4), join!(e6, 6, 7, 8, or(e4, e5))));
+        ssn = join!(e3, 3, 4, 5, join!(e2, 2, 3, 4, e4));
+        phone = join!(e3, 3, 4, 5, join!(e3, 3, 4, 5, e4));
+    }
+    let keep = _mm256_set1_epi64x((((1u64 << SHAPE_STEP) - 1) << 2) as i64);
+    let want = and(or(or(long, card), or(ssn, phone)), keep);
+    let want = or(want, and(or(plus, upper), keep));
+    if _mm256_testz_si256(want, want) == 1 {
+        return true;
+    }
+    let get = |v: __m256i| {
+        let mut a = [0u64; 4];
+        // SAFETY: `a` is 32 writable bytes.
+        unsafe { _mm256_storeu_si256(a.as_mut_ptr().cast(), v) };
+        a
+    };
+    let (wants, long, card, ssn) = (get(want), get(long), get(card), get(ssn));
+    let (phone, plus, upper) = (get(phone), get(plus), get(upper));
+    for j in 0..4 {
+        if wants[j] == 0 {
+            continue;
+        }
+        let m =
+            ShapeMasks { long: long[j], card: card[j], ssn: ssn[j], phone: phone[j], plus: plus[j], upper: upper[j] };
+        if !window_triggers(text, s + j * SHAPE_STEP, k[j].digit, &m, wants[j], Simd::Avx2, luhn, f) {
+            return false;
+        }
+    }
+    true
 }
 
 /// `shapes_loop` compiled for AVX-512: the masks are computed inline, in registers.
@@ -796,26 +910,46 @@ fn shapes_loop(
         let d = k.digit;
         let keep = ((1u64 << SHAPE_STEP.min(to - s)) - 1) << 2;
         let m = ShapeMasks::of(&k);
-        let mut want = (m.long | m.card | m.ssn | m.phone | m.plus | m.upper) & keep;
-        while want != 0 {
-            let bit = want.trailing_zeros();
-            want &= want - 1;
-            let i = s + bit as usize - 2; // (bit >= 2)
-            let on = |mask: u64| mask >> bit & 1 == 1;
-            // A long block's digits end inside the window (bit + 19 < 64), so its length is
-            // read from the digit mask. On digit-heavy text most are the 12-digit tails of
-            // UUIDs, which fail Luhn: checked here, they cost no call.
-            let rejected = || luhn && on(m.long) && !luhn_block(text, i, (!(d >> bit)).trailing_zeros(), simd);
-            let go = (!on(m.long | m.card) || rejected() || f(Trigger::Card, i, i))
-                && (!on(m.ssn) || f(Trigger::Ssn, i.saturating_sub(3), i))
-                && (!on(m.phone) || f(Trigger::Phone, i.saturating_sub(3), i))
-                && (!on(m.plus) || !plus_shape(text, i) || f(Trigger::Plus, i - 1, i - 1))
-                && (!on(m.upper) || (i >= 3 && super::runs::is_word(text[i - 3])) || f(Trigger::Upper, i - 2, i - 2));
-            if !go {
-                return false;
-            }
+        let want = (m.long | m.card | m.ssn | m.phone | m.plus | m.upper) & keep;
+        if !window_triggers(text, s, d, &m, want, simd, luhn, &mut f) {
+            return false;
         }
         s += SHAPE_STEP;
+    }
+    true
+}
+
+/// The triggers of the window at `s` (`shapes_loop`) whose bits are in `want`, in order, given
+/// its masks `m` and its digit mask `d`. False when `f` stopped.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn window_triggers(
+    text: &[u8],
+    s: usize,
+    d: u64,
+    m: &ShapeMasks,
+    mut want: u64,
+    simd: Simd,
+    luhn: bool,
+    f: &mut impl FnMut(Trigger, usize, usize) -> bool,
+) -> bool {
+    while want != 0 {
+        let bit = want.trailing_zeros();
+        want &= want - 1;
+        let i = s + bit as usize - 2; // (bit >= 2)
+        let on = |mask: u64| mask >> bit & 1 == 1;
+        // A long block's digits end inside the window (bit + 19 < 64), so its length is
+        // read from the digit mask. On digit-heavy text most are the 12-digit tails of
+        // UUIDs, which fail Luhn: checked here, they cost no call.
+        let rejected = || luhn && on(m.long) && !luhn_block(text, i, (!(d >> bit)).trailing_zeros(), simd);
+        let go = (!on(m.long | m.card) || rejected() || f(Trigger::Card, i, i))
+            && (!on(m.ssn) || f(Trigger::Ssn, i.saturating_sub(3), i))
+            && (!on(m.phone) || f(Trigger::Phone, i.saturating_sub(3), i))
+            && (!on(m.plus) || !plus_shape(text, i) || f(Trigger::Plus, i - 1, i - 1))
+            && (!on(m.upper) || (i >= 3 && super::runs::is_word(text[i - 3])) || f(Trigger::Upper, i - 2, i - 2));
+        if !go {
+            return false;
+        }
     }
     true
 }
@@ -999,7 +1133,7 @@ fn may_visit(d: u64, plus_upper: u64) -> u64 {
 
 /// The vector instructions `chunk_masks` uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-enum Simd {
+pub(crate) enum Simd {
     /// 16 bytes at a time (part of the x86_64 baseline; elsewhere, byte by byte).
     Sse2,
     /// 32 bytes at a time.
@@ -1008,9 +1142,17 @@ enum Simd {
     Avx512,
 }
 
+/// The environment variable that caps the vector instructions the masking passes use.
+pub const SIMD_ENV: &str = "GRAPHWARDEN_SIMD";
+
 impl Simd {
+    /// The best this CPU has, capped by `GRAPHWARDEN_SIMD` (`Simd::cap`).
+    pub(crate) fn detect() -> Simd {
+        Simd::cpu().min(Simd::cap().unwrap_or(Simd::Avx512))
+    }
+
     /// The best this CPU has.
-    fn detect() -> Simd {
+    fn cpu() -> Simd {
         #[cfg(target_arch = "x86_64")]
         {
             if std::arch::is_x86_feature_detected!("avx512bw") {
@@ -1023,10 +1165,39 @@ impl Simd {
         Simd::Sse2
     }
 
+    /// The level `GRAPHWARDEN_SIMD` names (`avx512`, `avx2` or `sse2`, read once): the widest
+    /// the passes may use, whatever the CPU has. For operators whose CPUs slow down under
+    /// AVX-512, and to compare the levels' passes on one machine (`benchmarks/masking_ab.py
+    /// --simd`). Unset: no cap. Any other value is refused by `Engine::new` (`simd_env_error`)
+    /// and caps nothing here.
+    fn cap() -> Option<Simd> {
+        static CAP: std::sync::OnceLock<Option<Simd>> = std::sync::OnceLock::new();
+        *CAP.get_or_init(|| Simd::parse(&std::env::var(SIMD_ENV).ok()?))
+    }
+
+    fn parse(name: &str) -> Option<Simd> {
+        match name.trim().to_ascii_lowercase().as_str() {
+            "avx512" => Some(Simd::Avx512),
+            "avx2" => Some(Simd::Avx2),
+            "sse2" => Some(Simd::Sse2),
+            _ => None,
+        }
+    }
+
     /// Every level this CPU can run (for the tests).
     #[cfg(test)]
     fn available() -> Vec<Simd> {
         [Simd::Sse2, Simd::Avx2, Simd::Avx512].into_iter().filter(|&s| s <= Simd::detect()).collect()
+    }
+}
+
+/// What is wrong with `GRAPHWARDEN_SIMD`, when it is set to a name `Simd::cap` does not know:
+/// an operator who asked for a cap is told so, rather than left with passes they meant to avoid.
+fn simd_env_error() -> Option<String> {
+    let v = std::env::var_os(SIMD_ENV)?;
+    match v.to_str().and_then(Simd::parse) {
+        Some(_) => None,
+        None => Some(format!("{SIMD_ENV}={} is not one of avx512, avx2, sse2", v.to_string_lossy())),
     }
 }
 
@@ -1509,6 +1680,9 @@ enum Where {
 impl Engine {
     /// Compiles `entries`. Errors name the entry.
     pub fn new(entries: Vec<EntrySpec>, hash_key: [u8; 32]) -> Result<Engine, CompileError> {
+        if let Some(bad) = simd_env_error() {
+            return Err(CompileError { id: "(environment)".into(), message: bad });
+        }
         let mut pats = Vec::new();
         let mut exprs: Vec<std::ffi::CString> = Vec::new();
         let mut expr_entry: Vec<usize> = Vec::new();

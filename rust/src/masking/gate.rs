@@ -414,10 +414,12 @@ impl Level {
     fn detect() -> Option<Level> {
         #[cfg(target_arch = "x86_64")]
         {
-            if std::arch::is_x86_feature_detected!("avx512bw") && std::arch::is_x86_feature_detected!("avx512vbmi") {
+            // `Simd::detect`: what the CPU has, capped by `GRAPHWARDEN_SIMD`
+            let simd = super::engine::Simd::detect();
+            if simd == super::engine::Simd::Avx512 && std::arch::is_x86_feature_detected!("avx512vbmi") {
                 return Some(Level::Vbmi);
             }
-            if std::arch::is_x86_feature_detected!("avx2") {
+            if simd >= super::engine::Simd::Avx2 {
                 return Some(Level::Avx2);
             }
         }

@@ -313,7 +313,7 @@ impl Runs {
                     if let Some(nib) = nibbles.as_ref().filter(|_| {
                         cap >= 16
                             && pos + cap.next_multiple_of(32) <= hay.len()
-                            && std::arch::is_x86_feature_detected!("avx2")
+                            && super::engine::Simd::detect() >= super::engine::Simd::Avx2
                     }) {
                         // SAFETY: the CPU has AVX2; `cap` rounded up to 32 bytes from `pos` are in `hay`.
                         n = unsafe { run_len_avx2(hay.as_ptr().add(pos), cap, nib) };

@@ -45,9 +45,11 @@ impl MaskEngine {
                 prefilter,
             });
         }
-        let engine = py
-            .detach(|| Engine::new(specs, key))
-            .map_err(|e| PyValueError::new_err(format!("entry {}: pattern does not compile: {}", e.id, e.message)))?;
+        let engine = py.detach(|| Engine::new(specs, key)).map_err(|e| match e.id.as_str() {
+            // a bad `GRAPHWARDEN_SIMD`: no entry is at fault
+            "(environment)" => PyValueError::new_err(e.message),
+            _ => PyValueError::new_err(format!("entry {}: pattern does not compile: {}", e.id, e.message)),
+        })?;
         Ok(MaskEngine { inner: Arc::new(engine) })
     }
 
