@@ -498,6 +498,13 @@ impl Gate {
         Gate::build(exprs, level, level.max_odds())
     }
 
+    /// `new`, with the tables allowed to fit ordinary text at up to `max_odds` of the positions:
+    /// for a check over a few hundred bytes whose alternative is a Hyperscan call (about a
+    /// thousand instructions), where even one candidate in 16 bytes costs less.
+    pub(crate) fn with_odds(exprs: &[&str], max_odds: f64) -> Option<Gate> {
+        Gate::build(exprs, Level::detect()?, max_odds)
+    }
+
     /// The gate at `level`, unless its tables fit ordinary text (`freq`) at more than `max_odds`
     /// of the positions.
     fn build(exprs: &[&str], level: Level, max_odds: f64) -> Option<Gate> {
