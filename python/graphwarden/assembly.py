@@ -61,6 +61,9 @@ class Assembly:
         try:
             return Masker.from_file(path) if path else Masker.default()
         except (ValueError, OSError) as exc:
+            if str(exc).startswith("GRAPHWARDEN_SIMD="):
+                raise ConfigError("environment: GRAPHWARDEN_SIMD", str(exc),
+                                  "set it to avx512, avx2 or sse2, or unset it to use what the CPU has") from None
             raise ConfigError("masking.catalogue", str(exc), "fix or disable the named entry in the catalogue") from None
 
     def install(self, gateway: Any) -> None:

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from faker import Faker
@@ -238,10 +242,6 @@ def test_every_simd_level_masks_alike(level: str) -> None:
     """GRAPHWARDEN_SIMD caps the passes' vector instructions; every level masks the same texts
     (dense and digit-heavy corpora, prose, a base64 JSON request; block, stream and JSON) to
     the same bytes as the widest this CPU has."""
-    import os
-    import subprocess
-    import sys
-
     def run(env_level: str | None) -> list[str]:
         env = {k: v for k, v in os.environ.items() if k != "GRAPHWARDEN_SIMD"}
         if env_level is not None:
@@ -261,16 +261,18 @@ def test_every_simd_level_masks_alike(level: str) -> None:
         assert capped[0].startswith("gate none")
 
 
-def test_an_unknown_simd_level_is_refused() -> None:
-    import os
-    import subprocess
-    import sys
-
+def test_an_unknown_simd_level_is_refused(tmp_path: Path) -> None:
     env = {**os.environ, "GRAPHWARDEN_SIMD": "avx1024"}
     out = subprocess.run([sys.executable, "-c", "from graphwarden.masking import Masker; Masker.default()"],
                          env=env, capture_output=True, text=True)
     assert out.returncode != 0
     assert "GRAPHWARDEN_SIMD=avx1024 is not one of avx512, avx2, sse2" in out.stderr
+    # the gateway does not start, and says which setting is wrong and how to fix it
+    out = subprocess.run([sys.executable, "-m", "graphwarden", "serve", "--upstream", "http://127.0.0.1:9",
+                          "--port", "0"], env=env, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    assert out.returncode == 2, out.stderr
+    assert "error at `environment: GRAPHWARDEN_SIMD`: GRAPHWARDEN_SIMD=avx1024" in out.stderr
+    assert "fix: set it to avx512, avx2 or sse2" in out.stderr
 
 
 @pytest.mark.parametrize("seed", range(6))
