@@ -767,7 +767,7 @@ unsafe fn shapes_avx2(
         }
         s = first;
     }
-    while s < to && s + 4 * SHAPE_STEP <= to && s + 3 * SHAPE_STEP + 62 <= text.len() {
+    while s + 4 * SHAPE_STEP <= to && s + 3 * SHAPE_STEP + 62 <= text.len() {
         // SAFETY: the CPU has AVX2 (the caller's feature); the four windows' bytes,
         // `text[s - 2..s + 3 * SHAPE_STEP + 62]`, are in `text` (`s >= 2`).
         if !unsafe { shapes_x4(text, s, luhn, &mut f) } {
@@ -847,8 +847,7 @@ unsafe fn shapes_x4(text: &[u8], s: usize, luhn: bool, f: &mut impl FnMut(Trigge
         phone = join!(e3, 3, 4, 5, join!(e3, 3, 4, 5, e4));
     }
     let keep = _mm256_set1_epi64x((((1u64 << SHAPE_STEP) - 1) << 2) as i64);
-    let want = and(or(or(long, card), or(ssn, phone)), keep);
-    let want = or(want, and(or(plus, upper), keep));
+    let want = and(or(or(or(long, card), or(ssn, phone)), or(plus, upper)), keep);
     if _mm256_testz_si256(want, want) == 1 {
         return true;
     }
@@ -1146,9 +1145,11 @@ pub(crate) enum Simd {
 pub const SIMD_ENV: &str = "GRAPHWARDEN_SIMD";
 
 impl Simd {
-    /// The best this CPU has, capped by `GRAPHWARDEN_SIMD` (`Simd::cap`).
+    /// The best this CPU has, capped by `GRAPHWARDEN_SIMD` (`Simd::cap`); worked out once (it
+    /// is asked on hot paths: per class run, per shapes pass).
     pub(crate) fn detect() -> Simd {
-        Simd::cpu().min(Simd::cap().unwrap_or(Simd::Avx512))
+        static LEVEL: std::sync::OnceLock<Simd> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| Simd::cpu().min(Simd::cap().unwrap_or(Simd::Avx512)))
     }
 
     /// The best this CPU has.
@@ -1165,14 +1166,13 @@ impl Simd {
         Simd::Sse2
     }
 
-    /// The level `GRAPHWARDEN_SIMD` names (`avx512`, `avx2` or `sse2`, read once): the widest
+    /// The level `GRAPHWARDEN_SIMD` names (`avx512`, `avx2` or `sse2`): the widest
     /// the passes may use, whatever the CPU has. For operators whose CPUs slow down under
     /// AVX-512, and to compare the levels' passes on one machine (`benchmarks/masking_ab.py
     /// --simd`). Unset: no cap. Any other value is refused by `Engine::new` (`simd_env_error`)
     /// and caps nothing here.
     fn cap() -> Option<Simd> {
-        static CAP: std::sync::OnceLock<Option<Simd>> = std::sync::OnceLock::new();
-        *CAP.get_or_init(|| Simd::parse(&std::env::var(SIMD_ENV).ok()?))
+        Simd::parse(&std::env::var(SIMD_ENV).ok()?)
     }
 
     fn parse(name: &str) -> Option<Simd> {
