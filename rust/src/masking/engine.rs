@@ -767,15 +767,19 @@ unsafe fn shapes_avx2(
         }
         s = first;
     }
+    let mut longs = Longs::new();
     while s + 4 * SHAPE_STEP <= to && s + 3 * SHAPE_STEP + 62 <= text.len() {
+        if longs.n + 4 > LONG_BATCH && !longs.flush(text, Simd::Avx2, &mut f) {
+            return false;
+        }
         // SAFETY: the CPU has AVX2 (the caller's feature); the four windows' bytes,
         // `text[s - 2..s + 3 * SHAPE_STEP + 62]`, are in `text` (`s >= 2`).
-        if !unsafe { shapes_x4(text, s, luhn, &mut f) } {
+        if !unsafe { shapes_x4(text, s, luhn.then_some(&mut longs), &mut f) } {
             return false;
         }
         s += 4 * SHAPE_STEP;
     }
-    shapes_loop(text, s, to, Simd::Avx2, luhn, f)
+    longs.flush(text, Simd::Avx2, &mut f) && shapes_loop(text, s, to, Simd::Avx2, luhn, f)
 }
 
 /// Four whole windows of `shapes_loop`, at `s`, `s + 43`, `s + 86` and `s + 129`, with
@@ -788,7 +792,12 @@ unsafe fn shapes_avx2(
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn shapes_x4(text: &[u8], s: usize, luhn: bool, f: &mut impl FnMut(Trigger, usize, usize) -> bool) -> bool {
+unsafe fn shapes_x4(
+    text: &[u8],
+    s: usize,
+    longs: Option<&mut Longs>,
+    f: &mut impl FnMut(Trigger, usize, usize) -> bool,
+) -> bool {
     use std::arch::x86_64::*;
     debug_assert!(s >= 2 && s + 3 * SHAPE_STEP + 62 <= text.len());
     // SAFETY (all below): AVX2 is the function's feature; the loads read the windows' bytes.
@@ -847,16 +856,27 @@ unsafe fn shapes_x4(text: &[u8], s: usize, luhn: bool, f: &mut impl FnMut(Trigge
         phone = join!(e3, 3, 4, 5, join!(e3, 3, 4, 5, e4));
     }
     let keep = _mm256_set1_epi64x((((1u64 << SHAPE_STEP) - 1) << 2) as i64);
-    let want = and(or(or(or(long, card), or(ssn, phone)), or(plus, upper)), keep);
-    if _mm256_testz_si256(want, want) == 1 {
-        return true;
-    }
     let get = |v: __m256i| {
         let mut a = [0u64; 4];
         // SAFETY: `a` is 32 writable bytes.
         unsafe { _mm256_storeu_si256(a.as_mut_ptr().cast(), v) };
         a
     };
+    // with `luhn`, the long blocks are noted (`Longs`) and left out of the windows' triggers
+    let luhn = longs.is_some();
+    let (want, long) = match longs {
+        Some(longs) => {
+            let noted = get(and(long, keep));
+            for (j, &bits) in noted.iter().enumerate() {
+                longs.note(s + j * SHAPE_STEP, k[j].digit, bits);
+            }
+            (and(or(or(card, or(ssn, phone)), or(plus, upper)), keep), _mm256_setzero_si256())
+        }
+        None => (and(or(or(or(long, card), or(ssn, phone)), or(plus, upper)), keep), long),
+    };
+    if _mm256_testz_si256(want, want) == 1 {
+        return true;
+    }
     let (wants, long, card, ssn) = (get(want), get(long), get(card), get(ssn));
     let (phone, plus, upper) = (get(phone), get(plus), get(upper));
     for j in 0..4 {
@@ -921,53 +941,82 @@ fn shapes_loop(
         }
         return true;
     }
-    // (with `luhn`) the blocks of 12-19 digits of a batch of windows, as (window, digit mask,
-    // bits), checked after the batch
-    // (not zeroed: a short range, such as the 64 bytes `Engine::fused` gives, costs no more
-    // than before; only the first `n` are read)
-    let mut longs = [const { MaybeUninit::<(usize, u64, u64)>::uninit() }; LONG_BATCH];
+    // (with `luhn`) the blocks of 12-19 digits, checked batch by batch
+    let mut longs = Longs::new();
     while s < to {
         let stop = to.min(s.saturating_add(LONG_BATCH * SHAPE_STEP));
-        let mut n = 0;
         while s < stop {
             let k = window_masks(text, s, simd);
             let d = k.digit;
             let keep = ((1u64 << SHAPE_STEP.min(to - s)) - 1) << 2;
             let mut m = ShapeMasks::of(&k);
-            // noted with no branch (`n` moves on when there are any)
-            longs[n].write((s, d, m.long & keep));
-            n += usize::from(m.long & keep != 0);
+            longs.note(s, d, m.long & keep);
             m.long = 0;
-            let want = (m.long | m.card | m.ssn | m.phone | m.plus | m.upper) & keep;
+            let want = (m.card | m.ssn | m.phone | m.plus | m.upper) & keep;
             if want != 0 && !window_triggers(text, s, d, &m, want, simd, luhn, &mut f) {
                 return false;
             }
             s += SHAPE_STEP;
         }
-        for slot in &longs[..n] {
-            // SAFETY: the first `n` were written in this batch.
-            let (w, d, mut long) = unsafe { slot.assume_init() };
-            while long != 0 {
-                let bit = long.trailing_zeros();
-                long &= long - 1;
-                let i = w + bit as usize - 2; // (bit >= 2)
-                                              // the block's digits end inside the window (`window_triggers`)
-                if luhn_block(text, i, (!(d >> bit)).trailing_zeros(), simd) && !f(Trigger::Card, i, i) {
-                    return false;
-                }
-            }
+        if !longs.flush(text, simd, &mut f) {
+            return false;
         }
     }
     true
 }
 
-/// Windows whose blocks of 12-19 digits `shapes_loop` checks together, with `luhn`, after
-/// their other triggers. On digit-heavy text such a block (nearly always the 12-digit tail of a
-/// UUID, which fails the check) is the only trigger of about one window in five, at random:
-/// reported window by window, each was a branch the CPU mispredicted, taken to run the Luhn
-/// check. Noted with no branch and checked after the batch, the branch is taken only where
-/// another trigger is, and the checks' own branch (a block that passes) is rarely taken.
+/// Windows whose blocks of 12-19 digits the shapes pass checks together (`Longs`), with
+/// `luhn`, after their other triggers. On digit-heavy text such a block (nearly always the
+/// 12-digit tail of a UUID, which fails the check) is the only trigger of about one window in
+/// five, at random: reported window by window, each was a branch the CPU mispredicted, taken
+/// to run the Luhn check. Noted with no branch and checked after the batch, the branch is
+/// taken only where another trigger is, and the checks' own branch (a block that passes) is
+/// rarely taken.
 const LONG_BATCH: usize = 32;
+
+/// The blocks of 12-19 digits of up to `LONG_BATCH` windows, as (window, digit mask, bits of
+/// the blocks' starts), to be checked (`Longs::flush`).
+struct Longs {
+    // (not zeroed: a short range, such as the 64 bytes `Engine::fused` gives, costs no more
+    // than before; only the first `n` are read)
+    noted: [MaybeUninit<(usize, u64, u64)>; LONG_BATCH],
+    n: usize,
+}
+
+impl Longs {
+    #[inline(always)]
+    fn new() -> Longs {
+        Longs { noted: [const { MaybeUninit::uninit() }; LONG_BATCH], n: 0 }
+    }
+
+    /// Notes the window at `s`'s `long` bits, with no branch (`n` moves on when there are any).
+    /// At most `LONG_BATCH` windows between flushes.
+    #[inline(always)]
+    fn note(&mut self, s: usize, d: u64, long: u64) {
+        self.noted[self.n].write((s, d, long));
+        self.n += usize::from(long != 0);
+    }
+
+    /// `f(Card, i, i)` for each noted block that passes the Luhn check; false when `f` stopped.
+    #[inline(always)]
+    fn flush(&mut self, text: &[u8], simd: Simd, f: &mut impl FnMut(Trigger, usize, usize) -> bool) -> bool {
+        let n = std::mem::take(&mut self.n);
+        for slot in &self.noted[..n] {
+            // SAFETY: the first `n` were written since the last flush.
+            let (w, d, mut long) = unsafe { slot.assume_init() };
+            while long != 0 {
+                let bit = long.trailing_zeros();
+                long &= long - 1;
+                // (bit >= 2; the block's digits end inside the window: `window_triggers`)
+                let i = w + bit as usize - 2;
+                if luhn_block(text, i, (!(d >> bit)).trailing_zeros(), simd) && !f(Trigger::Card, i, i) {
+                    return false;
+                }
+            }
+        }
+        true
+    }
+}
 
 /// The triggers of the window at `s` (`shapes_loop`) whose bits are in `want`, in order, given
 /// its masks `m` and its digit mask `d`. False when `f` stopped.
