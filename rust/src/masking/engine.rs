@@ -935,7 +935,7 @@ fn shapes_loop(
     mut f: impl FnMut(Trigger, usize, usize) -> bool,
 ) -> bool {
     let mut s = from;
-    if !luhn || to - from <= 2 * SHAPE_STEP {
+    if !luhn || to.saturating_sub(from) <= 2 * SHAPE_STEP {
         // (a range of one or two windows, such as the 64 bytes `Engine::fused` gives: no batch)
         while s < to {
             let k = window_masks(text, s, simd);
