@@ -807,7 +807,7 @@ impl Gate {
         &self,
         p: *const u8,
         chunks: usize,
-        digits: impl Fn(u64, u64) -> bool,
+        digits: impl FnMut(u64, u64) -> bool,
     ) -> (usize, u64, bool) {
         // SAFETY: `Gate::new` chose a level the CPU has; the caller vouches for `p`.
         unsafe {
@@ -824,7 +824,7 @@ impl Gate {
         &self,
         p: *const u8,
         chunks: usize,
-        digits: impl Fn(u64, u64) -> bool,
+        mut digits: impl FnMut(u64, u64) -> bool,
     ) -> (usize, u64, bool) {
         use std::arch::x86_64::*;
         let half = |t: &[u8; 128], h: usize| _mm512_loadu_si512(t[64 * h..].as_ptr() as *const __m512i);
@@ -859,7 +859,7 @@ impl Gate {
         &self,
         p: *const u8,
         chunks: usize,
-        digits: impl Fn(u64, u64) -> bool,
+        mut digits: impl FnMut(u64, u64) -> bool,
     ) -> (usize, u64, bool) {
         use std::arch::x86_64::*;
         let (lo, hi) = self.nibble_tables();
