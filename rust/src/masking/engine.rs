@@ -2240,14 +2240,12 @@ impl Engine {
             }
             c += 64;
         }
-        // the last chunk pushed ends at `c`
-        if lag.last() {
-            shape_triggers(text, c - 64, c, self.card_luhn, &mut *f);
-        }
         if gate_on {
             gate_on = gate.regions(text, c, to, max, regions).is_ok();
         }
-        shape_triggers(text, c, to, self.card_luhn, f);
+        // the last chunk pushed (it ends at `c`) with the rest, in one call
+        let rest = if lag.last() { c - 64 } else { c };
+        shape_triggers(text, rest, to, self.card_luhn, f);
         gate_on
     }
 
