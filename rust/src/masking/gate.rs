@@ -773,7 +773,14 @@ impl Gate {
         unsafe {
             match self.level {
                 Level::Vbmi => self.next_vbmi(p, chunks),
-                Level::Avx2 => self.next_avx2(p, chunks),
+                Level::Avx2 => match self.ascii {
+                    0 => self.next_avx2::<0>(p, chunks),
+                    1 => self.next_avx2::<1>(p, chunks),
+                    2 => self.next_avx2::<2>(p, chunks),
+                    3 => self.next_avx2::<3>(p, chunks),
+                    4 => self.next_avx2::<4>(p, chunks),
+                    _ => self.next_avx2::<WIDTH>(p, chunks),
+                },
             }
         }
         #[cfg(not(target_arch = "x86_64"))]
@@ -915,8 +922,7 @@ impl Gate {
             let visit = digits(d, pu);
             let any = _mm256_testz_si256(_mm256_or_si256(acc[0], acc[1]), _mm256_or_si256(acc[0], acc[1])) == 0;
             if any || visit {
-                let found = |a: __m256i| !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(a, zero)) as u32);
-                let m = u64::from(found(acc[0])) | u64::from(found(acc[1])) << 32;
+                let m = u64::from(nonzero_bytes(acc[0])) | u64::from(nonzero_bytes(acc[1])) << 32;
                 return (i, m, visit);
             }
         }
@@ -925,13 +931,15 @@ impl Gate {
 
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx2")]
-    unsafe fn next_avx2(&self, p: *const u8, chunks: usize) -> (usize, u64) {
+    unsafe fn next_avx2<const ASCII: usize>(&self, p: *const u8, chunks: usize) -> (usize, u64) {
+        use std::arch::x86_64::*;
         let (lo, hi) = self.nibble_tables();
         for i in 0..chunks {
             let q = p.add(64 * i);
-            let m = u64::from(nibble_candidates(&lo, &hi, q)) | u64::from(nibble_candidates(&lo, &hi, q.add(32))) << 32;
-            if m != 0 {
-                return (i, m);
+            let (a, b) = (nibble_acc::<ASCII>(&lo, &hi, q), nibble_acc::<ASCII>(&lo, &hi, q.add(32)));
+            let any = _mm256_or_si256(a, b);
+            if _mm256_testz_si256(any, any) == 0 {
+                return (i, u64::from(nonzero_bytes(a)) | u64::from(nonzero_bytes(b)) << 32);
             }
         }
         (chunks, 0)
@@ -969,30 +977,39 @@ const CLASS_LO: [u8; 16] = {
 #[cfg(target_arch = "x86_64")]
 const CLASS_HI: [u8; 16] = [0, 0, 4, 0x80, 1, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
 
-/// Bit `j` set when the 32 positions from `q` accept a fingerprint at `q + j` by the nibble
-/// tables `lo` and `hi` (`nibble_tables`): a byte's low and high nibble each looked up, per
-/// position.
+/// Non-zero at byte `j` when the 32 positions from `q` accept a fingerprint at `q + j` by the
+/// nibble tables `lo` and `hi` (`nibble_tables`): a byte's low and high nibble each looked up,
+/// per position (the low one with the byte itself at the first `ASCII`: `ascii_prefix`).
 ///
 /// # Safety
 /// `32 + WIDTH - 1` bytes must be readable at `q`.
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 #[inline]
-unsafe fn nibble_candidates(
+unsafe fn nibble_acc<const ASCII: usize>(
     lo: &[std::arch::x86_64::__m256i; WIDTH],
     hi: &[std::arch::x86_64::__m256i; WIDTH],
     q: *const u8,
-) -> u32 {
+) -> std::arch::x86_64::__m256i {
     use std::arch::x86_64::*;
     let nibble = _mm256_set1_epi8(0x0f);
     let mut acc = _mm256_set1_epi8(-1);
     for k in 0..WIDTH {
         // SAFETY: the caller vouches for `WIDTH - 1` bytes past the 32.
         let v = unsafe { _mm256_loadu_si256(q.add(k) as *const __m256i) };
-        let l = _mm256_shuffle_epi8(lo[k], _mm256_and_si256(v, nibble));
+        let l = _mm256_shuffle_epi8(lo[k], if k < ASCII { v } else { _mm256_and_si256(v, nibble) });
         let h = _mm256_shuffle_epi8(hi[k], _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
         acc = _mm256_and_si256(acc, _mm256_and_si256(l, h));
     }
+    acc
+}
+
+/// The bits of the bytes of `acc` that are not 0.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+#[inline]
+fn nonzero_bytes(acc: std::arch::x86_64::__m256i) -> u32 {
+    use std::arch::x86_64::*;
     !(_mm256_movemask_epi8(_mm256_cmpeq_epi8(acc, _mm256_setzero_si256())) as u32)
 }
 
