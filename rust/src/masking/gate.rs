@@ -814,7 +814,8 @@ impl Gate {
     }
 
     /// `next` with, in the same pass over each chunk, `digits(digit mask, mask of '+' and
-    /// capitals)` (engine.rs: the digit shapes' test of a chunk): the first chunk where either
+    /// capitals)` (engine.rs: the digit shapes' test, called once per chunk read, in order, so
+    /// it may keep state: `Visits` answers for the chunk before): the first chunk where either
     /// finds something, as (index, candidates, the test's answer), or (`chunks`, 0, false). One
     /// read of the text for both, and one loop.
     ///
