@@ -1707,16 +1707,25 @@ impl Db {
 
     /// `scan`'s windows from match ends that an exact gate found (`Found::ends`: expression,
     /// end in the text) instead of Hyperscan.
-    fn confirmed(&self, matches: &[(u32, usize)], found: &mut Vec<(usize, usize, usize)>, everywhere: &mut [bool]) {
-        let mut ends = Ends::new(&self.back, Vec::new(), matches.len());
+    /// (`bufs`: `Ends`' lists, taken and given back)
+    fn confirmed(
+        &self,
+        matches: &[(u32, usize)],
+        found: &mut Vec<(usize, usize, usize)>,
+        everywhere: &mut [bool],
+        bufs: &mut (Vec<(u32, usize, usize)>, Vec<usize>),
+    ) {
+        let (windows, open) = std::mem::take(bufs);
+        let mut ends = Ends::reusing(&self.back, Vec::new(), windows, open);
         for &(x, end) in matches {
             ends.add(x, end);
         }
         if ends.overflow {
             self.expr_entry.iter().for_each(|&e| everywhere[e] = true);
-            return;
+        } else {
+            found.extend(ends.windows.iter().map(|&(expr, lo, hi)| (self.expr_entry[expr as usize], lo, hi)));
         }
-        found.extend(ends.windows.iter().map(|&(expr, lo, hi)| (self.expr_entry[expr as usize], lo, hi)));
+        *bufs = (ends.windows, ends.open);
     }
 }
 
@@ -1791,13 +1800,20 @@ unsafe extern "C" fn on_match(id: u32, _from: u64, to: u64, _flags: u32, ctx: *m
 impl<'a> Ends<'a> {
     /// (`expected`: about how many windows there will be, for the first allocation)
     fn new(back: &'a [(usize, usize)], offsets: Vec<(usize, usize)>, expected: usize) -> Ends<'a> {
-        Ends {
-            windows: Vec::with_capacity(expected.min(MAX_ENDS)),
-            open: vec![usize::MAX; back.len()],
-            back,
-            overflow: false,
-            offsets,
-        }
+        Ends::reusing(back, offsets, Vec::with_capacity(expected.min(MAX_ENDS)), Vec::new())
+    }
+
+    /// `new` with the `windows` and `open` lists of an earlier one (`Scratch::ends`).
+    fn reusing(
+        back: &'a [(usize, usize)],
+        offsets: Vec<(usize, usize)>,
+        mut windows: Vec<(u32, usize, usize)>,
+        mut open: Vec<usize>,
+    ) -> Ends<'a> {
+        windows.clear();
+        open.clear();
+        open.resize(back.len(), usize::MAX);
+        Ends { windows, open, back, overflow: false, offsets }
     }
 
     /// The window of starts of a match of expression `x` that ends at `end` of the text.
@@ -1873,6 +1889,46 @@ enum Where {
     /// Sorted, merged [lo, hi] ranges of possible match starts.
     Windows(Vec<(usize, usize)>),
     Everywhere,
+}
+
+/// The lists `Engine::raw_matches` and `Engine::hits` fill, kept by the thread from call to
+/// call for texts below `SCRATCH_MAX`: a 1 KiB JSON document with one value made 18
+/// allocations per `mask_json` (valgrind's dhat), and malloc, free and Vec growth were about a
+/// sixth of its time in a perf profile from Python.
+#[derive(Default)]
+struct Scratch {
+    /// Per entry: searched everywhere (`hits`).
+    everywhere: Vec<bool>,
+    /// Per entry, its windows: lent to `Where::Windows` and given back, emptied, after the
+    /// searches.
+    per: Vec<Vec<(usize, usize)>>,
+    /// (entry, lo, hi) windows as the passes find them.
+    found: Vec<(usize, usize, usize)>,
+    gfound: Found,
+    /// `Ends`' lists (`Db::confirmed`).
+    ends: (Vec<(u32, usize, usize)>, Vec<usize>),
+    /// `hits`' answer, by entry.
+    wheres: Vec<Where>,
+}
+
+/// Texts from this size get lists of their own (`Scratch`): their allocations cost little
+/// beside their scan, and the thread does not keep lists that large.
+const SCRATCH_MAX: usize = 1 << 20;
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
+}
+
+/// Calls `f` with the thread's `Scratch` (a new one for a text of `len` from `SCRATCH_MAX`,
+/// or when the thread's is in use).
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut Scratch) -> R) -> R {
+    if len >= SCRATCH_MAX {
+        return f(&mut Scratch::default());
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut s) => f(&mut s),
+        Err(_) => f(&mut Scratch::default()),
+    })
 }
 
 impl Engine {
@@ -2064,12 +2120,23 @@ impl Engine {
     }
 
     /// Where each entry's exact regexes must search (Hyperscan pass over `text`, whose
-    /// offsets are relative to `text`).
-    fn hits(&self, text: &[u8]) -> Vec<Where> {
+    /// offsets are relative to `text`), in `sc.wheres` by entry.
+    fn hits(&self, text: &[u8], sc: &mut Scratch) {
         let n = self.entries.len();
+        let Scratch { everywhere, per, found, gfound, ends: ends_bufs, wheres, .. } = sc;
+        // (the windows of the call before were given back to `per`; the thread's lists may
+        // have served an engine with another number of entries)
+        wheres.clear();
         if text.is_empty() {
-            return vec![Where::Nowhere; n];
+            wheres.resize(n, Where::Nowhere);
+            return;
         }
+        found.clear();
+        gfound.clear();
+        everywhere.clear();
+        everywhere.resize(n, false);
+        per.iter_mut().for_each(Vec::clear);
+        per.resize_with(n, Vec::new);
         // vectorscan 5.4.9 was seen to miss matches depending on where the input buffer sits
         // in memory (same bytes, different results from call to call, found by the streaming
         // property test). Scanning a 64-byte aligned, zero-padded copy made results stable;
@@ -2081,13 +2148,9 @@ impl Engine {
         let overlap = self.max_len() + 2;
         let chunk = SCAN_CHUNK.max(4 * overlap).min(1 << 30);
         let overlap = overlap.min(chunk / 2);
-        let mut found: Vec<(usize, usize, usize)> = Vec::new();
-        let mut everywhere = vec![false; n];
-        let mut per: Vec<Vec<(usize, usize)>> = vec![Vec::new(); n];
         // at most one database is located by digit shapes (`Engine::new`)
         let shape_db = self.dbs.iter().find(|db| !db.triggers.is_empty());
         let any_hs = self.dbs.iter().any(|db| db.triggers.is_empty());
-        let mut gfound = Found::default();
         // Where the literal-led database has a gate (AVX-512 VBMI or AVX2), one pass reads each
         // chunk for the gate and for the digit shapes (`fused`), when those are the only passes.
         let mut hs_dbs = self.dbs.iter().filter(|db| db.triggers.is_empty());
@@ -2108,17 +2171,17 @@ impl Engine {
                 // its end for every candidate in it.
                 gfound.clear();
                 let max = max_regions(end - start);
-                let ok = prev_gated || gate.regions(text, start, shaped, max, &mut gfound).is_ok();
-                let mut on_shape = |t, lo, hi| self.on_shape(sdb, text, t, lo, hi, &mut per);
-                prev_gated = self.fused(gate, text, shaped, end, max, ok, &mut gfound, &mut on_shape);
+                let ok = prev_gated || gate.regions(text, start, shaped, max, gfound).is_ok();
+                let mut on_shape = |t, lo, hi| self.on_shape(sdb, text, t, lo, hi, per);
+                prev_gated = self.fused(gate, text, shaped, end, max, ok, gfound, &mut on_shape);
                 if !gfound.ends.is_empty() {
-                    gdb.confirmed(&gfound.ends, &mut found, &mut everywhere);
+                    gdb.confirmed(&gfound.ends, found, everywhere, ends_bufs);
                 }
                 // the regions in one call (a call costs about as much as scanning a few hundred
                 // bytes), or the range whole
                 let scan: &[(usize, usize)] = if prev_gated { &gfound.regions } else { &[(start, end)] };
                 if !scan.is_empty() {
-                    with_aligned_pieces(text, scan, |aligned| gdb.scan(aligned, scan, &mut found, &mut everywhere));
+                    with_aligned_pieces(text, scan, |aligned| gdb.scan(aligned, scan, found, everywhere));
                 }
                 shaped = end;
                 if end == text.len() {
@@ -2134,33 +2197,29 @@ impl Engine {
                     let gated = db
                         .gate
                         .as_ref()
-                        .is_some_and(|g| g.regions(text, start, end, max_regions(end - start), &mut gfound).is_ok());
+                        .is_some_and(|g| g.regions(text, start, end, max_regions(end - start), gfound).is_ok());
                     if !gated {
                         whole[k] = Some(db);
                         continue;
                     }
                     if !gfound.ends.is_empty() {
-                        db.confirmed(&gfound.ends, &mut found, &mut everywhere);
+                        db.confirmed(&gfound.ends, found, everywhere, ends_bufs);
                     }
                     let regions = &gfound.regions;
                     if !regions.is_empty() {
-                        with_aligned_pieces(text, regions, |aligned| {
-                            db.scan(aligned, regions, &mut found, &mut everywhere)
-                        });
+                        with_aligned_pieces(text, regions, |aligned| db.scan(aligned, regions, found, everywhere));
                     }
                 }
                 if whole.iter().any(Option::is_some) {
                     with_aligned(&text[start..end], |aligned| {
                         for db in whole.iter().flatten() {
-                            db.scan(aligned, &[(start, end)], &mut found, &mut everywhere);
+                            db.scan(aligned, &[(start, end)], found, everywhere);
                         }
                     });
                 }
             }
             if let Some(db) = shape_db {
-                shape_triggers(text, shaped, end, self.card_luhn, |t, lo, hi| {
-                    self.on_shape(db, text, t, lo, hi, &mut per)
-                });
+                shape_triggers(text, shaped, end, self.card_luhn, |t, lo, hi| self.on_shape(db, text, t, lo, hi, per));
             }
             shaped = end;
             if end == text.len() {
@@ -2174,38 +2233,46 @@ impl Engine {
             found.iter().for_each(|&(entry, _, _)| more[entry] += 1);
             per.iter_mut().zip(&more).for_each(|(w, &k)| w.reserve(k));
         }
-        for (entry, lo, hi) in found {
+        for &(entry, lo, hi) in found.iter() {
             per[entry].push((lo, hi));
         }
-        per.into_iter()
-            .enumerate()
-            .map(|(e, mut w)| {
-                if everywhere[e] {
-                    return Where::Everywhere;
-                }
-                if w.is_empty() {
-                    return Where::Nowhere;
-                }
-                w.sort_unstable();
-                let mut merged: Vec<(usize, usize)> = Vec::with_capacity(w.len());
-                for (lo, hi) in w {
-                    match merged.last_mut() {
-                        Some(last) if lo <= last.1 + 1 => last.1 = last.1.max(hi),
-                        _ => merged.push((lo, hi)),
-                    }
-                }
-                // Many scattered windows cost more than one pass of the regex over the text (an
-                // unbounded pattern searches on from each window to its next match). A window of
-                // one byte is searched anchored, which does not search on: a PEM block per KiB
-                // is searched at its headers only (`raw_matches` bounds what they cost in all).
-                let covered: usize = merged.iter().map(|(lo, hi)| hi - lo + 1).sum();
-                let wide = merged.iter().filter(|(lo, hi)| hi > lo).count();
-                if (wide > 32 && !self.bounded[e]) || covered > text.len() / 4 {
-                    return Where::Everywhere;
-                }
-                Where::Windows(merged)
-            })
-            .collect()
+        for (e, w) in per.iter_mut().enumerate() {
+            wheres.push(self.windows(e, w, everywhere[e], text.len()));
+        }
+    }
+
+    /// Entry `e`'s `Where` from its windows `w` (taken when they are the answer), as `hits`
+    /// found them in a text of `len` bytes.
+    fn windows(&self, e: usize, w: &mut Vec<(usize, usize)>, everywhere: bool, len: usize) -> Where {
+        if everywhere {
+            return Where::Everywhere;
+        }
+        if w.is_empty() {
+            return Where::Nowhere;
+        }
+        w.sort_unstable();
+        // merged in place: `k` windows done
+        let mut k = 0;
+        for i in 0..w.len() {
+            let (lo, hi) = w[i];
+            if k > 0 && lo <= w[k - 1].1 + 1 {
+                w[k - 1].1 = w[k - 1].1.max(hi);
+            } else {
+                w[k] = (lo, hi);
+                k += 1;
+            }
+        }
+        w.truncate(k);
+        // Many scattered windows cost more than one pass of the regex over the text (an
+        // unbounded pattern searches on from each window to its next match). A window of
+        // one byte is searched anchored, which does not search on: a PEM block per KiB
+        // is searched at its headers only (`raw_matches` bounds what they cost in all).
+        let covered: usize = w.iter().map(|(lo, hi)| hi - lo + 1).sum();
+        let wide = w.iter().filter(|(lo, hi)| hi > lo).count();
+        if (wide > 32 && !self.bounded[e]) || covered > len / 4 {
+            return Where::Everywhere;
+        }
+        Where::Windows(std::mem::take(w))
     }
 
     /// A digit shape's trigger `t` of `db` (the shapes' database): the window `[lo, hi]` for
@@ -2355,7 +2422,22 @@ impl Engine {
     /// Every candidate match of every occurring pattern starting at or after `from` (the bytes
     /// before `from` are look-behind context only).
     fn raw_matches(&self, hay: &[u8], from: usize) -> Vec<Raw> {
-        let hits = self.hits(&hay[from..]);
+        with_scratch(hay.len() - from, |sc| {
+            self.hits(&hay[from..], sc);
+            let out = self.searches(hay, from, &sc.wheres);
+            // the windows back to the lists they were lent from
+            for (w, list) in sc.wheres.drain(..).zip(sc.per.iter_mut()) {
+                if let Where::Windows(mut w) = w {
+                    w.clear();
+                    *list = w;
+                }
+            }
+            out
+        })
+    }
+
+    /// `raw_matches` in the windows `hits` gave (by entry, in `hay[from..]`'s offsets).
+    fn searches(&self, hay: &[u8], from: usize, hits: &[Where]) -> Vec<Raw> {
         // a long text's candidates in one allocation (as many as one per 512 bytes: PII-dense
         // text has about two per KiB), not in a dozen doublings that each copy them
         let mut out =
@@ -2492,19 +2574,22 @@ impl Engine {
     /// Validated spans merged into their union (sorted, non-overlapping).
     fn merge(spans: Vec<Span>) -> Vec<Span> {
         // (the label of a union is its least entry, whatever the order of equal spans)
-        let spans = sort_runs(spans);
-        let mut out: Vec<Span> = Vec::with_capacity(spans.len());
-        for s in spans {
-            if let Some(last) = out.last_mut() {
-                if s.start < last.end {
-                    last.end = last.end.max(s.end);
-                    last.entry = last.entry.min(s.entry);
-                    continue;
-                }
+        let mut spans = sort_runs(spans);
+        // in place: the first `k` are merged
+        let mut k = 0;
+        for i in 0..spans.len() {
+            let s = spans[i];
+            if k > 0 && s.start < spans[k - 1].end {
+                let last = &mut spans[k - 1];
+                last.end = last.end.max(s.end);
+                last.entry = last.entry.min(s.entry);
+            } else {
+                spans[k] = s;
+                k += 1;
             }
-            out.push(s);
         }
-        out
+        spans.truncate(k);
+        spans
     }
 
     /// Validated spans of `text` before merging, sorted.
@@ -4585,7 +4670,9 @@ mod tests {
                 .unwrap();
         for unit in ["-----BEGIN PRIVATE KEY-----AAAA ", "-eyJa"] {
             let text = unit.repeat((64 << 10) / unit.len());
-            match &engine.hits(text.as_bytes())[usize::from(unit == "-eyJa")] {
+            let mut sc = Scratch::default();
+            engine.hits(text.as_bytes(), &mut sc);
+            match &sc.wheres[usize::from(unit == "-eyJa")] {
                 Where::Windows(w) => assert!(w.len() > 1000 && w.iter().all(|(lo, hi)| lo == hi)),
                 other => panic!("{other:?}"),
             }
