@@ -2120,8 +2120,8 @@ impl Engine {
     }
 
     /// Where each entry's exact regexes must search (Hyperscan pass over `text`, whose
-    /// offsets are relative to `text`), in `sc.wheres` by entry.
-    fn hits(&self, text: &[u8], sc: &mut Scratch) {
+    /// offsets are relative to `text`), in `sc.wheres` by entry. False when that is nowhere.
+    fn hits(&self, text: &[u8], sc: &mut Scratch) -> bool {
         let n = self.entries.len();
         let Scratch { everywhere, per, found, gfound, ends: ends_bufs, wheres, .. } = sc;
         // (the windows of the call before were given back to `per`; the thread's lists may
@@ -2129,7 +2129,7 @@ impl Engine {
         wheres.clear();
         if text.is_empty() {
             wheres.resize(n, Where::Nowhere);
-            return;
+            return false;
         }
         found.clear();
         gfound.clear();
@@ -2236,9 +2236,15 @@ impl Engine {
         for &(entry, lo, hi) in found.iter() {
             per[entry].push((lo, hi));
         }
+        if per.iter().all(Vec::is_empty) && !everywhere.contains(&true) {
+            // (most texts: nothing to search)
+            wheres.resize(n, Where::Nowhere);
+            return false;
+        }
         for (e, w) in per.iter_mut().enumerate() {
             wheres.push(self.windows(e, w, everywhere[e], text.len()));
         }
+        true
     }
 
     /// Entry `e`'s `Where` from its windows `w` (taken when they are the answer), as `hits`
@@ -2423,7 +2429,9 @@ impl Engine {
     /// before `from` are look-behind context only).
     fn raw_matches(&self, hay: &[u8], from: usize) -> Vec<Raw> {
         with_scratch(hay.len() - from, |sc| {
-            self.hits(&hay[from..], sc);
+            if !self.hits(&hay[from..], sc) {
+                return Vec::new();
+            }
             let out = self.searches(hay, from, &sc.wheres);
             // the windows back to the lists they were lent from
             for (w, list) in sc.wheres.drain(..).zip(sc.per.iter_mut()) {
@@ -4671,7 +4679,7 @@ mod tests {
         for unit in ["-----BEGIN PRIVATE KEY-----AAAA ", "-eyJa"] {
             let text = unit.repeat((64 << 10) / unit.len());
             let mut sc = Scratch::default();
-            engine.hits(text.as_bytes(), &mut sc);
+            assert!(engine.hits(text.as_bytes(), &mut sc));
             match &sc.wheres[usize::from(unit == "-eyJa")] {
                 Where::Windows(w) => assert!(w.len() > 1000 && w.iter().all(|(lo, hi)| lo == hi)),
                 other => panic!("{other:?}"),
