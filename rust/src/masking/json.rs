@@ -12,6 +12,19 @@ use super::engine::Span;
 /// string: validation 2.8K instructions with serde_json, 1.8K with this; the whole
 /// `mask_json` call 12.1K and 10.9K (callgrind, `GW_BENCH_LOOP=json`).
 pub fn validate(doc: &[u8]) -> Result<(), String> {
+    validate_with(doc, |_| {})
+}
+
+/// `validate`, and the document's string tokens as `strings` gives them: one pass where a
+/// document with escapes was read twice (`Engine::mask_json_if_needed`).
+pub fn validate_strings(doc: &[u8]) -> Result<Vec<StrTok>, String> {
+    let mut out = Vec::new();
+    validate_with(doc, |t| out.push(t))?;
+    Ok(out)
+}
+
+/// `validate`, calling `tok` with each string token (keys and values) in order.
+fn validate_with(doc: &[u8], mut tok: impl FnMut(StrTok)) -> Result<(), String> {
     let err = |what: &str, at: usize| Err(format!("not valid JSON: {what} at byte {at}"));
     let n = doc.len();
     let ws = |i: usize| skip_ws(doc, i);
@@ -32,12 +45,16 @@ pub fn validate(doc: &[u8]) -> Result<(), String> {
                 } else {
                     stack.push(object);
                     if object {
-                        i = key(doc, i)?;
+                        i = key(doc, i, &mut tok)?;
                     }
                     continue;
                 }
             }
-            Some(b'"') => i = string(doc, i)?,
+            Some(b'"') => {
+                let (end, escaped) = string(doc, i)?;
+                tok(StrTok { start: i, end, escaped });
+                i = end;
+            }
             Some(b't') if doc[i..].starts_with(b"true") => i += 4,
             Some(b'f') if doc[i..].starts_with(b"false") => i += 5,
             Some(b'n') if doc[i..].starts_with(b"null") => i += 4,
@@ -54,7 +71,7 @@ pub fn validate(doc: &[u8]) -> Result<(), String> {
                 Some(b',') => {
                     i = ws(i + 1);
                     if object {
-                        i = key(doc, i)?;
+                        i = key(doc, i, &mut tok)?;
                     }
                     break;
                 }
@@ -73,11 +90,13 @@ pub fn validate(doc: &[u8]) -> Result<(), String> {
 }
 
 /// A key and its colon at `i`: where its value begins (after white space).
-fn key(doc: &[u8], i: usize) -> Result<usize, String> {
+fn key(doc: &[u8], i: usize, tok: &mut impl FnMut(StrTok)) -> Result<usize, String> {
     if doc.get(i) != Some(&b'"') {
         return Err(format!("not valid JSON: a key expected at byte {i}"));
     }
-    let j = skip_ws(doc, string(doc, i)?);
+    let (end, escaped) = string(doc, i)?;
+    tok(StrTok { start: i, end, escaped });
+    let j = skip_ws(doc, end);
     if doc.get(j) != Some(&b':') {
         return Err(format!("not valid JSON: ':' expected at byte {j}"));
     }
@@ -92,16 +111,24 @@ fn skip_ws(doc: &[u8], mut i: usize) -> usize {
     i
 }
 
-/// The string whose opening quote is at `i`: past its closing quote.
-fn string(doc: &[u8], i: usize) -> Result<usize, String> {
+/// The string whose opening quote is at `i`: past its closing quote, and whether it holds an
+/// escape.
+fn string(doc: &[u8], i: usize) -> Result<(usize, bool), String> {
     let mut j = i + 1;
+    let mut escaped = false;
     loop {
         j += plain_len(&doc[j..]);
         match doc.get(j) {
-            Some(b'"') => return Ok(j + 1),
+            Some(b'"') => return Ok((j + 1, escaped)),
             Some(b'\\') => match doc.get(j + 1) {
-                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => j += 2,
-                Some(b'u') if doc.get(j + 2..j + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => j += 6,
+                Some(b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                    escaped = true;
+                    j += 2
+                }
+                Some(b'u') if doc.get(j + 2..j + 6).is_some_and(|h| h.iter().all(u8::is_ascii_hexdigit)) => {
+                    escaped = true;
+                    j += 6
+                }
                 _ => return Err(format!("not valid JSON: a bad escape at byte {j}")),
             },
             Some(_) => return Err(format!("not valid JSON: a control character in a string at byte {j}")),
@@ -474,6 +501,7 @@ mod tests {
             }
             let ok = serde_ok(&d);
             assert_eq!(validate(&d).is_ok(), ok, "{:?}", String::from_utf8_lossy(&d));
+            assert_eq!(validate_strings(&d).ok(), ok.then(|| strings(&d)), "{:?}", String::from_utf8_lossy(&d));
             if ok {
                 checked.0 += 1
             } else {
