@@ -21,8 +21,10 @@ catalogue value in turn: the median and the slowest, each value's p50 the lowest
 and ratios.
 graphwarden's GB/s on the digit-heavy and PII-dense texts are also given for bodies of 256 KiB
 and 1 MiB, cut from the corpus and masked in turn, and for one such body masked over and over
-(the headline figures are of the whole corpus, 4 MiB by default), and for a JSON chat request
-carrying a base64 image of the same size (`mask()` and `mask_json()`).
+(the headline figures are of the whole corpus, 4 MiB by default), for a JSON chat request
+carrying a base64 image of the same size (`mask()` and `mask_json()`), and for a LangGraph
+thread state of 400 messages (about 120 KiB of JSON with many short strings), without PII and
+with one value per ~1 KiB.
 
 Usage: taskset -c 1 python3 benchmarks/masking_bench.py [--mib 4]
 """
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import re
 import statistics
 import sys
@@ -203,6 +206,22 @@ class Graphwarden:
         return self.m.mask(text)
 
 
+def state_document(text: bytes, messages: int = 400) -> bytes:
+    """A LangGraph thread state as the Agent Server returns it (`GET /threads/{id}/state`):
+    `messages` chat messages, each with a type, an id and a few metadata keys, their contents
+    cut in turn from `text` (20-300 bytes each). Many short strings, as real JSON bodies have,
+    where the base64 request has one long one."""
+    rng = random.Random(1)
+    src, at, msgs = text.decode(), 0, []
+    for i in range(messages):
+        k = rng.randint(20, 300)
+        msgs.append({"type": rng.choice(["human", "ai", "tool"]), "id": f"run-{i:08d}-{rng.getrandbits(64):016x}",
+                     "content": src[at:at + k], "additional_kwargs": {},
+                     "response_metadata": {"model": "x", "tokens": rng.randint(1, 999)}})
+        at += k
+    return json.dumps({"thread_id": "550e8400-e29b-41d4-a716-446655440000", "values": {"messages": msgs}}).encode()
+
+
 def rate(fn: Callable[[bytes], bytes], data: bytes, budget_s: float = 3.0) -> float:
     """Bytes per second of the fastest of the runs that fit in `budget_s` (at least one, at
     most 200): on a shared machine the slower runs measure the neighbours."""
@@ -325,6 +344,12 @@ def main() -> int:
     doc = image_request(size)
     print(f"  graphwarden base64 image in a JSON request ({len(doc) / (1 << 20):.1f} MiB): "
           f"mask() {rate(m.mask, doc, 1.0) / 1e9:6.3f} GB/s, mask_json() {rate(lambda _: m.mask_json(doc), doc, 1.0) / 1e9:6.3f} GB/s")
+    state, state_dense = state_document(clean), state_document(dense)
+    print(f"  graphwarden LangGraph thread state ({len(state) >> 10} KiB JSON, 400 messages): mask_json() "
+          f"{rate(lambda _: m.mask_json(state), state, 1.0) / 1e9:6.3f} GB/s without PII, "
+          f"{rate(lambda _: m.mask_json(state_dense), state_dense, 1.0) / 1e9:6.3f} GB/s with a value per ~1 KiB "
+          "(mask() of the same: "
+          f"{rate(m.mask, state, 1.0) / 1e9:6.3f} and {rate(m.mask, state_dense, 1.0) / 1e9:6.3f})")
     print("ratios (graphwarden / other, prose | clean | dense):")
     for name, r in results.items():
         if name != "graphwarden":
