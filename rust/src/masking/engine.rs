@@ -2257,18 +2257,14 @@ impl Engine {
             return Where::Nowhere;
         }
         w.sort_unstable();
-        // merged in place: `k` windows done
-        let mut k = 0;
-        for i in 0..w.len() {
-            let (lo, hi) = w[i];
-            if k > 0 && lo <= w[k - 1].1 + 1 {
-                w[k - 1].1 = w[k - 1].1.max(hi);
-            } else {
-                w[k] = (lo, hi);
-                k += 1;
+        // merged in place: a window that overlaps or touches the one kept before it joins it
+        w.dedup_by(|cur, last| {
+            let joins = cur.0 <= last.1 + 1;
+            if joins {
+                last.1 = last.1.max(cur.1);
             }
-        }
-        w.truncate(k);
+            joins
+        });
         // Many scattered windows cost more than one pass of the regex over the text (an
         // unbounded pattern searches on from each window to its next match). A window of
         // one byte is searched anchored, which does not search on: a PEM block per KiB
@@ -2583,20 +2579,15 @@ impl Engine {
     fn merge(spans: Vec<Span>) -> Vec<Span> {
         // (the label of a union is its least entry, whatever the order of equal spans)
         let mut spans = sort_runs(spans);
-        // in place: the first `k` are merged
-        let mut k = 0;
-        for i in 0..spans.len() {
-            let s = spans[i];
-            if k > 0 && s.start < spans[k - 1].end {
-                let last = &mut spans[k - 1];
+        // in place: a span that overlaps the one kept before it joins it
+        spans.dedup_by(|s, last| {
+            let joins = s.start < last.end;
+            if joins {
                 last.end = last.end.max(s.end);
                 last.entry = last.entry.min(s.entry);
-            } else {
-                spans[k] = s;
-                k += 1;
             }
-        }
-        spans.truncate(k);
+            joins
+        });
         spans
     }
 
