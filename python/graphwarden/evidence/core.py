@@ -664,12 +664,7 @@ def _reject_decision(r: Reject) -> str:
 def _blake3_hex(data: bytes) -> str:
     from graphwarden import _native
 
-    fn = getattr(_native, "blake3_hex", None)
-    if fn is not None:
-        return str(fn(data))
-    import hashlib
-
-    return "sha256:" + hashlib.sha256(data).hexdigest()
+    return _native.blake3_hex(data)
 
 
 class CaptureFilter:

@@ -254,8 +254,17 @@ fn audit_bench_append(py: Python<'_>, dir: PathBuf, key_file: PathBuf, n: u64, b
     .map_err(AuditError::new_err)
 }
 
+/// BLAKE3 of `data` as 64 lower-case hex digits: the digests of digest-level evidence payloads
+/// and of masking catalogues in the audit trail. Large inputs are hashed with the GIL released.
+#[pyfunction]
+fn blake3_hex(py: Python<'_>, data: &[u8]) -> String {
+    let hash = if data.len() >= 64 << 10 { py.detach(|| blake3::hash(data)) } else { blake3::hash(data) };
+    hash.to_hex().to_string()
+}
+
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AuditWriter>()?;
+    m.add_function(wrap_pyfunction!(blake3_hex, m)?)?;
     m.add("AuditError", m.py().get_type::<AuditError>())?;
     m.add("AuditUnavailable", m.py().get_type::<AuditUnavailable>())?;
     m.add_function(wrap_pyfunction!(audit_verify, m)?)?;
