@@ -8,6 +8,8 @@ connections and the audit writer are created inside the worker that uses them.
 
 from __future__ import annotations
 
+import signal
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ class Assembly:
         self.audit: Any = None
         self.evidence: Any = None
         self.crons: Any = None
+        self.catalogue_watcher: Any = None
 
     # -- the parts ------------------------------------------------------------------------------
     def build_guard(self, config: GatewayConfig) -> Guard:
@@ -77,6 +80,11 @@ class Assembly:
 
         if self.masker is None:
             self.masker = self.build_masker()
+        if config.masking.catalogue:
+            self._watch_catalogue(gateway, config.masking.catalogue, config.masking.reload_poll_s)
+        policies = getattr(self.guard, "policies", None)
+        if policies is not None:
+            policies.on_reload.append(lambda result: self._reload_record("policy_reload", result))
         install_approvals(gateway, self.approvals, mask=self._mask_for_approvers)
         gateway.on_close.append(self.approvals.close)
         self.audit = open_from_config(config, gateway.worker)
@@ -116,8 +124,40 @@ class Assembly:
         guard = self.guard
         if guard is not None and hasattr(guard, "on_refusal"):
             guard.on_refusal.append(self.evidence.note_decision)
-        audit.append("gateway", {"event": "start", "worker": gateway.worker, "ts": now_iso(),
-                                 "upstream": config.upstream.url, "chain": audit.chain})
+        start: dict[str, Any] = {"event": "start", "worker": gateway.worker, "ts": now_iso(),
+                                 "upstream": config.upstream.url, "chain": audit.chain,
+                                 "masking_catalogue": {"file": self.masker.source, "digest": self.masker.digest}}
+        if policies is not None:
+            start["policy"] = {"file": str(policies.path) if policies.path else "<default>", "digest": policies.digest}
+        audit.append("gateway", start)
+
+    def _watch_catalogue(self, gateway: Any, path: str, poll_s: float) -> None:
+        """Reloads the operator's catalogue on SIGHUP and when the file changes (see
+        `graphwarden.masking.reload`); each reload, loaded or rejected, goes on the record."""
+        from graphwarden.masking.reload import CatalogueWatcher
+
+        watcher = CatalogueWatcher(self.masker, path, poll_s,
+                                   on_result=lambda result: self._reload_record("masking_reload", result))
+        watcher.start()
+        gateway.on_close.append(watcher.stop)
+        self.catalogue_watcher = watcher
+        if threading.current_thread() is threading.main_thread() and hasattr(signal, "SIGHUP"):
+            # after the policy's handler (`build_guard`): SIGHUP reloads both
+            previous = signal.getsignal(signal.SIGHUP)
+
+            def on_hup(signo: int, frame: Any) -> None:
+                watcher.request_reload()
+                if callable(previous):
+                    previous(signo, frame)
+
+            signal.signal(signal.SIGHUP, on_hup)
+
+    def _reload_record(self, event: str, result: dict[str, Any]) -> None:
+        """A `gateway` record of a policy or masking catalogue reload (loaded or rejected)."""
+        audit = self.audit
+        if audit is None:
+            return
+        audit.append("gateway", {"event": event, "ts": now_iso(), "chain": audit.chain, **result})
 
     def _close_audit(self) -> None:
         """Worker shutdown: a `gateway stop` record, then the signed close checkpoint."""

@@ -555,10 +555,15 @@ class MaskingConfig(_Section):
     #: JSON responses up to this size are masked as JSON documents (valid JSON out); larger
     #: ones are masked as a byte stream.
     json_buffer_bytes: int = 16 * 1024 * 1024
+    #: Seconds between checks of the catalogue file's mtime (SIGHUP reloads at once). A
+    #: catalogue that does not load is rejected and the one in force kept.
+    reload_poll_s: float = 2.0
 
     def __post_init__(self) -> None:
         if self.catalogue is not None and not Path(self.catalogue).is_file():
             raise _invalid("catalogue", f"catalogue file {self.catalogue!r} does not exist", "fix the path or remove the key")
+        if not self.reload_poll_s > 0:
+            raise _invalid("reload_poll_s", "reload_poll_s must be positive", "use e.g. 2.0")
         if self.json_buffer_bytes < 1024:
             raise _invalid("json_buffer_bytes", "json_buffer_bytes is below 1024", "use at least 1024 (default 16 MiB)")
 

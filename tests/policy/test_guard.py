@@ -312,3 +312,27 @@ def test_sighup_reloads_the_policy(fake_upstream: FakeUpstream, state: Path) -> 
     time.sleep(0.05)
     after = guard.policies.current()
     assert after is not before and after.rules[-1].id == "extra"
+
+
+def test_policy_reloads_are_reported_with_the_files_digest(fake_upstream: FakeUpstream, state: Path) -> None:
+    import blake3
+
+    config = _config(fake_upstream, state, reload_poll_s=3600)
+    guard = build_guard(config)
+    store = guard.policies
+    policy_file = state / "policy.toml"
+    first = store.digest
+    assert first == blake3.blake3(policy_file.read_bytes()).hexdigest()
+    results: list[dict[str, object]] = []
+    store.on_reload.append(results.append)
+    policy_file.write_text(POLICY + '\n[[rules]]\nid = "extra"\nsubjects = ["x"]\neffect = "deny"\n')
+    assert store.reload()
+    loaded = blake3.blake3(policy_file.read_bytes()).hexdigest()
+    assert results[0] == {"result": "loaded", "file": str(policy_file), "digest": loaded, "previous": first,
+                          "rules": [r.id for r in store.policy.rules]}
+    assert store.digest == loaded and "extra" in results[0]["rules"]  # type: ignore[operator]
+    policy_file.write_text(POLICY + '\n[[rules]]\nid = "broken"\neffect = "maybe"\n')
+    assert not store.reload()
+    assert results[1]["result"] == "rejected" and results[1]["in_force"] == loaded
+    assert results[1]["digest"] == blake3.blake3(policy_file.read_bytes()).hexdigest()
+    assert "broken" in str(results[1]["error"]) and store.digest == loaded

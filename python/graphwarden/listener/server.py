@@ -181,7 +181,7 @@ def run_gateway(config: GatewayConfig, guard_factory: GuardFactory, hooks: tuple
                 pass
 
     def forward_hup(_signum: int, _frame: object) -> None:
-        # Reload (policy file) is per worker: pass SIGHUP on to each of them.
+        # Reload (policy file, masking catalogue) is per worker: pass SIGHUP on to each of them.
         for pid in list(children):
             try:
                 os.kill(pid, signal.SIGHUP)

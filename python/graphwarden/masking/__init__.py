@@ -193,14 +193,21 @@ class Masker:
     #: when not JSON.
     mask_json: Callable[[bytes], bytes]
 
-    def __init__(self, catalogue: Catalogue) -> None:
+    def __init__(self, catalogue: Catalogue, *, key: bytes | None = None, source: str = "",
+                 digest: str = "") -> None:
         self.catalogue = catalogue
         self.entries = tuple(e for e in catalogue.entries if e.enabled)
-        key = catalogue.hash_key or secrets.token_bytes(32)
+        # the keyed-hash action's key: the catalogue's, else `key` (a reload keeps the running
+        # one, so that a value hashes to the same token before and after), else a random one
+        self._key = catalogue.hash_key or key or secrets.token_bytes(32)
+        #: Where the catalogue came from (a file, or "<default>") and the BLAKE3 digest of its
+        #: bytes, for the audit trail.
+        self.source = source
+        self.digest = digest
         self._engine = _native.MaskEngine(
             [(e.id, e.entity, list(e.patterns), e.validator, e.action, e.group, e.max_len, list(e.prefixes),
               e.prefilter) for e in self.entries],
-            key,
+            self._key,
         )
         self.mask = self._engine.mask
         self.mask_json = self._engine.mask_json
@@ -208,16 +215,33 @@ class Masker:
     @classmethod
     @functools.cache
     def default(cls) -> Masker:
-        return cls(default_catalogue())
+        return cls(default_catalogue(), source="<default>", digest=_native.blake3_hex(CATALOGUE.read_bytes()))
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike[str]) -> Masker:
+    def from_file(cls, path: str | os.PathLike[str], *, key: bytes | None = None) -> Masker:
+        """The operator catalogue at `path` merged over the default one. ValueError (naming the
+        file, and the entry when one is at fault) when it cannot be read, parsed or compiled."""
         p = Path(path)
         try:
-            text = p.read_text(encoding="utf-8")
+            data = p.read_bytes()
         except OSError as exc:
             raise ValueError(f"{p}: cannot read the catalogue: {exc}") from None
-        return cls(parse_catalogue(text, str(p), base=default_catalogue()))
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{p}: the catalogue is not UTF-8: {exc}") from None
+        return cls(parse_catalogue(text, str(p), base=default_catalogue()), key=key, source=str(p),
+                   digest=_native.blake3_hex(data))
+
+    def adopt(self, other: Masker) -> None:
+        """Takes `other`'s catalogue and engine in place (a reload): every holder of this
+        object masks with them from its next call on. Streams and SSE splitters made before
+        keep the engine they were made from, so a stream is masked by one catalogue throughout."""
+        self.catalogue, self.entries, self._key = other.catalogue, other.entries, other._key
+        self.source, self.digest = other.source, other.digest
+        self._engine = other._engine
+        self.mask = other._engine.mask
+        self.mask_json = other._engine.mask_json
 
     def findings(self, data: bytes) -> list[tuple[str, int, int]]:
         return self._engine.findings(data)

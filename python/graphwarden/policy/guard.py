@@ -34,6 +34,7 @@ from urllib.parse import quote
 
 import orjson
 
+from graphwarden import _native
 from graphwarden.config import GatewayConfig
 from graphwarden.errors import ConfigError, GatewayError
 from graphwarden.gateway import upstream_tls_context
@@ -98,7 +99,9 @@ DecisionHook = Callable[[DecisionRecord], None]
 
 class PolicyStore:
     """The current policy, reloaded on SIGHUP and when the file's mtime changes. A bad file
-    keeps the previous policy and logs the error."""
+    keeps the previous policy and logs the error. Each reload, loaded or rejected, is reported
+    to the `on_reload` callbacks (the gateway's audit trail records it, with the BLAKE3 digest
+    of the file's bytes)."""
 
     def __init__(self, path: str | None, gate: ApprovalGate | None, poll_s: float) -> None:
         self.path = Path(path) if path else None
@@ -109,37 +112,58 @@ class PolicyStore:
         self._hup = False
         self.reloads = 0
         self.last_error: str | None = None
+        #: BLAKE3 of the bytes of the policy in force (the file's, or the embedded default's).
+        self.digest = ""
+        self.on_reload: list[Callable[[dict[str, Any]], None]] = []
         self.policy = self._load()  # raises PolicyError at start
 
     def _load(self) -> Policy:
         if self.path is None:
-            return parse_policy(default_policy_text(), "<embedded default policy>", self.gate)
+            text = default_policy_text()
+            policy = parse_policy(text, "<embedded default policy>", self.gate)
+            self.digest = _native.blake3_hex(text.encode("utf-8"))
+            return policy
         st = self.path.stat()
-        text = self.path.read_text("utf-8")
-        policy = parse_policy(text, str(self.path), self.gate)
+        data = self.path.read_bytes()
+        policy = parse_policy(data.decode("utf-8"), str(self.path), self.gate)
         self._mtime = st.st_mtime_ns
+        self.digest = _native.blake3_hex(data)
         return policy
 
     def request_reload(self) -> None:
         self._hup = True
 
     def reload(self) -> bool:
+        previous = self.digest
         try:
             self.policy = self._load()
         except (PolicyError, OSError, UnicodeDecodeError) as exc:
             self.last_error = str(exc)
+            attempted: str | None = None
             if self.path is not None:
                 try:
                     self._mtime = self.path.stat().st_mtime_ns  # don't retry until it changes again
+                    attempted = _native.blake3_hex(self.path.read_bytes())
                 except OSError:
                     pass
             log.error("policy reload failed; keeping the previous policy",
                       extra={"fields": {"file": str(self.path), "error": str(exc)}})
+            self._report({"result": "rejected", "file": str(self.path), "digest": attempted, "error": str(exc),
+                          "in_force": self.digest})
             return False
         self.last_error = None
         self.reloads += 1
         log.info("policy loaded", extra={"fields": {"file": str(self.path), "rules": len(self.policy.rules)}})
+        self._report({"result": "loaded", "file": str(self.path), "digest": self.digest, "previous": previous,
+                      "rules": [r.id for r in self.policy.rules]})
         return True
+
+    def _report(self, result: dict[str, Any]) -> None:
+        for hook in self.on_reload:
+            try:
+                hook(result)
+            except Exception:
+                log.exception("policy reload could not be recorded")
 
     def current(self) -> Policy:
         if self.path is not None:
