@@ -82,7 +82,7 @@ def test_a_bad_catalogue_is_rejected_and_the_set_in_force_kept(catalogue: Path) 
     assert watcher.last_error is not None and "broken_entry" in watcher.last_error
     [r] = results
     assert r["result"] == "rejected" and r["digest"] == _digest(catalogue) and r["in_force"] == in_force
-    assert "broken_entry" in r["error"] and "does not compile" in r["error"]
+    assert "broken_entry" in r["error"] and "does not compile" in r["error"] and "unclosed group" in r["error"]
     # not TOML, not UTF-8, gone: each rejected the same way
     for bad in (b"[[entries]\n", b"version = 1\n# \xff\xfe\n"):
         catalogue.write_bytes(bad)

@@ -411,6 +411,20 @@ pub struct Engine {
     quote_capable: Vec<bool>,
 }
 
+/// The regex library's message for a pattern that does not build, with what it wraps: its own
+/// text is only "error parsing pattern 0"; the syntax error under it says what and where
+/// ("unclosed group", with the pattern and a caret under the place).
+fn build_error_message(err: &regex_automata::meta::BuildError) -> String {
+    let mut message = err.to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(s.to_string().trim_end());
+        source = s.source();
+    }
+    message
+}
+
 /// Whether a regex uses a text anchor (`^`/`$` outside a class, `\A`, `\z`, `\Z`).
 fn has_anchor(p: &str) -> bool {
     let b = p.as_bytes();
@@ -1957,7 +1971,7 @@ impl Engine {
                     .syntax(syntax_config())
                     .configure(Regex::config().utf8_empty(false).nfa_size_limit(Some(64 << 20)))
                     .build(p)
-                    .map_err(|err| CompileError { id: e.id.clone(), message: err.to_string() })?;
+                    .map_err(|err| CompileError { id: e.id.clone(), message: build_error_message(&err) })?;
                 if e.group >= re.captures_len() {
                     return Err(CompileError {
                         id: e.id.clone(),
