@@ -1,5 +1,5 @@
-"""`graphwarden masking scan` and `graphwarden masking bench`: tooling for operators who tune
-the catalogue."""
+"""`graphwarden masking scan`, `check` and `bench`: tooling for operators who tune the
+catalogue."""
 
 from __future__ import annotations
 
@@ -139,8 +139,50 @@ def _bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check(args: argparse.Namespace) -> int:
+    """Every enabled entry against its own fixtures, through the compiled engine: each positive
+    fixture, in a sentence, must be matched by its entry and masked; each negative one must not
+    be matched by it. What an operator runs before putting a catalogue in force (the gateway
+    reloads it on SIGHUP); the digest printed is the one the audit trail will record."""
+    try:
+        m = _load(args.catalogue)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report: list[dict[str, Any]] = []
+    for e in m.entries:
+        problems: list[str] = []
+        for text in e.positive:
+            sentence = f"note: {text} (end)".encode()
+            if not any(i == e.id for i, _, _ in m.matches(sentence)):
+                problems.append(f"positive fixture not matched: {text!r}")
+            elif text.encode() in m.mask(sentence):
+                problems.append(f"positive fixture matched but left whole in the output (another entry's span?): {text!r}")
+        for text in e.negative:
+            if any(i == e.id for i, _, _ in m.matches(text.encode())):
+                problems.append(f"negative fixture matched: {text!r}")
+        report.append({"id": e.id, "positive": len(e.positive), "negative": len(e.negative), "problems": problems,
+                       "untested": not e.positive})
+    failed = [r for r in report if r["problems"]]
+    untested = [r["id"] for r in report if r["untested"]]
+    if args.json:
+        print(json.dumps({"catalogue": m.source, "digest": m.digest, "entries": report, "failed": len(failed),
+                          "untested": untested}))
+    else:
+        for r in report:
+            state = "FAIL" if r["problems"] else ("untested" if r["untested"] else "ok")
+            print(f"{state:<8} {r['id']:<28} {r['positive']} positive, {r['negative']} negative")
+            for problem in r["problems"]:
+                print(f"         {problem}")
+        print(f"catalogue {m.source} (BLAKE3 {m.digest}): {len(report)} entries enabled, {len(failed)} failed"
+              + (f", {len(untested)} without positive fixtures" if untested else ""))
+    if failed or (args.strict and untested):
+        return 1
+    return 0
+
+
 def register(sub: Any) -> None:
-    p = sub.add_parser("masking", help="scan text with the masking catalogue, or measure it")
+    p = sub.add_parser("masking", help="scan text with the masking catalogue, check its fixtures, or measure it")
     ms = p.add_subparsers(dest="masking_command", metavar="ACTION")
     ms.required = True
     s = ms.add_parser("scan", help="mask standard input and summarise the findings")
@@ -148,6 +190,11 @@ def register(sub: Any) -> None:
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.add_argument("--text", action="store_true", help="treat input as text even if it is JSON")
     s.set_defaults(func=_scan)
+    c = ms.add_parser("check", help="compile a catalogue and run every entry's fixtures through it")
+    c.add_argument("--catalogue", help="operator catalogue merged over the default one")
+    c.add_argument("--json", action="store_true", help="machine-readable output")
+    c.add_argument("--strict", action="store_true", help="an enabled entry without positive fixtures fails too")
+    c.set_defaults(func=_check)
     b = ms.add_parser("bench", help="measure a pattern set on generated text; warn when slow")
     b.add_argument("--catalogue", help="operator catalogue merged over the default one")
     b.add_argument("--bytes", type=int, default=4 << 20, help="size of the generated text")
