@@ -173,3 +173,30 @@ def test_sighup_reloads_the_catalogue_and_the_reload_goes_on_the_record(catalogu
         for close in gateway.on_close:
             close()
         signal.signal(signal.SIGHUP, previous)
+
+
+def test_a_catalogue_whose_reload_cannot_be_recorded_is_not_put_in_force(catalogue: Path) -> None:
+    masker = Masker.from_file(catalogue)
+    in_force = masker.digest
+    down = [True]
+    recorded: list[dict[str, Any]] = []
+
+    def record(result: dict[str, Any]) -> None:
+        if down[0]:
+            raise OSError("No space left on device")  # what an unavailable audit log raises, in effect
+        recorded.append(result)
+
+    watcher = CatalogueWatcher(masker, str(catalogue), 0.02, on_result=record)
+    _write(catalogue, EMPLOYEE)
+    assert not watcher.reload()
+    assert masker.digest == in_force and masker.mask(TEXT) == b"employee EMP-123456 wrote from [EMAIL]"
+    assert watcher.last_error == "the reload could not be recorded"
+    # the file has not changed since, but the watcher tries again once the record can be written
+    down[0] = False
+    watcher.start()
+    try:
+        _wait(lambda: watcher.reloads == 1)
+    finally:
+        watcher.stop()
+    assert [r["result"] for r in recorded] == ["loaded"] and recorded[0]["previous"] == in_force
+    assert masker.mask(TEXT) == b"employee [EMPLOYEE_ID] wrote from [EMAIL]"

@@ -336,3 +336,23 @@ def test_policy_reloads_are_reported_with_the_files_digest(fake_upstream: FakeUp
     assert results[1]["result"] == "rejected" and results[1]["in_force"] == loaded
     assert results[1]["digest"] == blake3.blake3(policy_file.read_bytes()).hexdigest()
     assert "broken" in str(results[1]["error"]) and store.digest == loaded
+
+
+def test_a_policy_whose_reload_cannot_be_recorded_is_not_put_in_force(fake_upstream: FakeUpstream, state: Path) -> None:
+    config = _config(fake_upstream, state, reload_poll_s=0.01)
+    store = build_guard(config).policies
+    before, digest = store.policy, store.digest
+    down = [True]
+
+    def record(_result: dict[str, object]) -> None:
+        if down[0]:
+            raise OSError("No space left on device")
+
+    store.on_reload.append(record)
+    (state / "policy.toml").write_text(POLICY + '\n[[rules]]\nid = "extra"\nsubjects = ["x"]\neffect = "deny"\n')
+    assert not store.reload()
+    assert store.policy is before and store.digest == digest
+    down[0] = False
+    time.sleep(0.02)
+    after = store.current()  # the file is checked again: the change is now recorded and in force
+    assert after is not before and after.rules[-1].id == "extra" and store.digest != digest

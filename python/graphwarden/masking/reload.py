@@ -11,7 +11,9 @@ A catalogue that cannot be read, parsed or compiled is rejected: the set in forc
 error (naming the entry at fault) is logged, and the file is not tried again until it changes
 or SIGHUP asks. Either way `on_result` hears of it, which the gateway turns into an audit record
 (`masking_reload`) carrying the BLAKE3 digest of the file's bytes, so the trail shows which
-masking rules were in force when.
+masking rules were in force when. A new catalogue is recorded before it is swapped in; when the
+record cannot be written (the audit log is unavailable), the catalogue in force stays and the
+file is tried again at the next poll.
 """
 
 from __future__ import annotations
@@ -88,14 +90,20 @@ class CatalogueWatcher:
                 return self._rejected(self._digest_of_file(), mtime, str(exc))
             digest = fresh.digest  # of the bytes that were compiled
             previous = self.masker.digest
+            # recorded first: a catalogue is never in force without the record of when it came in
+            if not self._report({"result": "loaded", "file": str(self.path), "digest": digest, "previous": previous,
+                                 "entries": [e.id for e in fresh.entries]}):
+                self._mtime = None  # tried again at the next poll
+                self.last_error = "the reload could not be recorded"
+                log.error("masking catalogue reload not recorded; keeping the catalogue in force until it can be",
+                          extra={"fields": {"file": str(self.path), "in_force": previous}})
+                return False
             self.masker.adopt(fresh)
             self._mtime = mtime
             self.reloads += 1
             self.last_error = None
             log.info("masking catalogue loaded", extra={"fields": {
                 "file": str(self.path), "digest": digest, "previous": previous, "entries": len(fresh.entries)}})
-            self._report({"result": "loaded", "file": str(self.path), "digest": digest, "previous": previous,
-                          "entries": [e.id for e in fresh.entries]})
             return True
 
     def _digest_of_file(self) -> str | None:
@@ -113,13 +121,16 @@ class CatalogueWatcher:
                       "in_force": self.masker.digest})
         return False
 
-    def _report(self, result: dict[str, Any]) -> None:
+    def _report(self, result: dict[str, Any]) -> bool:
+        """Tells `on_result`; False when it failed (the audit log could not take the record)."""
         if self.on_result is None:
-            return
+            return True
         try:
             self.on_result(result)
         except Exception:
             log.exception("masking catalogue reload could not be recorded")
+            return False
+        return True
 
 
 __all__ = ["CatalogueWatcher"]

@@ -118,25 +118,29 @@ class PolicyStore:
         self.policy = self._load()  # raises PolicyError at start
 
     def _load(self) -> Policy:
+        policy, self.digest, mtime = self._read()
+        if mtime is not None:
+            self._mtime = mtime
+        return policy
+
+    def _read(self) -> tuple[Policy, str, int | None]:
+        """The policy, the BLAKE3 of its bytes and the file's mtime (None: the embedded one)."""
         if self.path is None:
             text = default_policy_text()
-            policy = parse_policy(text, "<embedded default policy>", self.gate)
-            self.digest = _native.blake3_hex(text.encode("utf-8"))
-            return policy
+            return parse_policy(text, "<embedded default policy>", self.gate), _native.blake3_hex(text.encode()), None
         st = self.path.stat()
         data = self.path.read_bytes()
-        policy = parse_policy(data.decode("utf-8"), str(self.path), self.gate)
-        self._mtime = st.st_mtime_ns
-        self.digest = _native.blake3_hex(data)
-        return policy
+        return parse_policy(data.decode("utf-8"), str(self.path), self.gate), _native.blake3_hex(data), st.st_mtime_ns
 
     def request_reload(self) -> None:
         self._hup = True
 
     def reload(self) -> bool:
-        previous = self.digest
+        """Reads the file again. False, with the policy in force kept, when it does not load,
+        or when its reload cannot be recorded (it is tried again at the next check): a policy
+        is never in force without the record of when it came in."""
         try:
-            self.policy = self._load()
+            policy, digest, mtime = self._read()
         except (PolicyError, OSError, UnicodeDecodeError) as exc:
             self.last_error = str(exc)
             attempted: str | None = None
@@ -151,19 +155,30 @@ class PolicyStore:
             self._report({"result": "rejected", "file": str(self.path), "digest": attempted, "error": str(exc),
                           "in_force": self.digest})
             return False
+        if not self._report({"result": "loaded", "file": str(self.path), "digest": digest, "previous": self.digest,
+                             "rules": [r.id for r in policy.rules]}):
+            self.last_error = "the reload could not be recorded"
+            log.error("policy reload not recorded; keeping the previous policy until it can be",
+                      extra={"fields": {"file": str(self.path)}})
+            return False
+        self.policy, self.digest = policy, digest
+        if mtime is not None:
+            self._mtime = mtime
         self.last_error = None
         self.reloads += 1
-        log.info("policy loaded", extra={"fields": {"file": str(self.path), "rules": len(self.policy.rules)}})
-        self._report({"result": "loaded", "file": str(self.path), "digest": self.digest, "previous": previous,
-                      "rules": [r.id for r in self.policy.rules]})
+        log.info("policy loaded", extra={"fields": {"file": str(self.path), "rules": len(policy.rules)}})
         return True
 
-    def _report(self, result: dict[str, Any]) -> None:
+    def _report(self, result: dict[str, Any]) -> bool:
+        """Tells the `on_reload` callbacks; False when one of them failed."""
+        ok = True
         for hook in self.on_reload:
             try:
                 hook(result)
             except Exception:
                 log.exception("policy reload could not be recorded")
+                ok = False
+        return ok
 
     def current(self) -> Policy:
         if self.path is not None:
