@@ -38,5 +38,8 @@ class SseSplitter:
 
 def blake3_hex(data: bytes) -> str: ...
 
+class PanicException(BaseException):
+    """A Rust panic, as pyo3 raises it."""
+
 # The audit bindings are typed by graphwarden.audit._bind (a Protocol over this module).
 def __getattr__(name: str) -> Any: ...

@@ -6,6 +6,14 @@ request is a bug, answered with 500 and logged with its traceback.
 
 from __future__ import annotations
 
+from graphwarden import _native
+
+#: What a failing part of the gateway raises: Python errors, and a Rust panic in the native
+#: module (masking, audit), which pyo3 raises as a BaseException that `except Exception` lets
+#: through (a request's connection was then closed with no answer). The request path answers
+#: either with a 500, and background work records it as any other failure.
+FAILURES: tuple[type[BaseException], ...] = (Exception, _native.PanicException)
+
 
 class GatewayError(Exception):
     """An error the gateway answers itself, with a status, a machine code and a human reason."""

@@ -18,7 +18,7 @@ import h11
 import orjson
 
 from graphwarden.config import GatewayConfig
-from graphwarden.errors import ClientGone, GatewayError, UpstreamTimeout, UpstreamUnavailable
+from graphwarden.errors import FAILURES, ClientGone, GatewayError, UpstreamTimeout, UpstreamUnavailable
 from graphwarden.guard import (
     Admit,
     Decision,
@@ -221,7 +221,7 @@ class Gateway:
                 self.send_error(client, ex, exc.status, exc.code, exc.reason)
             else:
                 client.abort()
-        except Exception:
+        except FAILURES:
             ex.outcome = "internal_error"
             log.exception("request failed", extra={"fields": {"request_id": request_id}})
             if not client.response_started and not client.closed:
@@ -240,7 +240,7 @@ class Gateway:
             if self.hooks is not None and ex.operation is not None:
                 try:
                     self.hooks.on_complete(ex)
-                except Exception:
+                except FAILURES:
                     log.exception("recording the response failed", extra={"fields": {"request_id": request_id}})
             metrics.observe(ex.route, ex.status, duration, ex.bytes_in, ex.bytes_out)
             if self.access_log.enabled:

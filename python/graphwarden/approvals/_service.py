@@ -37,6 +37,7 @@ from graphwarden.approvals._spec import (
 from graphwarden.approvals._states import State
 from graphwarden.approvals._store import Approval, ApprovalStore, NewApproval
 from graphwarden.config import GatewayConfig
+from graphwarden.errors import FAILURES
 from graphwarden.guard import Admit, ApprovalNeeded, Decision, Operation, Principal, Reject, RequestInfo
 from graphwarden.ops import get_logger
 
@@ -134,7 +135,7 @@ class ApprovalService:
             return summary
         try:
             masked = self.mask(body)
-        except Exception:  # noqa: BLE001 - fail closed: show the summary, never the raw body
+        except FAILURES:  # fail closed: show the summary, never the raw body
             log.exception("approval body mask failed")
             return summary
         try:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol, cast
 import orjson
 
 from graphwarden.audit._bind import native
-from graphwarden.errors import GatewayError
+from graphwarden.errors import FAILURES, GatewayError
 from graphwarden.evidence.streams import JsonMasker, RunStreamFilter, StreamMasker, native_splitter
 from graphwarden.evidence.upstream import upstream_json
 from graphwarden.guard import Admit, Decision, Operation, Principal, Reject, RequestInfo
@@ -591,7 +591,7 @@ class Evidence:
                 if body.get("error") is not None:
                     body["error"] = self.masked_payload(orjson.dumps(body["error"]))
                 self.audit.append("step", body)
-        except Exception as exc:
+        except FAILURES as exc:
             log.warning("could not collect run steps from history",
                         extra={"fields": {"thread_id": thread_id, "run_id": run_id, "error": str(exc)}})
             self._gap(request_id, thread_id, run_id, f"steps not collected: {exc}")

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from graphwarden import _native
+from graphwarden.errors import FAILURES
 from graphwarden.masking import Masker
 from graphwarden.ops import get_logger
 
@@ -76,7 +77,7 @@ class CatalogueWatcher:
             if asked or self._stat() != self._mtime:
                 try:
                     self.reload()
-                except Exception:  # never let the thread die: the next change is tried again
+                except FAILURES:  # never let the thread die: the next change is tried again
                     log.exception("masking catalogue reload failed unexpectedly")
 
     def reload(self) -> bool:
@@ -88,6 +89,8 @@ class CatalogueWatcher:
                 fresh = Masker.from_file(self.path, key=self.masker._key)
             except ValueError as exc:
                 return self._rejected(self._digest_of_file(), mtime, str(exc))
+            except _native.PanicException as exc:  # a bug in the engine's compiler: still rejected
+                return self._rejected(self._digest_of_file(), mtime, f"{self.path}: the masking engine failed: {exc}")
             digest = fresh.digest  # of the bytes that were compiled
             previous = self.masker.digest
             # recorded first: a catalogue is never in force without the record of when it came in

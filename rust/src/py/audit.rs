@@ -265,6 +265,9 @@ fn blake3_hex(py: Python<'_>, data: &[u8]) -> String {
 pub(crate) fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<AuditWriter>()?;
     m.add_function(wrap_pyfunction!(blake3_hex, m)?)?;
+    // A Rust panic reaches Python as this type, which derives from BaseException (not
+    // Exception): the gateway catches it by name so that a failing engine answers 500.
+    m.add("PanicException", m.py().get_type::<pyo3::panic::PanicException>())?;
     m.add("AuditError", m.py().get_type::<AuditError>())?;
     m.add("AuditUnavailable", m.py().get_type::<AuditUnavailable>())?;
     m.add_function(wrap_pyfunction!(audit_verify, m)?)?;
