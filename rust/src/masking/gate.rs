@@ -905,25 +905,28 @@ impl Gate {
         let table = |t: &[u8; 16]| _mm256_broadcastsi128_si256(_mm_loadu_si128(t.as_ptr() as *const __m128i));
         let (class_lo, class_hi) = (table(&CLASS_LO), table(&CLASS_HI));
         let (nibble, zero) = (_mm256_set1_epi8(0x0f), _mm256_setzero_si256());
-        let mut ring = HighNibbles([[0; 96]; RING]);
+        // (not zeroed: this function is entered again after each chunk the digit shapes visit,
+        // and a slot's bytes are read only after `fill` has written them)
+        let mut ring = std::mem::MaybeUninit::<HighNibbles>::uninit();
+        let base = (&raw mut (*ring.as_mut_ptr()).0).cast::<u8>();
         // chunk j's bytes and the `WIDTH - 1` after it (68 of the slot's 96), in three loads
-        let fill = |ring: &mut HighNibbles, j: usize| {
+        let fill = |j: usize| {
             let q = p.add(64 * j);
-            let slot = ring.0[j % RING].as_mut_ptr();
+            let slot = base.add(96 * (j % RING));
             for off in [0usize, 32, 36] {
                 let v = _mm256_loadu_si256(q.add(off) as *const __m256i);
                 _mm256_storeu_si256(slot.add(off) as *mut __m256i, _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble));
             }
         };
         for j in 0..chunks.min(AHEAD) {
-            fill(&mut ring, j);
+            fill(j);
         }
         for i in 0..chunks {
             if i + AHEAD < chunks {
-                fill(&mut ring, i + AHEAD);
+                fill(i + AHEAD);
             }
             let q = p.add(64 * i);
-            let h = ring.0[i % RING].as_ptr();
+            let h = base.add(96 * (i % RING)).cast_const();
             let (mut d, mut pu) = (0u64, 0u64);
             let mut acc = [zero; 2];
             for (half, acc) in acc.iter_mut().enumerate() {
