@@ -886,7 +886,7 @@ impl Gate {
     /// The high nibbles are worked out once per byte, `AHEAD` chunks before they are read
     /// (`HighNibbles`), rather than once per byte and position (a shift and an and for each of
     /// the `WIDTH` overlapping loads). Prose masked 3-4% faster with this on an AMD EPYC (Zen 2,
-    /// `benchmarks/masking_ab.py`, three runs of 3-4 rounds); the same change in `next_avx2`
+    /// `benchmarks/masking_ab.py`, two runs of 3 and 4 rounds); the same change in `next_avx2`
     /// (the gate's pass when the digit shapes have one of their own) made digit-heavy text 4%
     /// faster but PII-dense text, base64 and 1 KiB bodies 1-4% slower, where the pass stops
     /// every few chunks and each call pays for the chunks read ahead, so that one is unchanged.
