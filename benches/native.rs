@@ -6,7 +6,9 @@
 //!
 //! The corpus has the shape of `graphwarden masking bench`'s (same words, one catalogue value per
 //! ~1 KiB when dense) from a fixed-seed generator of its own. `GW_BENCH_LOOP=stream|kib|kibitem|json|jsonitem|file|filejson|clean|dense|prose`
-//! repeats one case for 6 s, for a profiler (`GW_BENCH_ROUNDS=N`: N times, for callgrind).
+//! repeats one case for 6 s, for a profiler (`GW_BENCH_ROUNDS=N`: N times, for callgrind);
+//! `GW_BENCH_LOOP=filesplit GW_BENCH_FILE=F GW_BENCH_ROUNDS=1` times a file's `spans()` apart from
+//! the write of its masked copy.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -162,6 +164,31 @@ fn main() {
                     if done % 50 == 0 {
                         eprintln!("{:.0} ns per call", t.elapsed().as_secs_f64() * 1e6);
                     }
+                }
+                Some("filesplit") => {
+                    // a body of one's own: `spans()` alone, then `spans()` with the masked copy
+                    // written (the fastest of 300 calls each, interleaved), to tell the searches
+                    // from the write
+                    let body = std::fs::read(std::env::var_os("GW_BENCH_FILE").expect("GW_BENCH_FILE")).expect("read");
+                    let (mut spans, mut whole) = (Duration::MAX, Duration::MAX);
+                    for _ in 0..300 {
+                        let t = Instant::now();
+                        drop(black_box(engine.spans(black_box(&body))));
+                        spans = spans.min(t.elapsed());
+                        let t = Instant::now();
+                        let found = engine.spans(black_box(&body));
+                        let n = engine.masked_len(&body, &found);
+                        let mut out: Vec<u8> = Vec::with_capacity(n);
+                        engine.write_masked(&body, &found, &mut out.spare_capacity_mut()[..n]);
+                        drop(black_box(out));
+                        whole = whole.min(t.elapsed());
+                    }
+                    println!(
+                        "{} bytes: spans() {:.3} ms, with the masked copy written {:.3} ms",
+                        body.len(),
+                        spans.as_secs_f64() * 1e3,
+                        whole.as_secs_f64() * 1e3
+                    );
                 }
                 Some("kibitem") => (0..1000).for_each(|_| drop(black_box(engine.mask(black_box(item))))),
                 Some("dense") => drop(black_box(engine.mask(black_box(&dense)))),

@@ -308,3 +308,20 @@ def test_uuids_ending_in_twelve_luhn_digits_survive_in_bodies_json_and_streams()
         assert s.feed(doc[:cut]) + s.feed(doc[cut:]) + s.finish() == doc
     # the same digits alone are a card number
     assert m.mask(b"card 123456789015") == b"card [CARD]"
+
+
+
+def test_the_benchmark_corpus_carries_the_values_it_is_given() -> None:
+    """`corpus(..., values=...)` (benchmarks/masking_values.py) puts one of the given values
+    after each KiB, and only those: the engine finds one span per value, all of their entity;
+    without `values`, every entry's fixtures as before."""
+    from graphwarden.masking.cli import corpus as bench_corpus
+
+    m = Masker.default()
+    email = b"jane.doe@example.com"
+    text = bench_corpus(1 << 16, dense=True, values=[email])
+    found = m.findings(text)
+    assert 60 <= text.count(email) == len(found)
+    assert {e for e, _, _ in found} == {"EMAIL"}
+    mixed = bench_corpus(1 << 16, dense=True)
+    assert mixed == bench_corpus(1 << 16, dense=True, values=None) and len({e for e, _, _ in m.findings(mixed)}) > 10

@@ -56,14 +56,15 @@ def _scan(args: argparse.Namespace) -> int:
     return 0
 
 
-def corpus(size: int, dense: bool, seed: int = 1) -> bytes:
+def corpus(size: int, dense: bool, seed: int = 1, values: list[bytes] | None = None) -> bytes:
     """Generated text: prose, ids, timestamps, numbers; with `dense`, one catalogue value per
-    ~1 KiB."""
+    ~1 KiB (each drawn from `values`, by default every enabled entry's positive fixtures)."""
     rnd = random.Random(seed)
     words = ("the order was shipped to our customer on 2026-11-24 with tracking id 9f8e7d6c5b4a "
              "invoice INV-482913 total 1249.50 EUR status delivered and signed by the recipient at "
              "the front desk reference 550e8400-e29b-41d4-a716-446655440000 build v2.14.3").split()
-    values = [p.encode() for e in default_catalogue().entries if e.enabled for p in e.positive]
+    if values is None:
+        values = [p.encode() for e in default_catalogue().entries if e.enabled for p in e.positive]
     out = bytearray()
     next_value = 1024
     while len(out) < size:
