@@ -310,7 +310,6 @@ def test_uuids_ending_in_twelve_luhn_digits_survive_in_bodies_json_and_streams()
     assert m.mask(b"card 123456789015") == b"card [CARD]"
 
 
-
 def test_the_benchmark_corpus_carries_the_values_it_is_given() -> None:
     """`corpus(..., values=...)` (benchmarks/masking_values.py) puts one of the given values
     after each KiB, and only those: the engine finds one span per value, all of their entity;
